@@ -1,0 +1,166 @@
+//! Manifests: `GET`/`HEAD` with content negotiation, `PUT` with validation, `DELETE` of a tag or
+//! of a manifest by digest. Manifests live in SQL with their exact bytes; blobs are never read.
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+
+use super::{blobs::visible_size, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Code, Error, Result};
+use crate::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
+use crate::metadata::{NewManifest, StoredManifest};
+use crate::names::{Reference, RepoName};
+
+async fn lookup(state: &AppState, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>> {
+    let key = (repo.clone(), reference.clone());
+    if let Some(m) = state.caches.manifests.get(&key).await {
+        return Ok(Some(m));
+    }
+    let found = match reference {
+        Reference::Digest(d) => state.meta.manifest_by_digest(repo, d).await?,
+        Reference::Tag(t) => state.meta.manifest_by_tag(repo, t).await?,
+    };
+    if let Some(m) = &found {
+        state.caches.manifests.insert(key, m.clone()).await;
+    }
+    Ok(found)
+}
+
+/// Whether an `Accept` header admits `media_type`. No header, or a wildcard, admits anything:
+/// this registry never converts manifests, so the only choice is to serve or to refuse.
+fn accepts(call: &Call, media_type: &str) -> bool {
+    let values: Vec<&str> = call.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    if values.is_empty() {
+        return true;
+    }
+    values.iter().flat_map(|v| v.split(',')).map(bare_media_type).any(|t| t == media_type || t == "*/*" || t == "application/*")
+}
+
+pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, reference: &Reference, head: bool) -> Result<Response> {
+    let m = lookup(state, repo, reference).await?.ok_or_else(|| Error::manifest_unknown(reference))?;
+    if !accepts(call, &m.media_type) {
+        return Err(Error::manifest_unknown(reference).message(format!(
+            "the manifest is {} but the Accept header does not allow it",
+            m.media_type
+        )));
+    }
+    let len = m.content.len();
+    let body = if head { Body::empty() } else { Body::from(m.content) };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, &m.media_type)
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ETAG, format!("\"{}\"", m.digest))
+        .header(DOCKER_CONTENT_DIGEST, m.digest.as_str())
+        .body(body)
+        .map_err(Error::internal)
+}
+
+fn too_large() -> Error {
+    Error::new(StatusCode::PAYLOAD_TOO_LARGE, Code::ManifestInvalid)
+        .message("manifest too large")
+        .detail(json!({ "limit_bytes": MAX_MANIFEST_BYTES }))
+}
+
+pub(crate) async fn put(state: &AppState, call: &Call, body: Body, repo: &RepoName, reference: &Reference) -> Result<Response> {
+    if call.header(&header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok()).is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+        return Err(too_large());
+    }
+    let content_type = call.header(&header::CONTENT_TYPE).map(bare_media_type).unwrap_or("").to_owned();
+    let body = Limited::new(body, MAX_MANIFEST_BYTES).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            too_large()
+        } else {
+            Error::bad_request(Code::ManifestInvalid, format!("request body ended early: {e}"))
+        }
+    })?;
+    let content = body.to_bytes().to_vec();
+
+    let digest = match reference {
+        Reference::Digest(expected) => {
+            let actual = Digest::of(expected.algorithm(), &content);
+            if &actual != expected {
+                return Err(Error::digest_invalid("manifest digest does not match its content")
+                    .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() })));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::of(Algorithm::Sha256, &content),
+    };
+    let parsed = manifest::parse(&content_type, &content)?;
+
+    // Everything the manifest points at must already be in this repository.
+    for d in parsed.blobs.iter().filter(|d| !d.foreign) {
+        match visible_size(state, repo, &d.digest).await? {
+            None => {
+                return Err(Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+                    .detail(json!({ "digest": d.digest.to_string() })));
+            }
+            Some(size) if size != d.size => {
+                return Err(Error::manifest_invalid(format!("{} has size {size}, the manifest says {}", d.digest, d.size)));
+            }
+            Some(_) => {}
+        }
+    }
+    for child in &parsed.manifests {
+        if !state.meta.manifest_exists(repo, &child.digest).await? {
+            return Err(Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+                .detail(json!({ "digest": child.digest.to_string() })));
+        }
+    }
+
+    let tag = match reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    let record = NewManifest {
+        digest: digest.clone(),
+        media_type: parsed.media_type,
+        content,
+        subject: parsed.subject.clone(),
+        artifact_type: parsed.artifact_type,
+        annotations: parsed.annotations,
+        blobs: parsed.blobs.iter().filter(|d| !d.foreign).map(|d| d.digest.clone()).collect(),
+        manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+    };
+    state.meta.put_manifest(repo, &record, tag).await?;
+    if let Some(t) = tag {
+        state.caches.manifests.invalidate(&(repo.clone(), Reference::Tag(t.clone()))).await;
+    }
+
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/manifests/{digest}")),
+            (DOCKER_CONTENT_DIGEST, digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = parsed.subject {
+        response.headers_mut().insert(OCI_SUBJECT, subject.as_str().parse().map_err(Error::internal)?);
+    }
+    Ok(response)
+}
+
+pub(crate) async fn delete(state: &AppState, repo: &RepoName, reference: &Reference) -> Result<Response> {
+    match reference {
+        Reference::Tag(tag) => {
+            if !state.meta.delete_tag(repo, tag).await? {
+                return Err(Error::manifest_unknown(reference));
+            }
+            state.caches.manifests.invalidate(&(repo.clone(), reference.clone())).await;
+        }
+        Reference::Digest(digest) => {
+            let tags = state.meta.delete_manifest(repo, digest).await?.ok_or_else(|| Error::manifest_unknown(reference))?;
+            state.caches.manifests.invalidate(&(repo.clone(), reference.clone())).await;
+            for tag in tags.iter().filter_map(|t| t.parse().ok()) {
+                state.caches.manifests.invalidate(&(repo.clone(), Reference::Tag(tag))).await;
+            }
+        }
+    }
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

@@ -1,0 +1,251 @@
+//! Blob uploads: sessions (`POST`), chunks (`PATCH`), closing (`PUT`), status (`GET`),
+//! cancel (`DELETE`), monolithic `POST ?digest=`, and cross-repository mounts.
+//!
+//! A session is a row in SQL (size and hash state) plus bytes in the blob store, so any process
+//! sharing the database and store can continue it. A chunk is acknowledged only after its bytes
+//! are durable and the row has moved forward; the blob becomes visible only at the closing `PUT`,
+//! after the digest computed while streaming matches the one the client names.
+
+use axum::body::{Body, HttpBody};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH};
+use crate::access::Action;
+use crate::digest::{Algorithm, Digest, ResumableHasher};
+use crate::error::{upload_range, Code, Error, Result};
+use crate::ingest::ingest;
+use crate::metadata::Upload;
+use crate::names::RepoName;
+
+/// Advertised minimum chunk size: small chunks cost a durable write and a database update each.
+pub const CHUNK_MIN_LENGTH: u64 = 1024 * 1024;
+
+/// How many repositories holding a blob are considered for a mount without `from`.
+const AUTO_MOUNT_CANDIDATES: i64 = 50;
+
+fn upload_location(repo: &RepoName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
+            (DOCKER_CONTENT_DIGEST, digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn upload_accepted(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response {
+    (
+        status,
+        [
+            (header::LOCATION, upload_location(repo, id)),
+            (header::RANGE, upload_range(size)),
+            (DOCKER_UPLOAD_UUID, id.to_owned()),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn parse_digest(value: &str) -> Result<Digest> {
+    value.parse().map_err(|_| Error::digest_invalid(format!("invalid digest {value:?}")))
+}
+
+/// Whether the request carries no body bytes at all.
+fn body_is_empty(body: &Body) -> bool {
+    body.size_hint().exact() == Some(0)
+}
+
+pub(crate) async fn start(state: &AppState, call: &Call, body: Body, repo: &RepoName) -> Result<Response> {
+    if let Some(mount) = call.query("mount") {
+        let digest = parse_digest(mount)?;
+        if let Some(response) = try_mount(state, call, repo, &digest).await? {
+            return Ok(response);
+        }
+        // Not mountable: the spec says to fall back to opening a session.
+    }
+    if let Some(digest) = call.query("digest") {
+        let digest = parse_digest(digest)?;
+        return monolithic(state, body, repo, &digest).await;
+    }
+    let algorithm = match call.query("digest-algorithm") {
+        None | Some("sha256") => Algorithm::Sha256,
+        Some("sha512") => Algorithm::Sha512,
+        Some(other) => return Err(Error::digest_invalid(format!("unsupported digest algorithm {other:?}"))),
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    state.meta.create_upload(&id, repo, &ResumableHasher::new(algorithm).to_bytes()).await?;
+    let mut response = upload_accepted(StatusCode::ACCEPTED, repo, &id, 0);
+    response.headers_mut().insert(OCI_CHUNK_MIN_LENGTH, CHUNK_MIN_LENGTH.into());
+    Ok(response)
+}
+
+/// Links an existing blob into `repo` from `from` (or, without `from`, from any repository the
+/// caller may read). `None` when the blob cannot be mounted.
+async fn try_mount(state: &AppState, call: &Call, repo: &RepoName, digest: &Digest) -> Result<Option<Response>> {
+    let candidates: Vec<RepoName> = match call.query("from") {
+        Some(from) => match from.parse::<RepoName>() {
+            Ok(from) => vec![from],
+            Err(()) => return Ok(None),
+        },
+        None => state
+            .meta
+            .repos_with_blob(digest, AUTO_MOUNT_CANDIDATES)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
+    };
+    for from in candidates {
+        if !call.identity.may(&from, Action::Pull) {
+            continue;
+        }
+        if let Some(size) = state.meta.mount_blob(repo, from.as_str(), digest).await? {
+            state.caches.repo_blobs.insert((repo.clone(), digest.clone()), size).await;
+            return Ok(Some(blob_created(repo, digest)));
+        }
+    }
+    Ok(None)
+}
+
+/// `POST ?digest=` with the whole blob as body.
+async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Digest) -> Result<Response> {
+    let id = format!("mono-{}", uuid::Uuid::new_v4());
+    let result = async {
+        let mut sink = state.store.append(&id, 0).await?;
+        let (hasher, _) = ingest(body, sink.as_mut(), ResumableHasher::new(digest.algorithm()), None).await?;
+        let size = sink.finish().await?;
+        commit(state, repo, &id, &hasher, size, digest).await
+    }
+    .await;
+    if result.is_err() {
+        // Best effort: the upload was never visible, and GC reaps what a failure here leaves.
+        let _ = state.store.discard(&id).await;
+    }
+    result?;
+    Ok(blob_created(repo, digest))
+}
+
+/// Verifies the digest and publishes the upload's bytes as `digest` in `repo`.
+async fn commit(state: &AppState, repo: &RepoName, id: &str, hasher: &ResumableHasher, size: u64, digest: &Digest) -> Result<()> {
+    let actual = hasher.finish();
+    if &actual != digest {
+        return Err(Error::digest_invalid("digest did not match uploaded content")
+            .detail(json!({ "expected": digest.to_string(), "actual": actual.to_string() })));
+    }
+    state.store.commit(id, digest, size).await?;
+    state.meta.link_blob(repo, digest, size).await?;
+    state.caches.repo_blobs.insert((repo.clone(), digest.clone()), size).await;
+    Ok(())
+}
+
+/// Loads a session, which must belong to `repo`.
+async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<Upload> {
+    match state.meta.upload(id).await? {
+        Some(up) if up.repo == repo.as_str() => Ok(up),
+        _ => Err(Error::upload_unknown()),
+    }
+}
+
+/// Parses `Content-Range: <start>-<end>` (inclusive; a `bytes ` or `bytes=` prefix is tolerated).
+fn content_range(call: &Call, location: &str, current: u64) -> Result<Option<(u64, u64)>> {
+    let Some(raw) = call.header(&header::CONTENT_RANGE) else { return Ok(None) };
+    let spec = raw.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+    let parsed = spec.split_once('-').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    match parsed {
+        Some((start, end)) if end >= start && start == current => Ok(Some((start, end))),
+        Some(_) => Err(Error::range_not_satisfiable(location, current)),
+        None => Err(Error::bad_request(Code::BlobUploadInvalid, format!("malformed Content-Range {raw:?}"))),
+    }
+}
+
+/// Appends the request body to a session at its current size; returns the new size.
+async fn append(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str, up: Upload) -> Result<(u64, ResumableHasher)> {
+    let location = upload_location(repo, id);
+    let hasher = ResumableHasher::from_bytes(&up.hash_state).ok_or_else(|| Error::internal("corrupt upload hash state"))?;
+    let range = content_range(call, &location, up.size)?;
+    let expected = range.map(|(start, end)| end - start + 1);
+    if let (Some(expected), Some(length)) = (expected, call.header(&header::CONTENT_LENGTH)) {
+        if length.trim().parse::<u64>().ok() != Some(expected) {
+            return Err(Error::size_invalid("Content-Length does not match Content-Range"));
+        }
+    }
+    let mut sink = state.store.append(id, up.size).await?;
+    let (hasher, received) = ingest(body, sink.as_mut(), hasher, expected).await?;
+    if expected.is_some_and(|e| e != received) {
+        return Err(Error::size_invalid("body is shorter than its Content-Range"));
+    }
+    let new_size = sink.finish().await?;
+    if new_size != up.size + received {
+        return Err(Error::internal(format!("upload {id} holds {new_size} bytes, expected {}", up.size + received)));
+    }
+    if !state.meta.advance_upload(id, up.size, new_size, &hasher.to_bytes()).await? {
+        // Another request moved the session while this one wrote (only possible if the store's
+        // writer lock was lost); its bytes win, ours are truncated away by the next append.
+        let current = state.meta.upload(id).await?.map_or(0, |u| u.size);
+        return Err(Error::range_not_satisfiable(&location, current));
+    }
+    Ok((new_size, hasher))
+}
+
+pub(crate) async fn patch(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str) -> Result<Response> {
+    let up = session(state, repo, id).await?;
+    let (size, _) = append(state, call, body, repo, id, up).await?;
+    Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, size))
+}
+
+pub(crate) async fn finish(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str) -> Result<Response> {
+    let digest = match call.query("digest") {
+        Some(d) => parse_digest(d)?,
+        None => return Err(Error::digest_invalid("the closing PUT needs ?digest=")),
+    };
+    let mut up = session(state, repo, id).await?;
+    // A session that has received nothing yet can still switch to the digest's algorithm.
+    if up.size == 0 && digest.algorithm() != Algorithm::Sha256 {
+        up.hash_state = ResumableHasher::new(digest.algorithm()).to_bytes();
+    }
+    let (size, hasher) = if body_is_empty(&body) && call.header(&header::CONTENT_RANGE).is_none() {
+        let hasher = ResumableHasher::from_bytes(&up.hash_state).ok_or_else(|| Error::internal("corrupt upload hash state"))?;
+        (up.size, hasher)
+    } else {
+        append(state, call, body, repo, id, up).await?
+    };
+    if hasher.algorithm() != digest.algorithm() {
+        return Err(Error::digest_invalid(format!(
+            "this upload was hashed with {}; open it with ?digest-algorithm={}",
+            hasher.algorithm().as_str(),
+            digest.algorithm().as_str()
+        )));
+    }
+    match commit(state, repo, id, &hasher, size, &digest).await {
+        Ok(()) => {}
+        Err(e) if e.code == Code::DigestInvalid => {
+            // The session cannot succeed any more: free it now rather than at expiry.
+            state.meta.delete_upload(id).await?;
+            state.store.discard(id).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
+    state.meta.delete_upload(id).await?;
+    Ok(blob_created(repo, &digest))
+}
+
+pub(crate) async fn status(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
+    let up = session(state, repo, id).await?;
+    Ok(upload_accepted(StatusCode::NO_CONTENT, repo, id, up.size))
+}
+
+pub(crate) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
+    session(state, repo, id).await?;
+    state.meta.delete_upload(id).await?;
+    state.store.discard(id).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
+}

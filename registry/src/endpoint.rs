@@ -1,0 +1,218 @@
+//! Parses a request's method and `/v2/...` path into a typed [`Endpoint`], once.
+//!
+//! Repository names contain slashes and may contain `blobs`, `manifests`, `tags` or `uploads` as
+//! components, so the path is matched from the right: the last one or two segments say which
+//! endpoint it is, and everything before them is the name. Handlers then match exhaustively.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::error::{Code, Error};
+use crate::names::{Reference, RepoName};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /v2/`
+    Base,
+    /// `GET /v2/_catalog`
+    Catalog,
+    /// `GET|HEAD /v2/<name>/blobs/<digest>`
+    BlobGet { name: RepoName, digest: Digest, head: bool },
+    /// `DELETE /v2/<name>/blobs/<digest>`
+    BlobDelete { name: RepoName, digest: Digest },
+    /// `POST /v2/<name>/blobs/uploads/`
+    UploadStart { name: RepoName },
+    /// `PATCH /v2/<name>/blobs/uploads/<id>`
+    UploadPatch { name: RepoName, id: String },
+    /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`
+    UploadFinish { name: RepoName, id: String },
+    /// `GET /v2/<name>/blobs/uploads/<id>`
+    UploadStatus { name: RepoName, id: String },
+    /// `DELETE /v2/<name>/blobs/uploads/<id>`
+    UploadCancel { name: RepoName, id: String },
+    /// `GET|HEAD /v2/<name>/manifests/<reference>`
+    ManifestGet { name: RepoName, reference: Reference, head: bool },
+    /// `PUT /v2/<name>/manifests/<reference>`
+    ManifestPut { name: RepoName, reference: Reference },
+    /// `DELETE /v2/<name>/manifests/<reference>`
+    ManifestDelete { name: RepoName, reference: Reference },
+    /// `GET /v2/<name>/tags/list`
+    TagsList { name: RepoName },
+    /// `GET /v2/<name>/referrers/<digest>`
+    Referrers { name: RepoName, digest: Digest },
+}
+
+impl Endpoint {
+    /// The repository the endpoint acts on, if any.
+    pub fn repository(&self) -> Option<&RepoName> {
+        use Endpoint::*;
+        match self {
+            Base | Catalog => None,
+            BlobGet { name, .. }
+            | BlobDelete { name, .. }
+            | UploadStart { name }
+            | UploadPatch { name, .. }
+            | UploadFinish { name, .. }
+            | UploadStatus { name, .. }
+            | UploadCancel { name, .. }
+            | ManifestGet { name, .. }
+            | ManifestPut { name, .. }
+            | ManifestDelete { name, .. }
+            | TagsList { name }
+            | Referrers { name, .. } => Some(name),
+        }
+    }
+
+    /// Parses `path` (which starts with `/v2/`) for `method`.
+    pub fn parse(method: &Method, path: &str) -> Result<Endpoint, Error> {
+        let rest = path.strip_prefix("/v2/").ok_or_else(not_found)?;
+        if rest.is_empty() {
+            return only(method, &[Method::GET, Method::HEAD], Endpoint::Base);
+        }
+        if rest == "_catalog" {
+            return only(method, &[Method::GET], Endpoint::Catalog);
+        }
+        let segments: Vec<&str> = rest.split('/').collect();
+        let n = segments.len();
+        let name_of = |upto: usize| -> Result<RepoName, Error> {
+            let name = segments[..upto].join("/");
+            name.parse().map_err(|_| {
+                Error::new(StatusCode::BAD_REQUEST, Code::NameInvalid).detail(json!({ "name": truncate(&name) }))
+            })
+        };
+        let digest_of = |s: &str| -> Result<Digest, Error> {
+            s.parse().map_err(|_| Error::bad_request(Code::DigestInvalid, format!("invalid digest {:?}", truncate(s))))
+        };
+
+        // `<name>/blobs/uploads/` (trailing slash) or `<name>/blobs/uploads`
+        if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" && segments[n - 1].is_empty() {
+            let name = name_of(n - 3)?;
+            return only(method, &[Method::POST], Endpoint::UploadStart { name });
+        }
+        if n >= 2 && segments[n - 2] == "blobs" && segments[n - 1] == "uploads" && *method == Method::POST {
+            return Ok(Endpoint::UploadStart { name: name_of(n - 2)? });
+        }
+        // `<name>/blobs/uploads/<id>`
+        if n >= 4 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
+            let name = name_of(n - 3)?;
+            let id = segments[n - 1].to_owned();
+            if !valid_upload_id(&id) {
+                return Err(Error::upload_unknown());
+            }
+            return match *method {
+                Method::PATCH => Ok(Endpoint::UploadPatch { name, id }),
+                Method::PUT => Ok(Endpoint::UploadFinish { name, id }),
+                Method::GET => Ok(Endpoint::UploadStatus { name, id }),
+                Method::DELETE => Ok(Endpoint::UploadCancel { name, id }),
+                _ => Err(method_not_allowed()),
+            };
+        }
+        if n >= 3 && segments[n - 2] == "blobs" {
+            let name = name_of(n - 2)?;
+            let digest = digest_of(segments[n - 1])?;
+            return match *method {
+                Method::GET => Ok(Endpoint::BlobGet { name, digest, head: false }),
+                Method::HEAD => Ok(Endpoint::BlobGet { name, digest, head: true }),
+                Method::DELETE => Ok(Endpoint::BlobDelete { name, digest }),
+                _ => Err(method_not_allowed()),
+            };
+        }
+        if n >= 3 && segments[n - 2] == "manifests" {
+            let name = name_of(n - 2)?;
+            let raw = segments[n - 1];
+            let reference: Reference = raw.parse().map_err(|_| {
+                if raw.contains(':') {
+                    Error::bad_request(Code::DigestInvalid, format!("invalid digest {:?}", truncate(raw)))
+                } else {
+                    Error::bad_request(Code::ManifestInvalid, format!("invalid tag {:?}", truncate(raw)))
+                }
+            })?;
+            return match *method {
+                Method::GET => Ok(Endpoint::ManifestGet { name, reference, head: false }),
+                Method::HEAD => Ok(Endpoint::ManifestGet { name, reference, head: true }),
+                Method::PUT => Ok(Endpoint::ManifestPut { name, reference }),
+                Method::DELETE => Ok(Endpoint::ManifestDelete { name, reference }),
+                _ => Err(method_not_allowed()),
+            };
+        }
+        if n >= 3 && segments[n - 2] == "tags" && segments[n - 1] == "list" {
+            let name = name_of(n - 2)?;
+            return only(method, &[Method::GET], Endpoint::TagsList { name });
+        }
+        if n >= 3 && segments[n - 2] == "referrers" {
+            let name = name_of(n - 2)?;
+            let digest = digest_of(segments[n - 1])?;
+            return only(method, &[Method::GET], Endpoint::Referrers { name, digest });
+        }
+        Err(not_found())
+    }
+}
+
+fn only(method: &Method, allowed: &[Method], endpoint: Endpoint) -> Result<Endpoint, Error> {
+    if allowed.contains(method) {
+        Ok(endpoint)
+    } else {
+        Err(method_not_allowed())
+    }
+}
+
+/// Upload ids are ours (UUIDs); anything else cannot name a session.
+fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(256).collect()
+}
+
+pub fn not_found() -> Error {
+    Error::unsupported(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+fn method_not_allowed() -> Error {
+    Error::unsupported(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> String {
+        format!("sha256:{}", "a".repeat(64))
+    }
+
+    #[test]
+    fn parses_from_the_right() {
+        let e = Endpoint::parse(&Method::GET, &format!("/v2/team/blobs/blobs/{}", d())).unwrap();
+        assert!(matches!(e, Endpoint::BlobGet { ref name, .. } if name.as_str() == "team/blobs"));
+        let e = Endpoint::parse(&Method::POST, "/v2/a/blobs/uploads/blobs/uploads/").unwrap();
+        assert!(matches!(e, Endpoint::UploadStart { ref name } if name.as_str() == "a/blobs/uploads"));
+        let e = Endpoint::parse(&Method::PATCH, "/v2/x/manifests/blobs/uploads/abc-1").unwrap();
+        assert!(matches!(e, Endpoint::UploadPatch { ref name, ref id } if name.as_str() == "x/manifests" && id == "abc-1"));
+        let e = Endpoint::parse(&Method::GET, "/v2/tags/tags/list").unwrap();
+        assert!(matches!(e, Endpoint::TagsList { ref name } if name.as_str() == "tags"));
+        let e = Endpoint::parse(&Method::HEAD, "/v2/m/manifests/manifests/latest").unwrap();
+        assert!(matches!(e, Endpoint::ManifestGet { ref name, head: true, .. } if name.as_str() == "m/manifests"));
+        let e = Endpoint::parse(&Method::GET, &format!("/v2/r/referrers/{}", d())).unwrap();
+        assert!(matches!(e, Endpoint::Referrers { .. }));
+        assert_eq!(Endpoint::parse(&Method::GET, "/v2/").unwrap(), Endpoint::Base);
+        assert_eq!(Endpoint::parse(&Method::GET, "/v2/_catalog").unwrap(), Endpoint::Catalog);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_codes() {
+        let e = Endpoint::parse(&Method::GET, &format!("/v2/Bad/blobs/{}", d())).unwrap_err();
+        assert_eq!(e.code, Code::NameInvalid);
+        let e = Endpoint::parse(&Method::GET, "/v2/a/blobs/sha256:xyz").unwrap_err();
+        assert_eq!(e.code, Code::DigestInvalid);
+        let e = Endpoint::parse(&Method::GET, "/v2/a/manifests/-bad").unwrap_err();
+        assert_eq!(e.code, Code::ManifestInvalid);
+        let e = Endpoint::parse(&Method::POST, &format!("/v2/a/blobs/{}", d())).unwrap_err();
+        assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
+        let e = Endpoint::parse(&Method::GET, "/v2/a/nothing").unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e = Endpoint::parse(&Method::GET, "/v2/a/blobs/uploads/..%2f").unwrap_err();
+        assert_eq!(e.code, Code::BlobUploadUnknown);
+    }
+}

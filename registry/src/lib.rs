@@ -1,0 +1,25 @@
+//! depot registry: an OCI distribution-spec v1.1 registry for CI builds.
+//!
+//! Layout:
+//! - [`server`]: builds the application from [`config`] and serves it on a bound listener.
+//! - [`api`]: the `/v2/` HTTP surface; [`endpoint`] parses each request into a typed endpoint,
+//!   [`access`] decides who may do what, handlers stay thin.
+//! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap).
+//! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (filesystem today).
+//! - [`metadata`]: repositories, blob links, uploads, manifests and tags in SQL (sqlx).
+//! - [`manifest`], [`digest`], [`names`]: validation of what clients send.
+//! - [`error`]: the one error type, mapped to OCI error codes and the JSON envelope.
+
+pub mod access;
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod digest;
+pub mod endpoint;
+pub mod error;
+pub mod ingest;
+pub mod manifest;
+pub mod metadata;
+pub mod names;
+pub mod server;
+pub mod storage;

@@ -1,0 +1,46 @@
+//! The `depot-registry` binary: `serve` runs the registry.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use depot_registry::config::ServeConfig;
+use depot_registry::server;
+
+#[derive(Debug, Parser)]
+#[command(name = "depot-registry", version, about = "An OCI registry for CI builds, saved by build ID")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry (with no flags: 127.0.0.1:5000, SQLite and blobs under ./depot-data).
+    Serve(ServeConfig),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match Cli::parse().command {
+        Command::Serve(config) => {
+            let state = server::open(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), "depot registry listening on http://{addr}");
+            server::serve(listener, state, server::shutdown_signal(), config.shutdown_grace()).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,550 @@
+//! Registry metadata in SQL: one implementation over sqlx's `Any` driver for SQLite (embedded
+//! default) and PostgreSQL, with migrations per dialect under `migrations/`.
+//!
+//! All SQL lives here; handlers call these methods. Queries use `$N` placeholders and only syntax
+//! both dialects share (`ON CONFLICT`, `lower()`), so there is a single code path.
+//!
+//! SQLite allows one writer at a time; a deferred transaction that upgrades to a write while
+//! another connection writes fails with `SQLITE_BUSY`. Writes therefore go through a pool of one
+//! connection on SQLite (reads use many), which serializes them without busy errors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::names::{RepoName, Tag};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Pooled access to the metadata database.
+#[derive(Clone)]
+pub struct Metadata {
+    read: AnyPool,
+    write: AnyPool,
+}
+
+/// An upload session.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub repo: String,
+    pub size: u64,
+    pub hash_state: Vec<u8>,
+}
+
+/// A manifest as stored: its exact bytes and what was derived from them at push time.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: bytes::Bytes,
+}
+
+/// What a manifest push writes.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// Annotations as a JSON object text, copied into referrers descriptors.
+    pub annotations: Option<String>,
+    /// Blobs (config, layers) the manifest references.
+    pub blobs: Vec<Digest>,
+    /// Child manifests (of an index).
+    pub manifests: Vec<Digest>,
+}
+
+/// A descriptor in a referrers response.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn digest_col(row: &AnyRow, col: &str) -> Result<Digest> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(|_| Error::internal(format!("corrupt digest {s:?} in database")))
+}
+
+impl Metadata {
+    /// Connects to `url` (`sqlite:...` or `postgres://...`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let read = AnyPoolOptions::new().max_connections(if sqlite { 8 } else { 16 }).connect(url).await?;
+        let write = if sqlite {
+            let write = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+            // WAL lets readers proceed while the writer commits; it persists in the file.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&write).await?;
+            write
+        } else {
+            read.clone()
+        };
+        let migrator = if sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+        migrator.run(&write).await?;
+        Ok(Metadata { read, write })
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    // ---- repositories ----------------------------------------------------------------------
+
+    pub async fn repository_exists(&self, repo: &RepoName) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Up to `n` repository names after `last`, in order.
+    pub async fn list_repositories(&self, n: i64, last: Option<&str>) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("name")?)).collect()
+    }
+
+    // ---- blobs -----------------------------------------------------------------------------
+
+    /// Size of `digest` if `repo` may read it.
+    pub async fn repo_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("size")).transpose()?.map(|s| s as u64))
+    }
+
+    /// Repositories that hold `digest` (at most `limit`), for mounting without `from`.
+    pub async fn repos_with_blob(&self, digest: &Digest, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT repo FROM repo_blobs WHERE digest = $1 ORDER BY repo LIMIT $2")
+            .bind(digest.as_str())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("repo")?)).collect()
+    }
+
+    /// Records that `digest` (of `size` bytes) is stored and that `repo` may read it.
+    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(digest.as_str())
+            .bind(size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Mounts `digest` from `from` into `repo`; false if `from` does not hold it.
+    pub async fn mount_blob(&self, repo: &RepoName, from: &str, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
+        )
+        .bind(from)
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size = row.try_get::<i64, _>("size")? as u64;
+        self.link_blob(repo, digest, size).await?;
+        Ok(Some(size))
+    }
+
+    /// Removes `repo`'s link to `digest`; false if there was none. The bytes stay for GC.
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether `digest` is recorded as stored at all (any repository).
+    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("size")).transpose()?.map(|s| s as u64))
+    }
+
+    // ---- uploads ---------------------------------------------------------------------------
+
+    pub async fn create_upload(&self, id: &str, repo: &RepoName, hash_state: &[u8]) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO uploads (id, repo, size, hash_state, created_at, updated_at) VALUES ($1, $2, 0, $3, $4, $4)",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .bind(hash_state.to_vec())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
+        // Read through the writer pool: a session is read right after its last write, possibly
+        // by a request that raced with it, and must see the latest size.
+        let row = sqlx::query("SELECT repo, size, hash_state FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Upload {
+            repo: row.try_get("repo")?,
+            size: row.try_get::<i64, _>("size")? as u64,
+            hash_state: row.try_get("hash_state")?,
+        }))
+    }
+
+    /// Moves an upload from `old_size` to `new_size`; false if another request moved it first.
+    pub async fn advance_upload(&self, id: &str, old_size: u64, new_size: u64, hash_state: &[u8]) -> Result<bool> {
+        let done = sqlx::query("UPDATE uploads SET size = $1, hash_state = $2, updated_at = $3 WHERE id = $4 AND size = $5")
+            .bind(new_size as i64)
+            .bind(hash_state.to_vec())
+            .bind(now_ms())
+            .bind(id)
+            .bind(old_size as i64)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.write).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- manifests -------------------------------------------------------------------------
+
+    /// Looks a manifest up by digest in `repo`.
+    pub async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query("SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| stored_manifest(&r)).transpose()
+    }
+
+    /// Looks a manifest up by tag in `repo`.
+    pub async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest \
+             WHERE t.repo = $1 AND t.name = $2",
+        )
+        .bind(repo.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| stored_manifest(&r)).transpose()
+    }
+
+    /// Of `digests`, those that `repo` may not read as blobs, and sizes of those it may.
+    pub async fn blob_sizes(&self, repo: &RepoName, digests: &[Digest]) -> Result<Vec<Option<u64>>> {
+        let mut out = Vec::with_capacity(digests.len());
+        for d in digests {
+            out.push(self.repo_blob_size(repo, d).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn manifest_exists(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Stores a manifest (idempotent for the same bytes) and points `tag` at it.
+    pub async fn put_manifest(&self, repo: &RepoName, m: &NewManifest, tag: Option<&Tag>) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(repo.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repo, digest, media_type, content, size, subject, artifact_type, annotations, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(m.content.clone())
+        .bind(m.content.len() as i64)
+        .bind(m.subject.as_ref().map(|d| d.to_string()))
+        .bind(m.artifact_type.clone())
+        .bind(m.annotations.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() > 0 {
+            let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.manifests.iter().map(|d| (d, "manifest")));
+            for (child, kind) in refs {
+                sqlx::query(
+                    "INSERT INTO manifest_refs (repo, manifest, child, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo.as_str())
+                .bind(m.digest.as_str())
+                .bind(child.as_str())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a manifest and every tag pointing at it; the tags removed are returned
+    /// (`None` if the manifest was not there).
+    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Vec<String>>> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let tags = sqlx::query("SELECT name FROM tags WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("name"))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlx::query("DELETE FROM tags WHERE repo = $1 AND digest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2")
+            .bind(repo.as_str())
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(tags))
+    }
+
+    /// Deletes a tag (not the manifest); false if it did not exist.
+    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Up to `n` tags after `last`, in case-insensitive order (ties broken by bytes).
+    pub async fn list_tags(&self, repo: &RepoName, n: i64, last: Option<&str>) -> Result<Vec<String>> {
+        let rows = match last {
+            None => {
+                sqlx::query("SELECT name FROM tags WHERE repo = $1 ORDER BY lower(name), name LIMIT $2")
+                    .bind(repo.as_str())
+                    .bind(n)
+                    .fetch_all(&self.read)
+                    .await?
+            }
+            Some(last) => {
+                sqlx::query(
+                    "SELECT name FROM tags WHERE repo = $1 AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
+                     ORDER BY lower(name), name LIMIT $3",
+                )
+                .bind(repo.as_str())
+                .bind(last)
+                .bind(n)
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("name")?)).collect()
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
+             WHERE repo = $1 AND subject = $2 AND ($3 = '' OR artifact_type = $3) ORDER BY created_at, digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.as_str())
+        .bind(artifact_type.unwrap_or(""))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: r.try_get("digest")?,
+                    media_type: r.try_get("media_type")?,
+                    size: r.try_get::<i64, _>("size")? as u64,
+                    artifact_type: r.try_get("artifact_type")?,
+                    annotations: r.try_get("annotations")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: digest_col(row, "digest")?,
+        media_type: row.try_get("media_type")?,
+        content: bytes::Bytes::from(row.try_get::<Vec<u8>, _>("content")?),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod suite {
+    //! The shared test suite every metadata backend must pass.
+    use super::*;
+    use crate::digest::Algorithm;
+
+    fn repo(s: &str) -> RepoName {
+        s.parse().unwrap()
+    }
+
+    pub async fn run(db: &Metadata) {
+        let a = repo("team/a");
+        let b = repo("team/b");
+        let d1 = Digest::of(Algorithm::Sha256, b"one");
+        let d2 = Digest::of(Algorithm::Sha256, b"two");
+
+        // Blobs are per repository.
+        db.link_blob(&a, &d1, 3).await.unwrap();
+        db.link_blob(&a, &d1, 3).await.unwrap();
+        assert_eq!(db.repo_blob_size(&a, &d1).await.unwrap(), Some(3));
+        assert_eq!(db.repo_blob_size(&b, &d1).await.unwrap(), None);
+        assert_eq!(db.mount_blob(&b, "team/a", &d2).await.unwrap(), None);
+        assert_eq!(db.mount_blob(&b, "team/a", &d1).await.unwrap(), Some(3));
+        assert_eq!(db.repos_with_blob(&d1, 10).await.unwrap(), vec!["team/a", "team/b"]);
+        assert!(db.unlink_blob(&b, &d1).await.unwrap());
+        assert!(!db.unlink_blob(&b, &d1).await.unwrap());
+        assert_eq!(db.blob_size(&d1).await.unwrap(), Some(3));
+
+        // Uploads move forward only from where they stand.
+        db.create_upload("u1", &a, b"s0").await.unwrap();
+        assert!(db.advance_upload("u1", 0, 10, b"s1").await.unwrap());
+        assert!(!db.advance_upload("u1", 0, 20, b"s2").await.unwrap());
+        let up = db.upload("u1").await.unwrap().unwrap();
+        assert_eq!((up.size, up.hash_state.as_slice(), up.repo.as_str()), (10, &b"s1"[..], "team/a"));
+        assert!(db.delete_upload("u1").await.unwrap());
+        assert!(db.upload("u1").await.unwrap().is_none());
+
+        // Manifests, tags, ordering and referrers.
+        let m = NewManifest {
+            digest: d2.clone(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: b"two".to_vec(),
+            subject: Some(d1.clone()),
+            artifact_type: Some("application/x-sbom".into()),
+            annotations: Some(r#"{"k":"v"}"#.into()),
+            blobs: vec![d1.clone()],
+            manifests: vec![],
+        };
+        for t in ["b", "A", "a", "C", "_z"] {
+            db.put_manifest(&a, &m, Some(&t.parse().unwrap())).await.unwrap();
+        }
+        assert_eq!(db.list_tags(&a, 100, None).await.unwrap(), vec!["_z", "A", "a", "b", "C"]);
+        assert_eq!(db.list_tags(&a, 2, Some("A")).await.unwrap(), vec!["a", "b"]);
+        let got = db.manifest_by_tag(&a, &"b".parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!((got.digest, &got.content[..]), (d2.clone(), &b"two"[..]));
+        assert!(db.manifest_by_digest(&b, &d2).await.unwrap().is_none());
+        let refs = db.referrers(&a, &d1, None).await.unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].size, 3);
+        assert!(db.referrers(&a, &d1, Some("other")).await.unwrap().is_empty());
+        assert_eq!(db.referrers(&a, &d1, Some("application/x-sbom")).await.unwrap().len(), 1);
+
+        assert!(db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
+        assert!(!db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
+        let mut removed = db.delete_manifest(&a, &d2).await.unwrap().unwrap();
+        removed.sort();
+        assert_eq!(removed, vec!["A", "C", "_z", "a"]);
+        assert!(db.delete_manifest(&a, &d2).await.unwrap().is_none());
+        assert!(db.list_tags(&a, 10, None).await.unwrap().is_empty());
+
+        assert!(db.repository_exists(&a).await.unwrap());
+        assert!(!db.repository_exists(&repo("nope")).await.unwrap());
+        assert_eq!(db.list_repositories(1, None).await.unwrap(), vec!["team/a"]);
+        assert_eq!(db.list_repositories(10, Some("team/a")).await.unwrap(), vec!["team/b"]);
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}?mode=rwc", dir.path().join("m.db").display());
+        let db = Metadata::connect(&url).await.unwrap();
+        run(&db).await;
+    }
+
+    /// Runs against PostgreSQL when `DEPOT_TEST_POSTGRES_URL` names a scratch database.
+    #[tokio::test]
+    async fn postgres() {
+        let Ok(url) = std::env::var("DEPOT_TEST_POSTGRES_URL") else {
+            eprintln!("DEPOT_TEST_POSTGRES_URL not set; the PostgreSQL backend is covered by .ci/run");
+            return;
+        };
+        let db = Metadata::connect(&url).await.unwrap();
+        run(&db).await;
+    }
+}

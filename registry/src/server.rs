@@ -1,0 +1,111 @@
+//! Builds the registry from its configuration and serves it on an already-bound listener (so
+//! tests bind `127.0.0.1:0` and never race for a port), with clean shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::access::Access;
+use crate::api::{self, AppState};
+use crate::cache::Caches;
+use crate::config::ServeConfig;
+use crate::error::{Error, InternalCause};
+use crate::metadata::Metadata;
+use crate::storage::FileStore;
+
+/// Opens the metadata database and blob store named by `config`, creating them if needed.
+pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let meta = Metadata::connect(&config.database_url()).await?;
+    let store = FileStore::open(&config.data_dir)?;
+    Ok(AppState {
+        meta,
+        store: Arc::new(store),
+        caches: Caches::new(Duration::from_secs(config.cache_ttl_secs)),
+        access: Access::default(),
+    })
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+        .fallback(api::fallback)
+        .layer(axum::middleware::from_fn(log_requests))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            Error::internal("handler panicked").into_response()
+        }))
+}
+
+/// Logs every request at debug level and every server-side failure, with its cause, once.
+async fn log_requests(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%method, %path, status = status.as_u16(), duration_ms, cause = %cause, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), duration_ms, "request");
+    }
+    response
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let meta = state.meta.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result??,
+        _ = stop_rx => {
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing requests in flight");
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(result) => result??,
+                Err(_) => {
+                    tracing::warn!("grace period over: abandoning requests still in flight");
+                    server.abort();
+                }
+            }
+        }
+    }
+    meta.close().await;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
