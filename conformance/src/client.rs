@@ -1,0 +1,185 @@
+//! A tiny blocking HTTP client for the checks: whole bodies in memory (the checks use small
+//! blobs), relative paths resolved against the registry URL, and the registry token flow
+//! (`WWW-Authenticate: Bearer realm=...`) or Basic auth answered automatically when credentials
+//! are given.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::blocking::Client as Http;
+use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::Method;
+
+/// A response with its body read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(500)]).into_owned()
+    }
+}
+
+pub struct Client {
+    base: String,
+    http: Http,
+    credentials: Option<(String, String)>,
+    /// Bearer tokens by the scope they were issued for.
+    tokens: HashMap<String, String>,
+}
+
+impl Client {
+    pub fn new(base: &str, credentials: Option<(String, String)>) -> anyhow::Result<Self> {
+        let http = Http::builder().timeout(Duration::from_secs(120)).redirect(reqwest::redirect::Policy::limited(5)).build()?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), http, credentials, tokens: HashMap::new() })
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{}", self.base, path)
+        }
+    }
+
+    /// Sends a request, answering one authentication challenge if credentials were given.
+    pub fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Result<Resp, String> {
+        let url = self.url(path);
+        let mut resp = self.send_once(&method, &url, headers, body.clone(), None)?;
+        if resp.status == 401 && self.credentials.is_some() {
+            if let Some(challenge) = resp.header(WWW_AUTHENTICATE.as_str()).map(str::to_owned) {
+                let auth = self.authorization(&challenge)?;
+                resp = self.send_once(&method, &url, headers, body, Some(auth))?;
+            }
+        }
+        Ok(resp)
+    }
+
+    fn send_once(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        auth: Option<String>,
+    ) -> Result<Resp, String> {
+        let mut req = self.http.request(method.clone(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().map_err(|e| format!("{method} {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().map_err(|e| format!("{method} {url}: reading body: {e}"))?.to_vec();
+        Ok(Resp { status, headers, body })
+    }
+
+    fn authorization(&mut self, challenge: &str) -> Result<String, String> {
+        let (user, pass) = self.credentials.clone().expect("checked by caller");
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Ok(basic(&user, &pass));
+        }
+        let params = parse_params(params);
+        let realm = params.get("realm").ok_or("Bearer challenge without realm")?;
+        let scope = params.get("scope").cloned().unwrap_or_default();
+        if let Some(token) = self.tokens.get(&scope) {
+            return Ok(format!("Bearer {token}"));
+        }
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(service) = params.get("service") {
+            query.push(("service", service));
+        }
+        if !scope.is_empty() {
+            query.push(("scope", &scope));
+        }
+        let resp = self
+            .http
+            .get(realm)
+            .query(&query)
+            .header(AUTHORIZATION, basic(&user, &pass))
+            .send()
+            .map_err(|e| format!("token request: {e}"))?;
+        let status = resp.status();
+        let json: serde_json::Value = resp.json().map_err(|e| format!("token response: {e}"))?;
+        let token = json
+            .get("token")
+            .or_else(|| json.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| format!("token endpoint answered {status} without a token"))?
+            .to_owned();
+        self.tokens.insert(scope, token.clone());
+        Ok(format!("Bearer {token}"))
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+}
+
+/// Parses `k="v",k2="v2"` challenge parameters.
+fn parse_params(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_owned();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            }
+        };
+        out.insert(key, value.to_owned());
+        rest = next.trim_start_matches(',').trim();
+    }
+    out
+}
+
+fn base64(input: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_params() {
+        let p = parse_params(r#"realm="http://x/token",service="reg",scope="repository:a/b:pull,push""#);
+        assert_eq!(p["realm"], "http://x/token");
+        assert_eq!(p["scope"], "repository:a/b:pull,push");
+        assert_eq!(p["service"], "reg");
+    }
+
+    #[test]
+    fn base64_encodes() {
+        assert_eq!(base64(b"x-token:abc"), "eC10b2tlbjphYmM=");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
+}
