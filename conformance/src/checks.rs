@@ -39,25 +39,46 @@ fn ensure(cond: bool, msg: impl FnOnce() -> String) -> R {
 }
 
 fn status(resp: &Resp, want: &[u16], what: &str) -> R {
-    ensure(want.contains(&resp.status), || format!("{what}: expected status {want:?}, got {}: {}", resp.status, resp.text()))
+    ensure(want.contains(&resp.status), || {
+        format!(
+            "{what}: expected status {want:?}, got {}: {}",
+            resp.status,
+            resp.text()
+        )
+    })
 }
 
 /// Expects `status` and the JSON error envelope with `code` among the errors.
 fn error(resp: &Resp, want_status: &[u16], code: &str, what: &str) -> R {
     status(resp, want_status, what)?;
-    let json = resp.json().map_err(|e| format!("{what}: error body: {e}"))?;
-    let errors = json.get("errors").and_then(Value::as_array).ok_or_else(|| format!("{what}: no errors array in {json}"))?;
-    ensure(errors.iter().any(|e| e.get("code").and_then(Value::as_str) == Some(code)), || {
-        format!("{what}: expected error code {code}, got {json}")
-    })
+    let json = resp
+        .json()
+        .map_err(|e| format!("{what}: error body: {e}"))?;
+    let errors = json
+        .get("errors")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{what}: no errors array in {json}"))?;
+    ensure(
+        errors
+            .iter()
+            .any(|e| e.get("code").and_then(Value::as_str) == Some(code)),
+        || format!("{what}: expected error code {code}, got {json}"),
+    )
 }
 
 fn header_eq(resp: &Resp, name: &str, want: &str, what: &str) -> R {
-    ensure(resp.header(name) == Some(want), || format!("{what}: header {name} is {:?}, expected {want:?}", resp.header(name)))
+    ensure(resp.header(name) == Some(want), || {
+        format!(
+            "{what}: header {name} is {:?}, expected {want:?}",
+            resp.header(name)
+        )
+    })
 }
 
 fn location(resp: &Resp, what: &str) -> Result<String, String> {
-    resp.header("location").map(str::to_owned).ok_or_else(|| format!("{what}: no Location header"))
+    resp.header("location")
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{what}: no Location header"))
 }
 
 /// Appends a query parameter to an upload location that may already carry a query.
@@ -74,7 +95,12 @@ fn get(ctx: &mut Ctx, path: &str) -> Result<Resp, String> {
 /// registries refuse OCI types to clients that do not list them).
 fn get_manifest(ctx: &mut Ctx, repo: &str, reference: &str) -> Result<Resp, String> {
     let accept = format!("{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}");
-    ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/{reference}"), &[("accept", accept.as_str())], None)
+    ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("accept", accept.as_str())],
+        None,
+    )
 }
 
 fn head(ctx: &mut Ctx, path: &str) -> Result<Resp, String> {
@@ -86,7 +112,12 @@ fn delete(ctx: &mut Ctx, path: &str) -> Result<Resp, String> {
 }
 
 fn start_upload(ctx: &mut Ctx, repo: &str) -> Result<String, String> {
-    let resp = ctx.client.send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[("content-length", "0")], Some(Vec::new()))?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[("content-length", "0")],
+        Some(Vec::new()),
+    )?;
     status(&resp, &[202], "POST upload")?;
     location(&resp, "POST upload")
 }
@@ -105,8 +136,19 @@ fn push_blob(ctx: &mut Ctx, repo: &str, data: &[u8]) -> Result<String, String> {
     Ok(digest)
 }
 
-fn put_manifest(ctx: &mut Ctx, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Result<Resp, String> {
-    ctx.client.send(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"), &[("content-type", media_type)], Some(body.to_vec()))
+fn put_manifest(
+    ctx: &mut Ctx,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> Result<Resp, String> {
+    ctx.client.send(
+        Method::PUT,
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("content-type", media_type)],
+        Some(body.to_vec()),
+    )
 }
 
 fn descriptor(media_type: &str, data: &[u8]) -> Value {
@@ -123,7 +165,10 @@ struct Image {
 
 fn image(ctx: &mut Ctx, repo: &str, media_type: &str, extra: Value) -> Result<Image, String> {
     let (config_type, layer_type) = if media_type == DOCKER_MANIFEST {
-        ("application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip")
+        (
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
     } else {
         (OCI_CONFIG, OCI_LAYER)
     };
@@ -143,7 +188,12 @@ fn image(ctx: &mut Ctx, repo: &str, media_type: &str, extra: Value) -> Result<Im
         m.extend(e.clone());
     }
     let manifest = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
-    Ok(Image { digest: sha256(&manifest), manifest, config_digest, layer_digest })
+    Ok(Image {
+        digest: sha256(&manifest),
+        manifest,
+        config_digest,
+        layer_digest,
+    })
 }
 
 /// Pushes an image by tag and returns it.
@@ -263,11 +313,15 @@ fn push_single_post(ctx: &mut Ctx) -> R {
 
 fn patch(ctx: &mut Ctx, loc: &str, range: Option<&str>, data: &[u8]) -> Result<Resp, String> {
     let len = data.len().to_string();
-    let mut headers = vec![("content-type", "application/octet-stream"), ("content-length", len.as_str())];
+    let mut headers = vec![
+        ("content-type", "application/octet-stream"),
+        ("content-length", len.as_str()),
+    ];
     if let Some(r) = range {
         headers.push(("content-range", r));
     }
-    ctx.client.send(Method::PATCH, loc, &headers, Some(data.to_vec()))
+    ctx.client
+        .send(Method::PATCH, loc, &headers, Some(data.to_vec()))
 }
 
 fn push_chunked(ctx: &mut Ctx) -> R {
@@ -283,11 +337,22 @@ fn push_chunked(ctx: &mut Ctx) -> R {
     status(&resp, &[202], "PATCH 2")?;
     header_eq(&resp, "range", "0-2999", "PATCH 2")?;
     let loc = location(&resp, "PATCH 2")?;
-    let resp = ctx.client.send(Method::PUT, &with_query(&loc, "digest", &digest), &[("content-length", "0")], None)?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &digest),
+        &[("content-length", "0")],
+        None,
+    )?;
     status(&resp, &[201], "closing PUT")?;
     location(&resp, "closing PUT")?;
     let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || format!("GET after chunked push: {} ({} bytes)", resp.status, resp.body.len()))
+    ensure(resp.status == 200 && resp.body == data, || {
+        format!(
+            "GET after chunked push: {} ({} bytes)",
+            resp.status,
+            resp.body.len()
+        )
+    })
 }
 
 fn push_chunked_final_in_put(ctx: &mut Ctx) -> R {
@@ -301,12 +366,17 @@ fn push_chunked_final_in_put(ctx: &mut Ctx) -> R {
     let resp = ctx.client.send(
         Method::PUT,
         &with_query(&loc, "digest", &digest),
-        &[("content-type", "application/octet-stream"), ("content-range", "1000-1999")],
+        &[
+            ("content-type", "application/octet-stream"),
+            ("content-range", "1000-1999"),
+        ],
         Some(data[1000..].to_vec()),
     )?;
     status(&resp, &[201], "closing PUT with final chunk")?;
     let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || format!("GET: {}", resp.status))
+    ensure(resp.status == 200 && resp.body == data, || {
+        format!("GET: {}", resp.status)
+    })
 }
 
 fn push_chunk_streamed(ctx: &mut Ctx) -> R {
@@ -318,7 +388,9 @@ fn push_chunk_streamed(ctx: &mut Ctx) -> R {
     status(&resp, &[202], "streamed PATCH")?;
     header_eq(&resp, "range", "0-4999", "streamed PATCH")?;
     let loc = location(&resp, "PATCH")?;
-    let resp = ctx.client.send(Method::PUT, &with_query(&loc, "digest", &digest), &[], None)?;
+    let resp = ctx
+        .client
+        .send(Method::PUT, &with_query(&loc, "digest", &digest), &[], None)?;
     status(&resp, &[201], "closing PUT")
 }
 
@@ -343,7 +415,12 @@ fn push_chunk_overlap(ctx: &mut Ctx) -> R {
     let resp = patch(ctx, &loc, Some("1000-1999"), &data[1000..])?;
     status(&resp, &[202], "PATCH after 416")?;
     let loc = location(&resp, "PATCH after 416")?;
-    let resp = ctx.client.send(Method::PUT, &with_query(&loc, "digest", &sha256(&data)), &[], None)?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &sha256(&data)),
+        &[],
+        None,
+    )?;
     status(&resp, &[201], "closing PUT")
 }
 
@@ -361,17 +438,32 @@ fn push_upload_status(ctx: &mut Ctx) -> R {
 
 fn push_chunk_min_length(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("minlen");
-    let resp = ctx.client.send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[("content-length", "0")], Some(Vec::new()))?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[("content-length", "0")],
+        Some(Vec::new()),
+    )?;
     status(&resp, &[202], "POST")?;
-    let value = resp.header("oci-chunk-min-length").ok_or("no OCI-Chunk-Min-Length header")?;
-    value.parse::<u64>().map(|_| ()).map_err(|_| format!("OCI-Chunk-Min-Length {value:?} is not a number"))
+    let value = resp
+        .header("oci-chunk-min-length")
+        .ok_or("no OCI-Chunk-Min-Length header")?;
+    value
+        .parse::<u64>()
+        .map(|_| ())
+        .map_err(|_| format!("OCI-Chunk-Min-Length {value:?} is not a number"))
 }
 
 fn push_digest_mismatch(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("mismatch");
     let loc = start_upload(ctx, &repo)?;
     let wrong = sha256(b"something else");
-    let resp = ctx.client.send(Method::PUT, &with_query(&loc, "digest", &wrong), &[], Some(b"actual".to_vec()))?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &wrong),
+        &[],
+        Some(b"actual".to_vec()),
+    )?;
     error(&resp, &[400], "DIGEST_INVALID", "PUT with wrong digest")?;
     let resp = head(ctx, &format!("/v2/{repo}/blobs/{wrong}"))?;
     status(&resp, &[404], "HEAD of the wrongly named blob")
@@ -381,7 +473,9 @@ fn push_empty_blob(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("empty");
     let digest = push_blob(ctx, &repo, b"")?;
     let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body.is_empty(), || format!("GET empty blob: {}", resp.status))
+    ensure(resp.status == 200 && resp.body.is_empty(), || {
+        format!("GET empty blob: {}", resp.status)
+    })
 }
 
 fn push_sha512_blob(ctx: &mut Ctx) -> R {
@@ -389,10 +483,17 @@ fn push_sha512_blob(ctx: &mut Ctx) -> R {
     let data = random_bytes(777);
     let digest = sha512(&data);
     let loc = start_upload(ctx, &repo)?;
-    let resp = ctx.client.send(Method::PUT, &with_query(&loc, "digest", &digest), &[], Some(data.clone()))?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &digest),
+        &[],
+        Some(data.clone()),
+    )?;
     status(&resp, &[201], "PUT with sha512 digest")?;
     let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || format!("GET sha512 blob: {}", resp.status))
+    ensure(resp.status == 200 && resp.body == data, || {
+        format!("GET sha512 blob: {}", resp.status)
+    })
 }
 
 fn push_same_blob_concurrently(ctx: &mut Ctx) -> R {
@@ -407,12 +508,24 @@ fn push_same_blob_concurrently(ctx: &mut Ctx) -> R {
     status(&ra, &[202], "PATCH a")?;
     status(&rb, &[202], "PATCH b")?;
     let (a, b) = (location(&ra, "a")?, location(&rb, "b")?);
-    let ra = ctx.client.send(Method::PUT, &with_query(&a, "digest", &digest), &[("content-range", "2000-3999")], Some(data[2000..].to_vec()))?;
-    let rb = ctx.client.send(Method::PUT, &with_query(&b, "digest", &digest), &[("content-range", "2000-3999")], Some(data[2000..].to_vec()))?;
+    let ra = ctx.client.send(
+        Method::PUT,
+        &with_query(&a, "digest", &digest),
+        &[("content-range", "2000-3999")],
+        Some(data[2000..].to_vec()),
+    )?;
+    let rb = ctx.client.send(
+        Method::PUT,
+        &with_query(&b, "digest", &digest),
+        &[("content-range", "2000-3999")],
+        Some(data[2000..].to_vec()),
+    )?;
     status(&ra, &[201], "PUT a")?;
     status(&rb, &[201], "PUT b")?;
     let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.body == data, || "blob differs after concurrent uploads".into())
+    ensure(resp.body == data, || {
+        "blob differs after concurrent uploads".into()
+    })
 }
 
 fn upload_cancel(ctx: &mut Ctx) -> R {
@@ -427,7 +540,12 @@ fn upload_cancel(ctx: &mut Ctx) -> R {
 fn upload_unknown(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("unknownup");
     push_blob(ctx, &repo, b"x")?;
-    let resp = patch(ctx, &format!("/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000000"), Some("0-0"), b"x")?;
+    let resp = patch(
+        ctx,
+        &format!("/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000000"),
+        Some("0-0"),
+        b"x",
+    )?;
     error(&resp, &[404], "BLOB_UPLOAD_UNKNOWN", "PATCH unknown upload")
 }
 
@@ -435,7 +553,12 @@ fn mount_from(ctx: &mut Ctx) -> R {
     let from = ctx.repo("mountsrc");
     let to = ctx.repo("mountdst");
     let digest = push_blob(ctx, &from, &random_bytes(500))?;
-    let resp = ctx.client.send(Method::POST, &format!("/v2/{to}/blobs/uploads/?mount={digest}&from={from}"), &[], Some(Vec::new()))?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{to}/blobs/uploads/?mount={digest}&from={from}"),
+        &[],
+        Some(Vec::new()),
+    )?;
     status(&resp, &[201], "mount")?;
     location(&resp, "mount")?;
     let resp = head(ctx, &format!("/v2/{to}/blobs/{digest}"))?;
@@ -447,7 +570,12 @@ fn mount_unknown_falls_back(ctx: &mut Ctx) -> R {
     let to = ctx.repo("mountdst");
     push_blob(ctx, &from, b"present")?;
     let missing = sha256(&random_bytes(32));
-    let resp = ctx.client.send(Method::POST, &format!("/v2/{to}/blobs/uploads/?mount={missing}&from={from}"), &[], Some(Vec::new()))?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{to}/blobs/uploads/?mount={missing}&from={from}"),
+        &[],
+        Some(Vec::new()),
+    )?;
     status(&resp, &[202], "mount of a blob the source lacks")?;
     location(&resp, "mount fallback").map(|_| ())
 }
@@ -456,7 +584,12 @@ fn mount_automatic(ctx: &mut Ctx) -> R {
     let from = ctx.repo("automsrc");
     let to = ctx.repo("autodst");
     let digest = push_blob(ctx, &from, &random_bytes(500))?;
-    let resp = ctx.client.send(Method::POST, &format!("/v2/{to}/blobs/uploads/?mount={digest}"), &[], Some(Vec::new()))?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{to}/blobs/uploads/?mount={digest}"),
+        &[],
+        Some(Vec::new()),
+    )?;
     status(&resp, &[201], "mount without from")?;
     let resp = head(ctx, &format!("/v2/{to}/blobs/{digest}"))?;
     status(&resp, &[200], "HEAD mounted blob")
@@ -487,23 +620,38 @@ fn pull_blob_range(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("range");
     let data = random_bytes(1000);
     let digest = push_blob(ctx, &repo, &data)?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), &[("range", "bytes=100-199")], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/blobs/{digest}"),
+        &[("range", "bytes=100-199")],
+        None,
+    )?;
     status(&resp, &[206], "ranged GET")?;
-    ensure(resp.body == data[100..200], || format!("ranged GET returned {} bytes", resp.body.len()))?;
+    ensure(resp.body == data[100..200], || {
+        format!("ranged GET returned {} bytes", resp.body.len())
+    })?;
     header_eq(&resp, "content-range", "bytes 100-199/1000", "ranged GET")
 }
 
 fn pull_blob_range_unsatisfiable(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("range416");
     let digest = push_blob(ctx, &repo, &random_bytes(100))?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/blobs/{digest}"), &[("range", "bytes=500-600")], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/blobs/{digest}"),
+        &[("range", "bytes=500-600")],
+        None,
+    )?;
     status(&resp, &[416], "unsatisfiable range")
 }
 
 fn pull_blob_unknown(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("unknownblob");
     push_blob(ctx, &repo, b"x")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{}", sha256(&random_bytes(16))))?;
+    let resp = get(
+        ctx,
+        &format!("/v2/{repo}/blobs/{}", sha256(&random_bytes(16))),
+    )?;
     error(&resp, &[404], "BLOB_UNKNOWN", "GET unknown blob")
 }
 
@@ -533,7 +681,9 @@ fn push_manifest_by_digest(ctx: &mut Ctx) -> R {
     let resp = put_manifest(ctx, &repo, &img.digest, OCI_MANIFEST, &img.manifest)?;
     status(&resp, &[201], "PUT manifest by digest")?;
     let resp = get_manifest(ctx, &repo, &img.digest)?;
-    ensure(resp.status == 200 && resp.body == img.manifest, || format!("GET by digest: {}", resp.status))
+    ensure(resp.status == 200 && resp.body == img.manifest, || {
+        format!("GET by digest: {}", resp.status)
+    })
 }
 
 fn push_manifest_exact_bytes(ctx: &mut Ctx) -> R {
@@ -541,7 +691,11 @@ fn push_manifest_exact_bytes(ctx: &mut Ctx) -> R {
     let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
     // Odd but valid JSON formatting must survive untouched.
     let mut odd = b"  \n\t".to_vec();
-    odd.extend(String::from_utf8_lossy(&img.manifest).replace(": ", " :   ").into_bytes());
+    odd.extend(
+        String::from_utf8_lossy(&img.manifest)
+            .replace(": ", " :   ")
+            .into_bytes(),
+    );
     odd.extend(b"\n\n");
     let digest = sha256(&odd);
     let resp = put_manifest(ctx, &repo, "odd", OCI_MANIFEST, &odd)?;
@@ -565,7 +719,12 @@ fn push_manifest_docker(ctx: &mut Ctx) -> R {
     .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "list", DOCKER_LIST, &list)?;
     status(&resp, &[201], "PUT manifest list")?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/list"), &[("accept", DOCKER_LIST)], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/list"),
+        &[("accept", DOCKER_LIST)],
+        None,
+    )?;
     status(&resp, &[200], "GET manifest list")?;
     header_eq(&resp, "content-type", DOCKER_LIST, "GET manifest list")?;
     ensure(resp.body == list, || "manifest list bytes differ".into())
@@ -578,13 +737,23 @@ fn push_image_index(ctx: &mut Ctx) -> R {
         let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
         let resp = put_manifest(ctx, &repo, &img.digest, OCI_MANIFEST, &img.manifest)?;
         status(&resp, &[201], "PUT child manifest")?;
-        entries.push(json!({ "mediaType": OCI_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
-                             "platform": { "architecture": arch, "os": "linux" } }));
+        entries.push(
+            json!({ "mediaType": OCI_MANIFEST, "digest": img.digest, "size": img.manifest.len(),
+                             "platform": { "architecture": arch, "os": "linux" } }),
+        );
     }
-    let index = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries })).map_err(|e| e.to_string())?;
+    let index = serde_json::to_vec(
+        &json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries }),
+    )
+    .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "multi", OCI_INDEX, &index)?;
     status(&resp, &[201], "PUT index")?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/multi"), &[("accept", OCI_INDEX)], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/multi"),
+        &[("accept", OCI_INDEX)],
+        None,
+    )?;
     status(&resp, &[200], "GET index")?;
     header_eq(&resp, "content-type", OCI_INDEX, "GET index")?;
     ensure(resp.body == index, || "index bytes differ".into())
@@ -595,7 +764,13 @@ fn push_manifest_digest_mismatch(ctx: &mut Ctx) -> R {
     let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
     let wrong = sha256(b"not this manifest");
     let resp = put_manifest(ctx, &repo, &wrong, OCI_MANIFEST, &img.manifest)?;
-    ensure(resp.status == 400, || format!("PUT by a wrong digest: expected 400, got {}: {}", resp.status, resp.text()))?;
+    ensure(resp.status == 400, || {
+        format!(
+            "PUT by a wrong digest: expected 400, got {}: {}",
+            resp.status,
+            resp.text()
+        )
+    })?;
     let resp = get_manifest(ctx, &repo, &wrong)?;
     status(&resp, &[404], "GET by the wrong digest")
 }
@@ -618,7 +793,12 @@ fn push_manifest_blob_unknown(ctx: &mut Ctx) -> R {
     }))
     .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "missing", OCI_MANIFEST, &manifest)?;
-    error(&resp, &[400, 404], "MANIFEST_BLOB_UNKNOWN", "PUT manifest with an unknown layer")
+    error(
+        &resp,
+        &[400, 404],
+        "MANIFEST_BLOB_UNKNOWN",
+        "PUT manifest with an unknown layer",
+    )
 }
 
 fn push_index_child_unknown(ctx: &mut Ctx) -> R {
@@ -630,20 +810,35 @@ fn push_index_child_unknown(ctx: &mut Ctx) -> R {
     }))
     .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "missing", OCI_INDEX, &index)?;
-    error(&resp, &[400, 404], "MANIFEST_BLOB_UNKNOWN", "PUT index with an unknown child")
+    error(
+        &resp,
+        &[400, 404],
+        "MANIFEST_BLOB_UNKNOWN",
+        "PUT index with an unknown child",
+    )
 }
 
 fn push_manifest_media_type_mismatch(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("mtype");
     let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
     let resp = put_manifest(ctx, &repo, "x", OCI_INDEX, &img.manifest)?;
-    error(&resp, &[400], "MANIFEST_INVALID", "PUT with Content-Type unlike mediaType")
+    error(
+        &resp,
+        &[400],
+        "MANIFEST_INVALID",
+        "PUT with Content-Type unlike mediaType",
+    )
 }
 
 fn push_manifest_4mib(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("big");
     // 4,000,000 bytes: "4 megabytes", just under 4 MiB.
-    let img = image(ctx, &repo, OCI_MANIFEST, json!({ "annotations": { "pad": "" } }))?;
+    let img = image(
+        ctx,
+        &repo,
+        OCI_MANIFEST,
+        json!({ "annotations": { "pad": "" } }),
+    )?;
     let mut value: Value = serde_json::from_slice(&img.manifest).map_err(|e| e.to_string())?;
     let pad = 4_000_000 - img.manifest.len();
     value["annotations"]["pad"] = json!("p".repeat(pad));
@@ -654,7 +849,12 @@ fn push_manifest_4mib(ctx: &mut Ctx) -> R {
 
 fn push_manifest_too_large(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("toolarge");
-    let img = image(ctx, &repo, OCI_MANIFEST, json!({ "annotations": { "pad": "" } }))?;
+    let img = image(
+        ctx,
+        &repo,
+        OCI_MANIFEST,
+        json!({ "annotations": { "pad": "" } }),
+    )?;
     let mut value: Value = serde_json::from_slice(&img.manifest).map_err(|e| e.to_string())?;
     value["annotations"]["pad"] = json!("p".repeat(64 * 1024 * 1024));
     let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
@@ -674,13 +874,23 @@ fn push_manifest_subject(ctx: &mut Ctx) -> R {
     )?;
     let resp = put_manifest(ctx, &repo, &sbom.digest, OCI_MANIFEST, &sbom.manifest)?;
     status(&resp, &[201], "PUT manifest with subject")?;
-    header_eq(&resp, "oci-subject", &subject.digest, "PUT manifest with subject")
+    header_eq(
+        &resp,
+        "oci-subject",
+        &subject.digest,
+        "PUT manifest with subject",
+    )
 }
 
 fn push_manifest_subject_missing(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("subjmissing");
     let absent = sha256(&random_bytes(8));
-    let sig = image(ctx, &repo, OCI_MANIFEST, json!({ "subject": { "mediaType": OCI_MANIFEST, "digest": absent, "size": 10 } }))?;
+    let sig = image(
+        ctx,
+        &repo,
+        OCI_MANIFEST,
+        json!({ "subject": { "mediaType": OCI_MANIFEST, "digest": absent, "size": 10 } }),
+    )?;
     let resp = put_manifest(ctx, &repo, &sig.digest, OCI_MANIFEST, &sig.manifest)?;
     status(&resp, &[201], "PUT manifest whose subject is absent")
 }
@@ -688,7 +898,12 @@ fn push_manifest_subject_missing(ctx: &mut Ctx) -> R {
 fn pull_manifest_by_tag(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("pulltag");
     let img = pushed_image(ctx, &repo, "latest")?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/latest"), &[("accept", OCI_MANIFEST)], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/latest"),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )?;
     status(&resp, &[200], "GET manifest")?;
     ensure(resp.body == img.manifest, || "manifest bytes differ".into())?;
     header_eq(&resp, "content-type", OCI_MANIFEST, "GET manifest")?;
@@ -698,7 +913,12 @@ fn pull_manifest_by_tag(ctx: &mut Ctx) -> R {
 fn pull_manifest_by_digest(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("pulldigest");
     let img = pushed_image(ctx, &repo, "latest")?;
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/{}", img.digest), &[("accept", OCI_MANIFEST)], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/{}", img.digest),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )?;
     status(&resp, &[200], "GET manifest by digest")?;
     ensure(resp.body == img.manifest, || "manifest bytes differ".into())
 }
@@ -706,9 +926,19 @@ fn pull_manifest_by_digest(ctx: &mut Ctx) -> R {
 fn pull_manifest_head(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("mhead");
     let img = pushed_image(ctx, &repo, "latest")?;
-    let resp = ctx.client.send(Method::HEAD, &format!("/v2/{repo}/manifests/latest"), &[("accept", OCI_MANIFEST)], None)?;
+    let resp = ctx.client.send(
+        Method::HEAD,
+        &format!("/v2/{repo}/manifests/latest"),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )?;
     status(&resp, &[200], "HEAD manifest")?;
-    header_eq(&resp, "content-length", &img.manifest.len().to_string(), "HEAD manifest")?;
+    header_eq(
+        &resp,
+        "content-length",
+        &img.manifest.len().to_string(),
+        "HEAD manifest",
+    )?;
     header_eq(&resp, "docker-content-digest", &img.digest, "HEAD manifest")?;
     ensure(resp.body.is_empty(), || "HEAD returned a body".into())
 }
@@ -726,7 +956,12 @@ fn pull_manifest_accept(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("accept");
     let img = pushed_image(ctx, &repo, "latest")?;
     let accept = format!("{DOCKER_MANIFEST}, {OCI_INDEX};q=0.9, {OCI_MANIFEST}");
-    let resp = ctx.client.send(Method::GET, &format!("/v2/{repo}/manifests/latest"), &[("accept", accept.as_str())], None)?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/latest"),
+        &[("accept", accept.as_str())],
+        None,
+    )?;
     status(&resp, &[200], "GET with a list of accepted types")?;
     ensure(resp.body == img.manifest, || "manifest differs".into())
 }
@@ -748,7 +983,9 @@ fn tag_all(ctx: &mut Ctx, repo: &str, tags: &[&str]) -> R {
 
 fn tags_of(resp: &Resp) -> Result<Vec<String>, String> {
     let json = resp.json()?;
-    let tags = json.get("tags").ok_or_else(|| format!("no tags field in {json}"))?;
+    let tags = json
+        .get("tags")
+        .ok_or_else(|| format!("no tags field in {json}"))?;
     if tags.is_null() {
         return Ok(Vec::new());
     }
@@ -761,7 +998,9 @@ fn tags_list(ctx: &mut Ctx) -> R {
     let resp = get(ctx, &format!("/v2/{repo}/tags/list"))?;
     status(&resp, &[200], "GET tags")?;
     let json = resp.json()?;
-    ensure(json["name"] == json!(repo), || format!("name field is {}", json["name"]))?;
+    ensure(json["name"] == json!(repo), || {
+        format!("name field is {}", json["name"])
+    })?;
     let tags = tags_of(&resp)?;
     ensure(tags == ["a", "b", "c"], || format!("tags are {tags:?}"))
 }
@@ -771,7 +1010,9 @@ fn tags_list_order(ctx: &mut Ctx) -> R {
     tag_all(ctx, &repo, &["B", "a", "C"])?;
     let resp = get(ctx, &format!("/v2/{repo}/tags/list"))?;
     let tags = tags_of(&resp)?;
-    ensure(tags == ["a", "B", "C"], || format!("tags are {tags:?}, expected case-insensitive [a, B, C]"))
+    ensure(tags == ["a", "B", "C"], || {
+        format!("tags are {tags:?}, expected case-insensitive [a, B, C]")
+    })
 }
 
 fn tags_list_pagination(ctx: &mut Ctx) -> R {
@@ -779,16 +1020,34 @@ fn tags_list_pagination(ctx: &mut Ctx) -> R {
     tag_all(ctx, &repo, &["t1", "t2", "t3", "t4", "t5"])?;
     let resp = get(ctx, &format!("/v2/{repo}/tags/list?n=2"))?;
     status(&resp, &[200], "GET tags n=2")?;
-    ensure(tags_of(&resp)? == ["t1", "t2"], || format!("first page {:?}", tags_of(&resp)))?;
-    let link = resp.header("link").ok_or("no Link header on a partial page")?.to_owned();
-    ensure(link.contains("rel=\"next\""), || format!("Link {link:?} lacks rel=\"next\""))?;
-    let next = link.trim().strip_prefix('<').and_then(|l| l.split_once('>')).map(|(u, _)| u.to_owned()).ok_or("unparsable Link")?;
+    ensure(tags_of(&resp)? == ["t1", "t2"], || {
+        format!("first page {:?}", tags_of(&resp))
+    })?;
+    let link = resp
+        .header("link")
+        .ok_or("no Link header on a partial page")?
+        .to_owned();
+    ensure(link.contains("rel=\"next\""), || {
+        format!("Link {link:?} lacks rel=\"next\"")
+    })?;
+    let next = link
+        .trim()
+        .strip_prefix('<')
+        .and_then(|l| l.split_once('>'))
+        .map(|(u, _)| u.to_owned())
+        .ok_or("unparsable Link")?;
     let resp = get(ctx, &next)?;
-    ensure(tags_of(&resp)? == ["t3", "t4"], || format!("second page (via Link) {:?}", tags_of(&resp)))?;
+    ensure(tags_of(&resp)? == ["t3", "t4"], || {
+        format!("second page (via Link) {:?}", tags_of(&resp))
+    })?;
     let resp = get(ctx, &format!("/v2/{repo}/tags/list?n=10&last=t4"))?;
-    ensure(tags_of(&resp)? == ["t5"], || format!("page after t4 {:?}", tags_of(&resp)))?;
+    ensure(tags_of(&resp)? == ["t5"], || {
+        format!("page after t4 {:?}", tags_of(&resp))
+    })?;
     let resp = get(ctx, &format!("/v2/{repo}/tags/list?last=t2"))?;
-    ensure(tags_of(&resp)? == ["t3", "t4", "t5"], || format!("last without n {:?}", tags_of(&resp)))
+    ensure(tags_of(&resp)? == ["t3", "t4", "t5"], || {
+        format!("last without n {:?}", tags_of(&resp))
+    })
 }
 
 fn tags_list_n_zero(ctx: &mut Ctx) -> R {
@@ -796,14 +1055,23 @@ fn tags_list_n_zero(ctx: &mut Ctx) -> R {
     tag_all(ctx, &repo, &["a"])?;
     let resp = get(ctx, &format!("/v2/{repo}/tags/list?n=0"))?;
     status(&resp, &[200], "GET tags n=0")?;
-    ensure(tags_of(&resp)?.is_empty(), || format!("n=0 returned {:?}", tags_of(&resp)))?;
-    ensure(resp.header("link").is_none(), || "n=0 returned a Link header".into())
+    ensure(tags_of(&resp)?.is_empty(), || {
+        format!("n=0 returned {:?}", tags_of(&resp))
+    })?;
+    ensure(resp.header("link").is_none(), || {
+        "n=0 returned a Link header".into()
+    })
 }
 
 fn tags_list_unknown(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("notags");
     let resp = get(ctx, &format!("/v2/{repo}/tags/list"))?;
-    error(&resp, &[404], "NAME_UNKNOWN", "GET tags of an unknown repository")
+    error(
+        &resp,
+        &[404],
+        "NAME_UNKNOWN",
+        "GET tags of an unknown repository",
+    )
 }
 
 fn referrers_setup(ctx: &mut Ctx, repo: &str) -> Result<(Image, Image, Image), String> {
@@ -815,9 +1083,17 @@ fn referrers_setup(ctx: &mut Ctx, repo: &str) -> Result<(Image, Image, Image), S
         OCI_MANIFEST,
         json!({ "artifactType": "application/vnd.example.sbom.v1", "subject": subj, "annotations": { "org.example.k": "v" } }),
     )?;
-    status(&put_manifest(ctx, repo, &sbom.digest, OCI_MANIFEST, &sbom.manifest)?, &[201], "PUT sbom")?;
+    status(
+        &put_manifest(ctx, repo, &sbom.digest, OCI_MANIFEST, &sbom.manifest)?,
+        &[201],
+        "PUT sbom",
+    )?;
     let sig = image(ctx, repo, OCI_MANIFEST, json!({ "subject": subj }))?;
-    status(&put_manifest(ctx, repo, &sig.digest, OCI_MANIFEST, &sig.manifest)?, &[201], "PUT signature")?;
+    status(
+        &put_manifest(ctx, repo, &sig.digest, OCI_MANIFEST, &sig.manifest)?,
+        &[201],
+        "PUT signature",
+    )?;
     Ok((subject, sbom, sig))
 }
 
@@ -825,45 +1101,94 @@ fn referrer_entries(resp: &Resp) -> Result<Vec<Value>, String> {
     status(resp, &[200], "GET referrers")?;
     header_eq(resp, "content-type", OCI_INDEX, "GET referrers")?;
     let json = resp.json()?;
-    json.get("manifests").and_then(Value::as_array).cloned().ok_or_else(|| format!("no manifests array in {json}"))
+    json.get("manifests")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| format!("no manifests array in {json}"))
 }
 
 fn referrers_list(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("refs");
     let (subject, sbom, sig) = referrers_setup(ctx, &repo)?;
-    let entries = referrer_entries(&get(ctx, &format!("/v2/{repo}/referrers/{}", subject.digest))?)?;
-    ensure(entries.len() == 2, || format!("expected 2 referrers, got {entries:?}"))?;
+    let entries = referrer_entries(&get(
+        ctx,
+        &format!("/v2/{repo}/referrers/{}", subject.digest),
+    )?)?;
+    ensure(entries.len() == 2, || {
+        format!("expected 2 referrers, got {entries:?}")
+    })?;
     let find = |d: &str| entries.iter().find(|e| e["digest"] == json!(d)).cloned();
     let s = find(&sbom.digest).ok_or("sbom not listed")?;
-    ensure(s["artifactType"] == json!("application/vnd.example.sbom.v1"), || format!("sbom artifactType {}", s["artifactType"]))?;
-    ensure(s["annotations"]["org.example.k"] == json!("v"), || format!("sbom annotations {}", s["annotations"]))?;
-    ensure(s["size"] == json!(sbom.manifest.len()), || format!("sbom size {}", s["size"]))?;
-    ensure(s["mediaType"] == json!(OCI_MANIFEST), || format!("sbom mediaType {}", s["mediaType"]))?;
-    find(&sig.digest).map(|_| ()).ok_or_else(|| "signature not listed".to_owned())
+    ensure(
+        s["artifactType"] == json!("application/vnd.example.sbom.v1"),
+        || format!("sbom artifactType {}", s["artifactType"]),
+    )?;
+    ensure(s["annotations"]["org.example.k"] == json!("v"), || {
+        format!("sbom annotations {}", s["annotations"])
+    })?;
+    ensure(s["size"] == json!(sbom.manifest.len()), || {
+        format!("sbom size {}", s["size"])
+    })?;
+    ensure(s["mediaType"] == json!(OCI_MANIFEST), || {
+        format!("sbom mediaType {}", s["mediaType"])
+    })?;
+    find(&sig.digest)
+        .map(|_| ())
+        .ok_or_else(|| "signature not listed".to_owned())
 }
 
 fn referrers_config_type(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("refcfg");
     let (subject, _, sig) = referrers_setup(ctx, &repo)?;
-    let entries = referrer_entries(&get(ctx, &format!("/v2/{repo}/referrers/{}", subject.digest))?)?;
-    let s = entries.iter().find(|e| e["digest"] == json!(sig.digest)).ok_or("signature not listed")?;
-    ensure(s["artifactType"] == json!(OCI_CONFIG), || format!("artifactType {} should be the config media type", s["artifactType"]))
+    let entries = referrer_entries(&get(
+        ctx,
+        &format!("/v2/{repo}/referrers/{}", subject.digest),
+    )?)?;
+    let s = entries
+        .iter()
+        .find(|e| e["digest"] == json!(sig.digest))
+        .ok_or("signature not listed")?;
+    ensure(s["artifactType"] == json!(OCI_CONFIG), || {
+        format!(
+            "artifactType {} should be the config media type",
+            s["artifactType"]
+        )
+    })
 }
 
 fn referrers_filter(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("reffilter");
     let (subject, sbom, _) = referrers_setup(ctx, &repo)?;
-    let resp = get(ctx, &format!("/v2/{repo}/referrers/{}?artifactType=application/vnd.example.sbom.v1", subject.digest))?;
+    let resp = get(
+        ctx,
+        &format!(
+            "/v2/{repo}/referrers/{}?artifactType=application/vnd.example.sbom.v1",
+            subject.digest
+        ),
+    )?;
     let entries = referrer_entries(&resp)?;
-    ensure(entries.len() == 1 && entries[0]["digest"] == json!(sbom.digest), || format!("filtered list {entries:?}"))?;
-    header_eq(&resp, "oci-filters-applied", "artifactType", "filtered referrers")
+    ensure(
+        entries.len() == 1 && entries[0]["digest"] == json!(sbom.digest),
+        || format!("filtered list {entries:?}"),
+    )?;
+    header_eq(
+        &resp,
+        "oci-filters-applied",
+        "artifactType",
+        "filtered referrers",
+    )
 }
 
 fn referrers_empty(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("refempty");
     pushed_image(ctx, &repo, "latest")?;
-    let entries = referrer_entries(&get(ctx, &format!("/v2/{repo}/referrers/{}", sha256(&random_bytes(8))))?)?;
-    ensure(entries.is_empty(), || format!("expected no referrers, got {entries:?}"))
+    let entries = referrer_entries(&get(
+        ctx,
+        &format!("/v2/{repo}/referrers/{}", sha256(&random_bytes(8))),
+    )?)?;
+    ensure(entries.is_empty(), || {
+        format!("expected no referrers, got {entries:?}")
+    })
 }
 
 fn referrers_invalid_digest(ctx: &mut Ctx) -> R {
@@ -881,17 +1206,25 @@ fn delete_tag(ctx: &mut Ctx) -> R {
     let resp = get_manifest(ctx, &repo, "gone")?;
     status(&resp, &[404], "GET deleted tag")?;
     let resp = get_manifest(ctx, &repo, &img.digest)?;
-    status(&resp, &[200], "GET manifest by digest after its tag was deleted")
+    status(
+        &resp,
+        &[200],
+        "GET manifest by digest after its tag was deleted",
+    )
 }
 
 fn delete_manifest(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("delmanifest");
     let img = pushed_image(ctx, &repo, "one")?;
-    status(&put_manifest(ctx, &repo, "two", OCI_MANIFEST, &img.manifest)?, &[201], "PUT second tag")?;
+    status(
+        &put_manifest(ctx, &repo, "two", OCI_MANIFEST, &img.manifest)?,
+        &[201],
+        "PUT second tag",
+    )?;
     let resp = delete(ctx, &format!("/v2/{repo}/manifests/{}", img.digest))?;
     status(&resp, &[202], "DELETE manifest")?;
     for r in [img.digest.as_str(), "one", "two"] {
-        let resp = get_manifest(ctx, &repo, &r)?;
+        let resp = get_manifest(ctx, &repo, r)?;
         status(&resp, &[404], &format!("GET {r} after delete"))?;
     }
     Ok(())
@@ -917,23 +1250,41 @@ fn delete_blob(ctx: &mut Ctx) -> R {
 
 fn name_with_components(ctx: &mut Ctx) -> R {
     let base = ctx.repo("keywords");
-    for repo in [format!("{base}/blobs"), format!("{base}/manifests/tags"), format!("{base}/blobs/uploads")] {
+    for repo in [
+        format!("{base}/blobs"),
+        format!("{base}/manifests/tags"),
+        format!("{base}/blobs/uploads"),
+    ] {
         let img = pushed_image(ctx, &repo, "latest")?;
         let resp = get_manifest(ctx, &repo, "latest")?;
-        ensure(resp.status == 200 && resp.body == img.manifest, || format!("{repo}: GET manifest {}", resp.status))?;
+        ensure(resp.status == 200 && resp.body == img.manifest, || {
+            format!("{repo}: GET manifest {}", resp.status)
+        })?;
         let resp = get(ctx, &format!("/v2/{repo}/blobs/{}", img.layer_digest))?;
         status(&resp, &[200], &format!("{repo}: GET layer"))?;
         let resp = get(ctx, &format!("/v2/{repo}/blobs/{}", img.config_digest))?;
         status(&resp, &[200], &format!("{repo}: GET config"))?;
         let resp = get(ctx, &format!("/v2/{repo}/tags/list"))?;
-        ensure(tags_of(&resp)? == ["latest"], || format!("{repo}: tags {:?}", tags_of(&resp)))?;
+        ensure(tags_of(&resp)? == ["latest"], || {
+            format!("{repo}: tags {:?}", tags_of(&resp))
+        })?;
     }
     Ok(())
 }
 
 fn name_invalid(ctx: &mut Ctx) -> R {
-    let resp = ctx.client.send(Method::POST, "/v2/Invalid_Name!/blobs/uploads/", &[], Some(Vec::new()))?;
-    error(&resp, &[400, 404], "NAME_INVALID", "POST upload to an invalid name")
+    let resp = ctx.client.send(
+        Method::POST,
+        "/v2/Invalid_Name!/blobs/uploads/",
+        &[],
+        Some(Vec::new()),
+    )?;
+    error(
+        &resp,
+        &[400, 404],
+        "NAME_INVALID",
+        "POST upload to an invalid name",
+    )
 }
 
 fn errors_are_json(ctx: &mut Ctx) -> R {
@@ -941,19 +1292,42 @@ fn errors_are_json(ctx: &mut Ctx) -> R {
     pushed_image(ctx, &repo, "latest")?;
     for (method, path, want) in [
         (Method::GET, format!("/v2/{repo}/manifests/missing"), 404),
-        (Method::GET, format!("/v2/{repo}/blobs/{}", sha256(b"missing")), 404),
-        (Method::GET, format!("/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000001"), 404),
+        (
+            Method::GET,
+            format!("/v2/{repo}/blobs/{}", sha256(b"missing")),
+            404,
+        ),
+        (
+            Method::GET,
+            format!("/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000001"),
+            404,
+        ),
         (Method::PUT, format!("/v2/{repo}/manifests/bad"), 400),
     ] {
-        let body = if method == Method::PUT { Some(b"{}".to_vec()) } else { None };
-        let resp = ctx.client.send(method.clone(), &path, &[("content-type", OCI_MANIFEST)], body)?;
+        let body = if method == Method::PUT {
+            Some(b"{}".to_vec())
+        } else {
+            None
+        };
+        let resp = ctx.client.send(
+            method.clone(),
+            &path,
+            &[("content-type", OCI_MANIFEST)],
+            body,
+        )?;
         status(&resp, &[want], &format!("{method} {path}"))?;
         let json = resp.json().map_err(|e| format!("{method} {path}: {e}"))?;
         let ok = json["errors"].as_array().is_some_and(|errs| {
             !errs.is_empty()
-                && errs.iter().all(|e| e["code"].as_str().is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')))
+                && errs.iter().all(|e| {
+                    e["code"].as_str().is_some_and(|c| {
+                        !c.is_empty() && c.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                    })
+                })
         });
-        ensure(ok, || format!("{method} {path}: not an errors envelope: {json}"))?;
+        ensure(ok, || {
+            format!("{method} {path}: not an errors envelope: {json}")
+        })?;
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ impl Resp {
     }
 
     pub fn json(&self) -> Result<serde_json::Value, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("body is not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| format!("body is not JSON ({e}): {}", self.text()))
     }
 
     pub fn text(&self) -> String {
@@ -42,8 +43,16 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, credentials: Option<(String, String)>) -> anyhow::Result<Self> {
-        let http = Http::builder().timeout(Duration::from_secs(120)).redirect(reqwest::redirect::Policy::limited(5)).build()?;
-        Ok(Client { base: base.trim_end_matches('/').to_owned(), http, credentials, tokens: HashMap::new() })
+        let http = Http::builder()
+            .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            credentials,
+            tokens: HashMap::new(),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -55,7 +64,13 @@ impl Client {
     }
 
     /// Sends a request, answering one authentication challenge if credentials were given.
-    pub fn send(&mut self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Result<Resp, String> {
+    pub fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, String> {
         let url = self.url(path);
         let mut resp = self.send_once(&method, &url, headers, body.clone(), None)?;
         if resp.status == 401 && self.credentials.is_some() {
@@ -88,8 +103,15 @@ impl Client {
         let resp = req.send().map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().map_err(|e| format!("{method} {url}: reading body: {e}"))?.to_vec();
-        Ok(Resp { status, headers, body })
+        let body = resp
+            .bytes()
+            .map_err(|e| format!("{method} {url}: reading body: {e}"))?
+            .to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn authorization(&mut self, challenge: &str) -> Result<String, String> {
@@ -99,7 +121,9 @@ impl Client {
             return Ok(basic(&user, &pass));
         }
         let params = parse_params(params);
-        let realm = params.get("realm").ok_or("Bearer challenge without realm")?;
+        let realm = params
+            .get("realm")
+            .ok_or("Bearer challenge without realm")?;
         let scope = params.get("scope").cloned().unwrap_or_default();
         if let Some(token) = self.tokens.get(&scope) {
             return Ok(format!("Bearer {token}"));
@@ -170,7 +194,9 @@ mod tests {
 
     #[test]
     fn challenge_params() {
-        let p = parse_params(r#"realm="http://x/token",service="reg",scope="repository:a/b:pull,push""#);
+        let p = parse_params(
+            r#"realm="http://x/token",service="reg",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(p["realm"], "http://x/token");
         assert_eq!(p["scope"], "repository:a/b:pull,push");
         assert_eq!(p["service"], "reg");

@@ -8,8 +8,8 @@
 //! Layout: [`client`] sends requests (and answers auth challenges); `checks` holds the checks,
 //! grouped by workflow (push, pull, discovery, management, errors).
 
-pub mod client;
 mod checks;
+pub mod client;
 
 use client::Client;
 
@@ -75,15 +75,29 @@ pub fn run(options: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Resul
         let id: u64 = rand::random();
         format!("conformance/run{:x}", id & 0xff_ffff_ffff)
     });
-    let mut ctx = Ctx { client: Client::new(&options.url, options.credentials.clone())?, namespace, counter: 0 };
+    let mut ctx = Ctx {
+        client: Client::new(&options.url, options.credentials.clone())?,
+        namespace,
+        counter: 0,
+    };
     let mut outcomes = Vec::new();
     for check in checks() {
-        if options.filter.as_deref().is_some_and(|f| !check.id.contains(f)) {
+        if options
+            .filter
+            .as_deref()
+            .is_some_and(|f| !check.id.contains(f))
+        {
             continue;
         }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
-            .unwrap_or_else(|_| Err("check panicked".to_owned()));
-        let outcome = Outcome { id: check.id, section: check.section, level: check.level, result };
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.run)(&mut ctx)))
+                .unwrap_or_else(|_| Err("check panicked".to_owned()));
+        let outcome = Outcome {
+            id: check.id,
+            section: check.section,
+            level: check.level,
+            result,
+        };
         report(&outcome);
         outcomes.push(outcome);
     }
@@ -92,7 +106,11 @@ pub fn run(options: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Resul
 
 /// The ids of the failed checks.
 pub fn failures(outcomes: &[Outcome]) -> Vec<&'static str> {
-    outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.id).collect()
+    outcomes
+        .iter()
+        .filter(|o| o.result.is_err())
+        .map(|o| o.id)
+        .collect()
 }
 
 /// One report line per check.

@@ -10,7 +10,11 @@ use clap::Parser;
 use depot_conformance::{failures, format_outcome, run, Options};
 
 #[derive(Debug, Parser)]
-#[command(name = "depot-conformance", version, about = "OCI distribution-spec v1.1.1 conformance checks for any registry")]
+#[command(
+    name = "depot-conformance",
+    version,
+    about = "OCI distribution-spec v1.1.1 conformance checks for any registry"
+)]
 struct Cli {
     /// Registry base URL, e.g. http://127.0.0.1:5000
     #[arg(long, env = "DEPOT_CONFORMANCE_URL")]
@@ -45,18 +49,30 @@ fn main() -> anyhow::Result<ExitCode> {
         (None, None) => None,
         _ => anyhow::bail!("give both --username and --password, or neither"),
     };
-    let options = Options { url: cli.url, credentials, namespace: cli.namespace, filter: cli.filter };
+    let options = Options {
+        url: cli.url,
+        credentials,
+        namespace: cli.namespace,
+        filter: cli.filter,
+    };
     let outcomes = run(&options, |o| println!("{}", format_outcome(o)))?;
     let failed: BTreeSet<&str> = failures(&outcomes).into_iter().collect();
     let passed = outcomes.len() - failed.len();
     println!("conformance: {passed} passed, {} failed", failed.len());
 
     let Some(path) = cli.expect_failures else {
-        return Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     };
     let text = std::fs::read_to_string(&path)?;
-    let expected: BTreeSet<&str> =
-        text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).collect();
+    let expected: BTreeSet<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
     let unexpected: Vec<_> = failed.difference(&expected).collect();
     let fixed: Vec<_> = expected.difference(&failed).collect();
     if unexpected.is_empty() && fixed.is_empty() {
@@ -64,7 +80,10 @@ fn main() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !unexpected.is_empty() {
-        println!("failed but not listed in {}: {unexpected:?}", path.display());
+        println!(
+            "failed but not listed in {}: {unexpected:?}",
+            path.display()
+        );
     }
     if !fixed.is_empty() {
         println!("listed in {} but passed: {fixed:?}", path.display());

@@ -41,10 +41,15 @@ pub fn required_action(endpoint: &Endpoint) -> Option<Action> {
     use Endpoint::*;
     match endpoint {
         Base | Catalog => None,
-        BlobGet { .. } | ManifestGet { .. } | TagsList { .. } | Referrers { .. } => Some(Action::Pull),
-        UploadStart { .. } | UploadPatch { .. } | UploadFinish { .. } | UploadStatus { .. } | UploadCancel { .. } | ManifestPut { .. } => {
-            Some(Action::Push)
+        BlobGet { .. } | ManifestGet { .. } | TagsList { .. } | Referrers { .. } => {
+            Some(Action::Pull)
         }
+        UploadStart { .. }
+        | UploadPatch { .. }
+        | UploadFinish { .. }
+        | UploadStatus { .. }
+        | UploadCancel { .. }
+        | ManifestPut { .. } => Some(Action::Push),
         BlobDelete { .. } | ManifestDelete { .. } => Some(Action::Delete),
     }
 }

@@ -27,7 +27,9 @@ impl Caches {
         Caches {
             manifests: Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
-                .weigher(|_k, v: &StoredManifest| v.content.len().min(u32::MAX as usize) as u32 + 200)
+                .weigher(|_k, v: &StoredManifest| {
+                    v.content.len().min(u32::MAX as usize) as u32 + 200
+                })
                 .time_to_live(tag_ttl)
                 .build(),
             repo_blobs: Cache::builder().max_capacity(1_000_000).build(),

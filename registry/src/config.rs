@@ -29,11 +29,19 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// The configuration with every default, storing under `data_dir`.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
-        ServeConfig { listen: ([127, 0, 0, 1], 5000).into(), data_dir: data_dir.into(), shutdown_grace_secs: 30, cache_ttl_secs: 5 }
+        ServeConfig {
+            listen: ([127, 0, 0, 1], 5000).into(),
+            data_dir: data_dir.into(),
+            shutdown_grace_secs: 30,
+            cache_ttl_secs: 5,
+        }
     }
 
     pub fn database_url(&self) -> String {
-        format!("sqlite:{}?mode=rwc", self.data_dir.join("metadata.db").display())
+        format!(
+            "sqlite:{}?mode=rwc",
+            self.data_dir.join("metadata.db").display()
+        )
     }
 
     pub fn shutdown_grace(&self) -> Duration {

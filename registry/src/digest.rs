@@ -83,7 +83,8 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             _ => return Err(invalid()),
         };
-        let ok = hex.len() == alg.hex_len() && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let ok = hex.len() == alg.hex_len()
+            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
             Ok(Digest(s.to_owned()))
         } else {
@@ -130,7 +131,13 @@ const SHA512_INIT: [u64; 8] = [
 
 impl ResumableHasher {
     pub fn new(algorithm: Algorithm) -> Self {
-        ResumableHasher { algorithm, state256: SHA256_INIT, state512: SHA512_INIT, pending: Vec::new(), length: 0 }
+        ResumableHasher {
+            algorithm,
+            state256: SHA256_INIT,
+            state512: SHA512_INIT,
+            pending: Vec::new(),
+            length: 0,
+        }
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -156,11 +163,17 @@ impl ResumableHasher {
     fn compress(&mut self, blocks: &[u8]) {
         match self.algorithm {
             Algorithm::Sha256 => {
-                let blocks: Vec<_> = blocks.chunks_exact(64).map(GenericArray::clone_from_slice).collect();
+                let blocks: Vec<_> = blocks
+                    .chunks_exact(64)
+                    .map(GenericArray::clone_from_slice)
+                    .collect();
                 sha2::compress256(&mut self.state256, &blocks);
             }
             Algorithm::Sha512 => {
-                let blocks: Vec<_> = blocks.chunks_exact(128).map(GenericArray::clone_from_slice).collect();
+                let blocks: Vec<_> = blocks
+                    .chunks_exact(128)
+                    .map(GenericArray::clone_from_slice)
+                    .collect();
                 sha2::compress512(&mut self.state512, &blocks);
             }
         }
@@ -194,7 +207,7 @@ impl ResumableHasher {
         let bit_len = u128::from(tail.length) * 8;
         let mut pad = vec![0x80u8];
         let len_bytes = if block == 64 { 8 } else { 16 };
-        while (tail.pending.len() + pad.len() + len_bytes) % block != 0 {
+        while !(tail.pending.len() + pad.len() + len_bytes).is_multiple_of(block) {
             pad.push(0);
         }
         if block == 64 {
@@ -206,8 +219,16 @@ impl ResumableHasher {
         last.extend_from_slice(&pad);
         tail.compress(&last);
         let hex = match tail.algorithm {
-            Algorithm::Sha256 => tail.state256.iter().map(|w| format!("{w:08x}")).collect::<String>(),
-            Algorithm::Sha512 => tail.state512.iter().map(|w| format!("{w:016x}")).collect::<String>(),
+            Algorithm::Sha256 => tail
+                .state256
+                .iter()
+                .map(|w| format!("{w:08x}"))
+                .collect::<String>(),
+            Algorithm::Sha512 => tail
+                .state512
+                .iter()
+                .map(|w| format!("{w:016x}"))
+                .collect::<String>(),
         };
         Digest(format!("{}:{hex}", tail.algorithm.as_str()))
     }
@@ -220,8 +241,14 @@ impl ResumableHasher {
         }];
         out.extend_from_slice(&self.length.to_be_bytes());
         match self.algorithm {
-            Algorithm::Sha256 => self.state256.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
-            Algorithm::Sha512 => self.state512.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
+            Algorithm::Sha256 => self
+                .state256
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
+            Algorithm::Sha512 => self
+                .state512
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_be_bytes())),
         }
         out.extend_from_slice(&self.pending);
         out
@@ -252,7 +279,9 @@ impl ResumableHasher {
             }
         };
         h.pending = rest[words..].to_vec();
-        (h.pending.len() < h.block_len() && h.pending.len() as u64 == h.length % h.block_len() as u64).then_some(h)
+        (h.pending.len() < h.block_len()
+            && h.pending.len() as u64 == h.length % h.block_len() as u64)
+            .then_some(h)
     }
 }
 
@@ -264,11 +293,17 @@ mod tests {
     fn parses_and_rejects() {
         let d: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
         assert_eq!(d.hex(), "a".repeat(64));
-        assert!(format!("sha256:{}", "A".repeat(64)).parse::<Digest>().is_err());
-        assert!(format!("sha256:{}", "a".repeat(63)).parse::<Digest>().is_err());
+        assert!(format!("sha256:{}", "A".repeat(64))
+            .parse::<Digest>()
+            .is_err());
+        assert!(format!("sha256:{}", "a".repeat(63))
+            .parse::<Digest>()
+            .is_err());
         assert!(format!("md5:{}", "a".repeat(32)).parse::<Digest>().is_err());
         assert!("sha256".parse::<Digest>().is_err());
-        assert!(format!("sha512:{}", "0".repeat(128)).parse::<Digest>().is_ok());
+        assert!(format!("sha512:{}", "0".repeat(128))
+            .parse::<Digest>()
+            .is_ok());
     }
 
     #[test]

@@ -18,7 +18,11 @@ pub enum Endpoint {
     /// `GET /v2/_catalog`
     Catalog,
     /// `GET|HEAD /v2/<name>/blobs/<digest>`
-    BlobGet { name: RepoName, digest: Digest, head: bool },
+    BlobGet {
+        name: RepoName,
+        digest: Digest,
+        head: bool,
+    },
     /// `DELETE /v2/<name>/blobs/<digest>`
     BlobDelete { name: RepoName, digest: Digest },
     /// `POST /v2/<name>/blobs/uploads/`
@@ -32,11 +36,21 @@ pub enum Endpoint {
     /// `DELETE /v2/<name>/blobs/uploads/<id>`
     UploadCancel { name: RepoName, id: String },
     /// `GET|HEAD /v2/<name>/manifests/<reference>`
-    ManifestGet { name: RepoName, reference: Reference, head: bool },
+    ManifestGet {
+        name: RepoName,
+        reference: Reference,
+        head: bool,
+    },
     /// `PUT /v2/<name>/manifests/<reference>`
-    ManifestPut { name: RepoName, reference: Reference },
+    ManifestPut {
+        name: RepoName,
+        reference: Reference,
+    },
     /// `DELETE /v2/<name>/manifests/<reference>`
-    ManifestDelete { name: RepoName, reference: Reference },
+    ManifestDelete {
+        name: RepoName,
+        reference: Reference,
+    },
     /// `GET /v2/<name>/tags/list`
     TagsList { name: RepoName },
     /// `GET /v2/<name>/referrers/<digest>`
@@ -78,20 +92,36 @@ impl Endpoint {
         let name_of = |upto: usize| -> Result<RepoName, Error> {
             let name = segments[..upto].join("/");
             name.parse().map_err(|_| {
-                Error::new(StatusCode::BAD_REQUEST, Code::NameInvalid).detail(json!({ "name": truncate(&name) }))
+                Error::new(StatusCode::BAD_REQUEST, Code::NameInvalid)
+                    .detail(json!({ "name": truncate(&name) }))
             })
         };
         let digest_of = |s: &str| -> Result<Digest, Error> {
-            s.parse().map_err(|_| Error::bad_request(Code::DigestInvalid, format!("invalid digest {:?}", truncate(s))))
+            s.parse().map_err(|_| {
+                Error::bad_request(
+                    Code::DigestInvalid,
+                    format!("invalid digest {:?}", truncate(s)),
+                )
+            })
         };
 
         // `<name>/blobs/uploads/` (trailing slash) or `<name>/blobs/uploads`
-        if n >= 3 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" && segments[n - 1].is_empty() {
+        if n >= 3
+            && segments[n - 3] == "blobs"
+            && segments[n - 2] == "uploads"
+            && segments[n - 1].is_empty()
+        {
             let name = name_of(n - 3)?;
             return only(method, &[Method::POST], Endpoint::UploadStart { name });
         }
-        if n >= 2 && segments[n - 2] == "blobs" && segments[n - 1] == "uploads" && *method == Method::POST {
-            return Ok(Endpoint::UploadStart { name: name_of(n - 2)? });
+        if n >= 2
+            && segments[n - 2] == "blobs"
+            && segments[n - 1] == "uploads"
+            && *method == Method::POST
+        {
+            return Ok(Endpoint::UploadStart {
+                name: name_of(n - 2)?,
+            });
         }
         // `<name>/blobs/uploads/<id>`
         if n >= 4 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
@@ -112,8 +142,16 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let digest = digest_of(segments[n - 1])?;
             return match *method {
-                Method::GET => Ok(Endpoint::BlobGet { name, digest, head: false }),
-                Method::HEAD => Ok(Endpoint::BlobGet { name, digest, head: true }),
+                Method::GET => Ok(Endpoint::BlobGet {
+                    name,
+                    digest,
+                    head: false,
+                }),
+                Method::HEAD => Ok(Endpoint::BlobGet {
+                    name,
+                    digest,
+                    head: true,
+                }),
                 Method::DELETE => Ok(Endpoint::BlobDelete { name, digest }),
                 _ => Err(method_not_allowed()),
             };
@@ -123,14 +161,28 @@ impl Endpoint {
             let raw = segments[n - 1];
             let reference: Reference = raw.parse().map_err(|_| {
                 if raw.contains(':') {
-                    Error::bad_request(Code::DigestInvalid, format!("invalid digest {:?}", truncate(raw)))
+                    Error::bad_request(
+                        Code::DigestInvalid,
+                        format!("invalid digest {:?}", truncate(raw)),
+                    )
                 } else {
-                    Error::bad_request(Code::ManifestInvalid, format!("invalid tag {:?}", truncate(raw)))
+                    Error::bad_request(
+                        Code::ManifestInvalid,
+                        format!("invalid tag {:?}", truncate(raw)),
+                    )
                 }
             })?;
             return match *method {
-                Method::GET => Ok(Endpoint::ManifestGet { name, reference, head: false }),
-                Method::HEAD => Ok(Endpoint::ManifestGet { name, reference, head: true }),
+                Method::GET => Ok(Endpoint::ManifestGet {
+                    name,
+                    reference,
+                    head: false,
+                }),
+                Method::HEAD => Ok(Endpoint::ManifestGet {
+                    name,
+                    reference,
+                    head: true,
+                }),
                 Method::PUT => Ok(Endpoint::ManifestPut { name, reference }),
                 Method::DELETE => Ok(Endpoint::ManifestDelete { name, reference }),
                 _ => Err(method_not_allowed()),
@@ -171,7 +223,10 @@ pub fn not_found() -> Error {
 }
 
 fn method_not_allowed() -> Error {
-    Error::unsupported(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+    Error::unsupported(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
 }
 
 #[cfg(test)]
@@ -187,17 +242,29 @@ mod tests {
         let e = Endpoint::parse(&Method::GET, &format!("/v2/team/blobs/blobs/{}", d())).unwrap();
         assert!(matches!(e, Endpoint::BlobGet { ref name, .. } if name.as_str() == "team/blobs"));
         let e = Endpoint::parse(&Method::POST, "/v2/a/blobs/uploads/blobs/uploads/").unwrap();
-        assert!(matches!(e, Endpoint::UploadStart { ref name } if name.as_str() == "a/blobs/uploads"));
+        assert!(
+            matches!(e, Endpoint::UploadStart { ref name } if name.as_str() == "a/blobs/uploads")
+        );
         let e = Endpoint::parse(&Method::PATCH, "/v2/x/manifests/blobs/uploads/abc-1").unwrap();
-        assert!(matches!(e, Endpoint::UploadPatch { ref name, ref id } if name.as_str() == "x/manifests" && id == "abc-1"));
+        assert!(
+            matches!(e, Endpoint::UploadPatch { ref name, ref id } if name.as_str() == "x/manifests" && id == "abc-1")
+        );
         let e = Endpoint::parse(&Method::GET, "/v2/tags/tags/list").unwrap();
         assert!(matches!(e, Endpoint::TagsList { ref name } if name.as_str() == "tags"));
         let e = Endpoint::parse(&Method::HEAD, "/v2/m/manifests/manifests/latest").unwrap();
-        assert!(matches!(e, Endpoint::ManifestGet { ref name, head: true, .. } if name.as_str() == "m/manifests"));
+        assert!(
+            matches!(e, Endpoint::ManifestGet { ref name, head: true, .. } if name.as_str() == "m/manifests")
+        );
         let e = Endpoint::parse(&Method::GET, &format!("/v2/r/referrers/{}", d())).unwrap();
         assert!(matches!(e, Endpoint::Referrers { .. }));
-        assert_eq!(Endpoint::parse(&Method::GET, "/v2/").unwrap(), Endpoint::Base);
-        assert_eq!(Endpoint::parse(&Method::GET, "/v2/_catalog").unwrap(), Endpoint::Catalog);
+        assert_eq!(
+            Endpoint::parse(&Method::GET, "/v2/").unwrap(),
+            Endpoint::Base
+        );
+        assert_eq!(
+            Endpoint::parse(&Method::GET, "/v2/_catalog").unwrap(),
+            Endpoint::Catalog
+        );
     }
 
     #[test]

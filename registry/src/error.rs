@@ -51,7 +51,9 @@ impl Code {
             Code::BlobUploadInvalid => "blob upload invalid",
             Code::BlobUploadUnknown => "blob upload unknown to registry",
             Code::DigestInvalid => "provided digest did not match uploaded content",
-            Code::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            Code::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             Code::ManifestInvalid => "manifest invalid",
             Code::ManifestUnknown => "manifest unknown to registry",
             Code::NameInvalid => "invalid repository name",
@@ -86,7 +88,14 @@ pub struct InternalCause(pub String);
 
 impl Error {
     pub fn new(status: StatusCode, code: Code) -> Self {
-        Error { status, code, message: code.message().to_owned(), detail: Value::Null, headers: Vec::new(), internal: None }
+        Error {
+            status,
+            code,
+            message: code.message().to_owned(),
+            detail: Value::Null,
+            headers: Vec::new(),
+            internal: None,
+        }
     }
 
     pub fn message(mut self, message: impl Into<String>) -> Self {
@@ -107,15 +116,18 @@ impl Error {
     }
 
     pub fn blob_unknown(digest: impl std::fmt::Display) -> Self {
-        Error::new(StatusCode::NOT_FOUND, Code::BlobUnknown).detail(json!({ "digest": digest.to_string() }))
+        Error::new(StatusCode::NOT_FOUND, Code::BlobUnknown)
+            .detail(json!({ "digest": digest.to_string() }))
     }
 
     pub fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
-        Error::new(StatusCode::NOT_FOUND, Code::ManifestUnknown).detail(json!({ "reference": reference.to_string() }))
+        Error::new(StatusCode::NOT_FOUND, Code::ManifestUnknown)
+            .detail(json!({ "reference": reference.to_string() }))
     }
 
     pub fn name_unknown(name: impl std::fmt::Display) -> Self {
-        Error::new(StatusCode::NOT_FOUND, Code::NameUnknown).detail(json!({ "name": name.to_string() }))
+        Error::new(StatusCode::NOT_FOUND, Code::NameUnknown)
+            .detail(json!({ "name": name.to_string() }))
     }
 
     pub fn upload_unknown() -> Self {
@@ -123,11 +135,13 @@ impl Error {
     }
 
     pub fn digest_invalid(detail: impl Into<String>) -> Self {
-        Error::new(StatusCode::BAD_REQUEST, Code::DigestInvalid).detail(Value::String(detail.into()))
+        Error::new(StatusCode::BAD_REQUEST, Code::DigestInvalid)
+            .detail(Value::String(detail.into()))
     }
 
     pub fn manifest_invalid(detail: impl Into<String>) -> Self {
-        Error::new(StatusCode::BAD_REQUEST, Code::ManifestInvalid).detail(Value::String(detail.into()))
+        Error::new(StatusCode::BAD_REQUEST, Code::ManifestInvalid)
+            .detail(Value::String(detail.into()))
     }
 
     pub fn size_invalid(detail: impl Into<String>) -> Self {
@@ -153,7 +167,8 @@ impl Error {
 
     /// A server-side fault: the client sees a generic 500, the log sees `cause`.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let mut e = Error::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Unsupported).message("internal server error");
+        let mut e = Error::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Unsupported)
+            .message("internal server error");
         e.internal = Some(cause.to_string());
         e
     }
@@ -180,7 +195,12 @@ impl IntoResponse for Error {
             entry["detail"] = self.detail;
         }
         let body = json!({ "errors": [entry] });
-        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
@@ -194,9 +214,10 @@ impl IntoResponse for Error {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                Error::unavailable(format!("database: {e}"))
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Error::unavailable(format!("database: {e}")),
             sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
                 Error::unavailable(format!("database: {e}"))
             }
@@ -219,7 +240,10 @@ mod tests {
     async fn envelope_shape() {
         let response = Error::blob_unknown("sha256:x").into_response();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"]["digest"], "sha256:x");

@@ -17,7 +17,12 @@ const HASH_QUEUE: usize = 32;
 
 /// Streams `body` into `sink`, hashing it on the way. Stops with `SIZE_INVALID` once more than
 /// `limit` bytes arrive. Returns the hasher advanced over every byte written and the byte count.
-pub async fn ingest(body: Body, sink: &mut dyn BlobSink, hasher: ResumableHasher, limit: Option<u64>) -> Result<(ResumableHasher, u64)> {
+pub async fn ingest(
+    body: Body,
+    sink: &mut dyn BlobSink,
+    hasher: ResumableHasher,
+    limit: Option<u64>,
+) -> Result<(ResumableHasher, u64)> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(HASH_QUEUE);
     let hashing = tokio::task::spawn_blocking(move || {
         let mut hasher = hasher;
@@ -32,7 +37,10 @@ pub async fn ingest(body: Body, sink: &mut dyn BlobSink, hasher: ResumableHasher
     let outcome: Result<()> = async {
         while let Some(frame) = stream.next().await {
             let chunk = frame.map_err(|e| {
-                Error::bad_request(Code::BlobUploadInvalid, format!("request body ended early: {e}"))
+                Error::bad_request(
+                    Code::BlobUploadInvalid,
+                    format!("request body ended early: {e}"),
+                )
             })?;
             if chunk.is_empty() {
                 continue;
@@ -49,7 +57,9 @@ pub async fn ingest(body: Body, sink: &mut dyn BlobSink, hasher: ResumableHasher
     }
     .await;
     drop(tx);
-    let hasher = hashing.await.map_err(|e| Error::internal(format!("hashing thread: {e}")))?;
+    let hasher = hashing
+        .await
+        .map_err(|e| Error::internal(format!("hashing thread: {e}")))?;
     outcome?;
     Ok((hasher, received))
 }

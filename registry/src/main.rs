@@ -7,7 +7,11 @@ use depot_registry::config::ServeConfig;
 use depot_registry::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "depot-registry", version, about = "An OCI registry for CI builds, saved by build ID")]
+#[command(
+    name = "depot-registry",
+    version,
+    about = "An OCI registry for CI builds, saved by build ID"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +26,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match Cli::parse().command {
@@ -31,7 +37,13 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, data_dir = %config.data_dir.display(), "depot registry listening on http://{addr}");
-            server::serve(listener, state, server::shutdown_signal(), config.shutdown_grace()).await
+            server::serve(
+                listener,
+                state,
+                server::shutdown_signal(),
+                config.shutdown_grace(),
+            )
+            .await
         }
     }
 }

@@ -46,22 +46,42 @@ pub struct Descriptor {
 }
 
 fn descriptor(value: &Value, field: &str) -> Result<Descriptor> {
-    let raw: RawDescriptor =
-        serde_json::from_value(value.clone()).map_err(|e| Error::manifest_invalid(format!("{field}: {e}")))?;
+    let raw: RawDescriptor = serde_json::from_value(value.clone())
+        .map_err(|e| Error::manifest_invalid(format!("{field}: {e}")))?;
     let media_type = match raw.media_type {
         Some(Value::String(s)) if !s.is_empty() => s,
-        _ => return Err(Error::manifest_invalid(format!("{field}: mediaType must be a non-empty string"))),
+        _ => {
+            return Err(Error::manifest_invalid(format!(
+                "{field}: mediaType must be a non-empty string"
+            )))
+        }
     };
     let digest = match raw.digest {
-        Some(Value::String(s)) => s.parse().map_err(|_| Error::manifest_invalid(format!("{field}: invalid digest {s:?}")))?,
-        _ => return Err(Error::manifest_invalid(format!("{field}: digest must be a string"))),
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| Error::manifest_invalid(format!("{field}: invalid digest {s:?}")))?,
+        _ => {
+            return Err(Error::manifest_invalid(format!(
+                "{field}: digest must be a string"
+            )))
+        }
     };
     let size = match raw.size.as_ref().and_then(Value::as_u64) {
         Some(s) => s,
-        None => return Err(Error::manifest_invalid(format!("{field}: size must be a non-negative integer"))),
+        None => {
+            return Err(Error::manifest_invalid(format!(
+                "{field}: size must be a non-negative integer"
+            )))
+        }
     };
-    let foreign = FOREIGN_LAYER_TYPES.contains(&media_type.as_str()) || raw.urls.is_some_and(|u| !u.is_null());
-    Ok(Descriptor { media_type, digest, size, foreign })
+    let foreign = FOREIGN_LAYER_TYPES.contains(&media_type.as_str())
+        || raw.urls.is_some_and(|u| !u.is_null());
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size,
+        foreign,
+    })
 }
 
 /// What the registry learns from a manifest it accepts.
@@ -82,8 +102,11 @@ pub struct ParsedManifest {
 
 /// Parses manifest `body` pushed with `content_type` (parameters already stripped, may be empty).
 pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| Error::manifest_invalid(format!("invalid JSON: {e}")))?;
-    let obj: &Map<String, Value> = value.as_object().ok_or_else(|| Error::manifest_invalid("manifest must be a JSON object"))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::manifest_invalid(format!("invalid JSON: {e}")))?;
+    let obj: &Map<String, Value> = value
+        .as_object()
+        .ok_or_else(|| Error::manifest_invalid("manifest must be a JSON object"))?;
 
     let declared = match obj.get("mediaType") {
         None | Some(Value::Null) => None,
@@ -94,12 +117,19 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
         ("", None) => return Err(Error::manifest_invalid("no Content-Type and no mediaType")),
         ("", Some(d)) => d.to_owned(),
         (ct, Some(d)) if ct != d => {
-            return Err(Error::manifest_invalid(format!("Content-Type {ct:?} does not match mediaType {d:?}")));
+            return Err(Error::manifest_invalid(format!(
+                "Content-Type {ct:?} does not match mediaType {d:?}"
+            )));
         }
         (ct, _) => ct.to_owned(),
     };
-    if !matches!(media_type.as_str(), OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST) {
-        return Err(Error::manifest_invalid(format!("unsupported manifest media type {media_type:?}")));
+    if !matches!(
+        media_type.as_str(),
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_LIST
+    ) {
+        return Err(Error::manifest_invalid(format!(
+            "unsupported manifest media type {media_type:?}"
+        )));
     }
     if obj.get("schemaVersion").and_then(Value::as_i64) != Some(2) {
         return Err(Error::manifest_invalid("schemaVersion must be 2"));
@@ -113,7 +143,9 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(map)) => {
             if map.values().any(|v| !v.is_string()) {
-                return Err(Error::manifest_invalid("annotations values must be strings"));
+                return Err(Error::manifest_invalid(
+                    "annotations values must be strings",
+                ));
             }
             Some(v.to_string())
         }
@@ -128,9 +160,11 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
 
     let list = |field: &str, required: bool| -> Result<Vec<Descriptor>> {
         match obj.get(field) {
-            Some(Value::Array(items)) => {
-                items.iter().enumerate().map(|(i, v)| descriptor(v, &format!("{field}[{i}]"))).collect()
-            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| descriptor(v, &format!("{field}[{i}]")))
+                .collect(),
             None if !required => Ok(Vec::new()),
             _ => Err(Error::manifest_invalid(format!("{field} must be an array"))),
         }
@@ -139,20 +173,40 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
     if is_index(&media_type) {
         let manifests = list("manifests", true)?;
         if obj.contains_key("layers") || obj.contains_key("config") {
-            return Err(Error::manifest_invalid("an index has manifests, not config or layers"));
+            return Err(Error::manifest_invalid(
+                "an index has manifests, not config or layers",
+            ));
         }
-        Ok(ParsedManifest { media_type, blobs: Vec::new(), manifests, subject, artifact_type: own_artifact_type, annotations })
+        Ok(ParsedManifest {
+            media_type,
+            blobs: Vec::new(),
+            manifests,
+            subject,
+            artifact_type: own_artifact_type,
+            annotations,
+        })
     } else {
-        let config = obj.get("config").ok_or_else(|| Error::manifest_invalid("config is required"))?;
+        let config = obj
+            .get("config")
+            .ok_or_else(|| Error::manifest_invalid("config is required"))?;
         let config = descriptor(config, "config")?;
         if obj.contains_key("manifests") {
-            return Err(Error::manifest_invalid("an image manifest has config and layers, not manifests"));
+            return Err(Error::manifest_invalid(
+                "an image manifest has config and layers, not manifests",
+            ));
         }
         let layers = list("layers", true)?;
         let artifact_type = own_artifact_type.or_else(|| Some(config.media_type.clone()));
         let mut blobs = vec![config];
         blobs.extend(layers);
-        Ok(ParsedManifest { media_type, blobs, manifests: Vec::new(), subject, artifact_type, annotations })
+        Ok(ParsedManifest {
+            media_type,
+            blobs,
+            manifests: Vec::new(),
+            subject,
+            artifact_type,
+            annotations,
+        })
     }
 }
 
@@ -196,18 +250,31 @@ mod tests {
             (OCI_MANIFEST, r#"{"schemaVersion":1}"#),
             ("application/json", r#"{"schemaVersion":2}"#),
             (OCI_MANIFEST, r#"{"schemaVersion":2,"layers":[]}"#),
-            (OCI_INDEX, r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":1}]}"#),
-            (OCI_INDEX, r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":-1}]}"#),
+            (
+                OCI_INDEX,
+                r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":1}]}"#,
+            ),
+            (
+                OCI_INDEX,
+                r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":-1}]}"#,
+            ),
             ("", r#"{"schemaVersion":2,"manifests":[]}"#),
         ] {
             assert!(parse(ct, body.as_bytes()).is_err(), "{ct} {body}");
         }
-        let index = parse("", format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#).as_bytes()).unwrap();
+        let index = parse(
+            "",
+            format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#).as_bytes(),
+        )
+        .unwrap();
         assert!(index.artifact_type.is_none());
     }
 
     #[test]
     fn strips_parameters() {
-        assert_eq!(bare_media_type("application/json; charset=utf-8"), "application/json");
+        assert_eq!(
+            bare_media_type("application/json; charset=utf-8"),
+            "application/json"
+        );
     }
 }

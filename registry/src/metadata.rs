@@ -70,12 +70,16 @@ pub struct Referrer {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn digest_col(row: &AnyRow, col: &str) -> Result<Digest> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(|_| Error::internal(format!("corrupt digest {s:?} in database")))
+    s.parse()
+        .map_err(|_| Error::internal(format!("corrupt digest {s:?} in database")))
 }
 
 impl Metadata {
@@ -83,16 +87,28 @@ impl Metadata {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let read = AnyPoolOptions::new().max_connections(if sqlite { 8 } else { 16 }).connect(url).await?;
+        let read = AnyPoolOptions::new()
+            .max_connections(if sqlite { 8 } else { 16 })
+            .connect(url)
+            .await?;
         let write = if sqlite {
-            let write = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+            let write = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await?;
             // WAL lets readers proceed while the writer commits; it persists in the file.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&write).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&write)
+                .await?;
             write
         } else {
             read.clone()
         };
-        let migrator = if sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
+        let migrator = if sqlite {
+            &SQLITE_MIGRATIONS
+        } else {
+            &POSTGRES_MIGRATIONS
+        };
         migrator.run(&write).await?;
         Ok(Metadata { read, write })
     }
@@ -114,12 +130,15 @@ impl Metadata {
 
     /// Up to `n` repository names after `last`, in order.
     pub async fn list_repositories(&self, n: i64, last: Option<&str>) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-            .bind(last.unwrap_or(""))
-            .bind(n)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("name")?)).collect()
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(last.unwrap_or(""))
+                .bind(n)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("name")?))
+            .collect()
     }
 
     // ---- blobs -----------------------------------------------------------------------------
@@ -133,28 +152,36 @@ impl Metadata {
         .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>("size")).transpose()?.map(|s| s as u64))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("size"))
+            .transpose()?
+            .map(|s| s as u64))
     }
 
     /// Repositories that hold `digest` (at most `limit`), for mounting without `from`.
     pub async fn repos_with_blob(&self, digest: &Digest, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT repo FROM repo_blobs WHERE digest = $1 ORDER BY repo LIMIT $2")
-            .bind(digest.as_str())
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("repo")?)).collect()
+        let rows =
+            sqlx::query("SELECT repo FROM repo_blobs WHERE digest = $1 ORDER BY repo LIMIT $2")
+                .bind(digest.as_str())
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("repo")?))
+            .collect()
     }
 
     /// Records that `digest` (of `size` bytes) is stored and that `repo` may read it.
     pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(digest.as_str())
             .bind(size as i64)
@@ -172,7 +199,12 @@ impl Metadata {
     }
 
     /// Mounts `digest` from `from` into `repo`; false if `from` does not hold it.
-    pub async fn mount_blob(&self, repo: &RepoName, from: &str, digest: &Digest) -> Result<Option<u64>> {
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
         )
@@ -202,7 +234,10 @@ impl Metadata {
             .bind(digest.as_str())
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>("size")).transpose()?.map(|s| s as u64))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>("size"))
+            .transpose()?
+            .map(|s| s as u64))
     }
 
     // ---- uploads ---------------------------------------------------------------------------
@@ -237,7 +272,13 @@ impl Metadata {
     }
 
     /// Moves an upload from `old_size` to `new_size`; false if another request moved it first.
-    pub async fn advance_upload(&self, id: &str, old_size: u64, new_size: u64, hash_state: &[u8]) -> Result<bool> {
+    pub async fn advance_upload(
+        &self,
+        id: &str,
+        old_size: u64,
+        new_size: u64,
+        hash_state: &[u8],
+    ) -> Result<bool> {
         let done = sqlx::query("UPDATE uploads SET size = $1, hash_state = $2, updated_at = $3 WHERE id = $4 AND size = $5")
             .bind(new_size as i64)
             .bind(hash_state.to_vec())
@@ -250,24 +291,37 @@ impl Metadata {
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     // ---- manifests -------------------------------------------------------------------------
 
     /// Looks a manifest up by digest in `repo`.
-    pub async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredManifest>> {
-        let row = sqlx::query("SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .fetch_optional(&self.read)
-            .await?;
+    pub async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        let row = sqlx::query(
+            "SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.as_str())
+        .fetch_optional(&self.read)
+        .await?;
         row.map(|r| stored_manifest(&r)).transpose()
     }
 
     /// Looks a manifest up by tag in `repo`.
-    pub async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<StoredManifest>> {
+    pub async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<StoredManifest>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest \
              WHERE t.repo = $1 AND t.name = $2",
@@ -280,7 +334,11 @@ impl Metadata {
     }
 
     /// Of `digests`, those that `repo` may not read as blobs, and sizes of those it may.
-    pub async fn blob_sizes(&self, repo: &RepoName, digests: &[Digest]) -> Result<Vec<Option<u64>>> {
+    pub async fn blob_sizes(
+        &self,
+        repo: &RepoName,
+        digests: &[Digest],
+    ) -> Result<Vec<Option<u64>>> {
         let mut out = Vec::with_capacity(digests.len());
         for d in digests {
             out.push(self.repo_blob_size(repo, d).await?);
@@ -298,14 +356,21 @@ impl Metadata {
     }
 
     /// Stores a manifest (idempotent for the same bytes) and points `tag` at it.
-    pub async fn put_manifest(&self, repo: &RepoName, m: &NewManifest, tag: Option<&Tag>) -> Result<()> {
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(repo.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let inserted = sqlx::query(
             "INSERT INTO manifests (repo, digest, media_type, content, size, subject, artifact_type, annotations, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
@@ -322,7 +387,11 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() > 0 {
-            let refs = m.blobs.iter().map(|d| (d, "blob")).chain(m.manifests.iter().map(|d| (d, "manifest")));
+            let refs = m
+                .blobs
+                .iter()
+                .map(|d| (d, "blob"))
+                .chain(m.manifests.iter().map(|d| (d, "manifest")));
             for (child, kind) in refs {
                 sqlx::query(
                     "INSERT INTO manifest_refs (repo, manifest, child, kind) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -353,7 +422,11 @@ impl Metadata {
 
     /// Deletes a manifest and every tag pointing at it; the tags removed are returned
     /// (`None` if the manifest was not there).
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<Vec<String>>> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<Vec<String>>> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
@@ -396,7 +469,12 @@ impl Metadata {
     }
 
     /// Up to `n` tags after `last`, in case-insensitive order (ties broken by bytes).
-    pub async fn list_tags(&self, repo: &RepoName, n: i64, last: Option<&str>) -> Result<Vec<String>> {
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        n: i64,
+        last: Option<&str>,
+    ) -> Result<Vec<String>> {
         let rows = match last {
             None => {
                 sqlx::query("SELECT name FROM tags WHERE repo = $1 ORDER BY lower(name), name LIMIT $2")
@@ -417,11 +495,18 @@ impl Metadata {
                 .await?
             }
         };
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("name")?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("name")?))
+            .collect()
     }
 
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
-    pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
         let rows = sqlx::query(
             "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
              WHERE repo = $1 AND subject = $2 AND ($3 = '' OR artifact_type = $3) ORDER BY created_at, digest",
@@ -476,7 +561,10 @@ pub(crate) mod suite {
         assert_eq!(db.repo_blob_size(&b, &d1).await.unwrap(), None);
         assert_eq!(db.mount_blob(&b, "team/a", &d2).await.unwrap(), None);
         assert_eq!(db.mount_blob(&b, "team/a", &d1).await.unwrap(), Some(3));
-        assert_eq!(db.repos_with_blob(&d1, 10).await.unwrap(), vec!["team/a", "team/b"]);
+        assert_eq!(
+            db.repos_with_blob(&d1, 10).await.unwrap(),
+            vec!["team/a", "team/b"]
+        );
         assert!(db.unlink_blob(&b, &d1).await.unwrap());
         assert!(!db.unlink_blob(&b, &d1).await.unwrap());
         assert_eq!(db.blob_size(&d1).await.unwrap(), Some(3));
@@ -486,7 +574,10 @@ pub(crate) mod suite {
         assert!(db.advance_upload("u1", 0, 10, b"s1").await.unwrap());
         assert!(!db.advance_upload("u1", 0, 20, b"s2").await.unwrap());
         let up = db.upload("u1").await.unwrap().unwrap();
-        assert_eq!((up.size, up.hash_state.as_slice(), up.repo.as_str()), (10, &b"s1"[..], "team/a"));
+        assert_eq!(
+            (up.size, up.hash_state.as_slice(), up.repo.as_str()),
+            (10, &b"s1"[..], "team/a")
+        );
         assert!(db.delete_upload("u1").await.unwrap());
         assert!(db.upload("u1").await.unwrap().is_none());
 
@@ -502,18 +593,40 @@ pub(crate) mod suite {
             manifests: vec![],
         };
         for t in ["b", "A", "a", "C", "_z"] {
-            db.put_manifest(&a, &m, Some(&t.parse().unwrap())).await.unwrap();
+            db.put_manifest(&a, &m, Some(&t.parse().unwrap()))
+                .await
+                .unwrap();
         }
-        assert_eq!(db.list_tags(&a, 100, None).await.unwrap(), vec!["_z", "A", "a", "b", "C"]);
-        assert_eq!(db.list_tags(&a, 2, Some("A")).await.unwrap(), vec!["a", "b"]);
-        let got = db.manifest_by_tag(&a, &"b".parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            db.list_tags(&a, 100, None).await.unwrap(),
+            vec!["_z", "A", "a", "b", "C"]
+        );
+        assert_eq!(
+            db.list_tags(&a, 2, Some("A")).await.unwrap(),
+            vec!["a", "b"]
+        );
+        let got = db
+            .manifest_by_tag(&a, &"b".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((got.digest, &got.content[..]), (d2.clone(), &b"two"[..]));
         assert!(db.manifest_by_digest(&b, &d2).await.unwrap().is_none());
         let refs = db.referrers(&a, &d1, None).await.unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].size, 3);
-        assert!(db.referrers(&a, &d1, Some("other")).await.unwrap().is_empty());
-        assert_eq!(db.referrers(&a, &d1, Some("application/x-sbom")).await.unwrap().len(), 1);
+        assert!(db
+            .referrers(&a, &d1, Some("other"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            db.referrers(&a, &d1, Some("application/x-sbom"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
 
         assert!(db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
         assert!(!db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
@@ -526,7 +639,10 @@ pub(crate) mod suite {
         assert!(db.repository_exists(&a).await.unwrap());
         assert!(!db.repository_exists(&repo("nope")).await.unwrap());
         assert_eq!(db.list_repositories(1, None).await.unwrap(), vec!["team/a"]);
-        assert_eq!(db.list_repositories(10, Some("team/a")).await.unwrap(), vec!["team/b"]);
+        assert_eq!(
+            db.list_repositories(10, Some("team/a")).await.unwrap(),
+            vec!["team/b"]
+        );
     }
 
     #[tokio::test]
@@ -541,7 +657,9 @@ pub(crate) mod suite {
     #[tokio::test]
     async fn postgres() {
         let Ok(url) = std::env::var("DEPOT_TEST_POSTGRES_URL") else {
-            eprintln!("DEPOT_TEST_POSTGRES_URL not set; the PostgreSQL backend is covered by .ci/run");
+            eprintln!(
+                "DEPOT_TEST_POSTGRES_URL not set; the PostgreSQL backend is covered by .ci/run"
+            );
             return;
         };
         let db = Metadata::connect(&url).await.unwrap();

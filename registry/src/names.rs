@@ -15,7 +15,8 @@ static NAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     // The spec's `<name>` grammar, anchored. The pattern is a constant, so compiling it cannot fail.
     Regex::new(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$").unwrap()
 });
-static TAG_RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").unwrap());
+static TAG_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").unwrap());
 
 /// A valid repository name such as `team/app` (may contain `blobs`, `manifests` ... as components).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,10 +105,19 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/ubuntu", "a.b_c__d---e/f", "team/blobs", "x/manifests/tags/uploads", "0"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b_c__d---e/f",
+            "team/blobs",
+            "x/manifests/tags/uploads",
+            "0",
+        ] {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
-        for bad in ["", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a b", "a/_b"] {
+        for bad in [
+            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a b", "a/_b",
+        ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
         assert!("a".repeat(256).parse::<RepoName>().is_err());
@@ -121,7 +131,10 @@ mod tests {
         assert!("a".repeat(128).parse::<Tag>().is_ok());
         assert!("a".repeat(129).parse::<Tag>().is_err());
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
-        assert!(matches!(format!("sha256:{}", "0".repeat(64)).parse::<Reference>(), Ok(Reference::Digest(_))));
+        assert!(matches!(
+            format!("sha256:{}", "0".repeat(64)).parse::<Reference>(),
+            Ok(Reference::Digest(_))
+        ));
         assert!("sha256:zz".parse::<Reference>().is_err());
     }
 }

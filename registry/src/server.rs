@@ -38,9 +38,9 @@ pub fn app(state: AppState) -> Router {
     api::router(state)
         .fallback(api::fallback)
         .layer(axum::middleware::from_fn(log_requests))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            Error::internal("handler panicked").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| Error::internal("handler panicked").into_response(),
+        ))
 }
 
 /// Logs every request at debug level and every server-side failure, with its cause, once.

@@ -13,12 +13,19 @@ use reqwest::blocking::Client;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 fn push_blob(c: &Client, base: &str, repo: &str, data: &[u8]) -> String {
     let digest = sha256(data);
-    let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}")).body(data.to_vec()).send().unwrap();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .body(data.to_vec())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
     digest
 }
@@ -34,7 +41,12 @@ fn push_image(c: &Client, base: &str, repo: &str, tag: &str) -> (Vec<u8>, String
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
     }))
     .unwrap();
-    let r = c.put(format!("{base}/v2/{repo}/manifests/{tag}")).header("content-type", OCI_MANIFEST).body(manifest.clone()).send().unwrap();
+    let r = c
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     (manifest, ld)
 }
@@ -54,7 +66,11 @@ fn upload_offset(c: &Client, base: &str, location: &str) -> u64 {
     assert_eq!(r.status(), 204);
     let range = r.headers()["range"].to_str().unwrap().to_owned();
     let end: u64 = range.trim_start_matches("0-").parse().unwrap();
-    if end == 0 { 0 } else { end + 1 }
+    if end == 0 {
+        0
+    } else {
+        end + 1
+    }
 }
 
 #[test]
@@ -67,7 +83,10 @@ fn kill_mid_push_loses_nothing_and_shows_nothing_partial() {
     // Saved before the crash: an image and the first chunk of a chunked upload.
     let (manifest, layer) = push_image(&c, &base, "app/saved", "v1");
     let chunked = random_bytes(3_000_000);
-    let r = c.post(format!("{base}/v2/app/chunked/blobs/uploads/")).send().unwrap();
+    let r = c
+        .post(format!("{base}/v2/app/chunked/blobs/uploads/"))
+        .send()
+        .unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_owned();
     let r = c
         .patch(format!("{base}{location}"))
@@ -87,20 +106,36 @@ fn kill_mid_push_loses_nothing_and_shows_nothing_partial() {
         big.len(),
         &big[..4_000_000],
     );
-    let _chunk = partial_request(&server.host(), "PATCH", &location, 1_000_000, &chunked[2_000_000..2_500_000]);
+    let _chunk = partial_request(
+        &server.host(),
+        "PATCH",
+        &location,
+        1_000_000,
+        &chunked[2_000_000..2_500_000],
+    );
     std::thread::sleep(Duration::from_millis(300));
     server.kill();
 
     let server = Server::start(dir.path());
     let base = server.url();
     // Everything acknowledged is there, byte for byte.
-    let r = c.get(format!("{base}/v2/app/saved/manifests/v1")).header("accept", OCI_MANIFEST).send().unwrap();
+    let r = c
+        .get(format!("{base}/v2/app/saved/manifests/v1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().to_vec(), manifest);
-    let r = c.get(format!("{base}/v2/app/saved/blobs/{layer}")).send().unwrap();
+    let r = c
+        .get(format!("{base}/v2/app/saved/blobs/{layer}"))
+        .send()
+        .unwrap();
     assert_eq!(sha256(&r.bytes().unwrap()), layer);
     // The half-sent blob is not visible anywhere.
-    let r = c.head(format!("{base}/v2/app/partial/blobs/{big_digest}")).send().unwrap();
+    let r = c
+        .head(format!("{base}/v2/app/partial/blobs/{big_digest}"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 404);
     // The chunked upload resumes from its last acknowledged chunk and completes correctly.
     assert_eq!(upload_offset(&c, &base, &location), 2_000_000);
@@ -111,9 +146,15 @@ fn kill_mid_push_loses_nothing_and_shows_nothing_partial() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let r = c.put(format!("{base}{location}?digest={}", sha256(&chunked))).send().unwrap();
+    let r = c
+        .put(format!("{base}{location}?digest={}", sha256(&chunked)))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    let r = c.get(format!("{base}/v2/app/chunked/blobs/{}", sha256(&chunked))).send().unwrap();
+    let r = c
+        .get(format!("{base}/v2/app/chunked/blobs/{}", sha256(&chunked)))
+        .send()
+        .unwrap();
     assert_eq!(r.bytes().unwrap().to_vec(), chunked);
     // And new pushes work, including the blob that was cut off.
     push_blob(&c, &base, "app/partial", &big);
@@ -126,20 +167,42 @@ fn lost_connection_mid_patch_keeps_the_session_usable() {
     let c = client();
     let base = server.url();
     let data = random_bytes(2_000_000);
-    let r = c.post(format!("{base}/v2/lost/conn/blobs/uploads/")).send().unwrap();
+    let r = c
+        .post(format!("{base}/v2/lost/conn/blobs/uploads/"))
+        .send()
+        .unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let r = c.patch(format!("{base}{location}")).header("content-range", "0-999999").body(data[..1_000_000].to_vec()).send().unwrap();
+    let r = c
+        .patch(format!("{base}{location}"))
+        .header("content-range", "0-999999")
+        .body(data[..1_000_000].to_vec())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
 
-    let s = partial_request(&server.host(), "PATCH", &location, 1_000_000, &data[1_000_000..1_400_000]);
+    let s = partial_request(
+        &server.host(),
+        "PATCH",
+        &location,
+        1_000_000,
+        &data[1_000_000..1_400_000],
+    );
     std::thread::sleep(Duration::from_millis(200));
     drop(s);
     std::thread::sleep(Duration::from_millis(200));
 
     assert_eq!(upload_offset(&c, &base, &location), 1_000_000);
-    let r = c.put(format!("{base}{location}?digest={}", sha256(&data))).header("content-range", "1000000-1999999").body(data[1_000_000..].to_vec()).send().unwrap();
+    let r = c
+        .put(format!("{base}{location}?digest={}", sha256(&data)))
+        .header("content-range", "1000000-1999999")
+        .body(data[1_000_000..].to_vec())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    let r = c.get(format!("{base}/v2/lost/conn/blobs/{}", sha256(&data))).send().unwrap();
+    let r = c
+        .get(format!("{base}/v2/lost/conn/blobs/{}", sha256(&data)))
+        .send()
+        .unwrap();
     assert_eq!(r.bytes().unwrap().to_vec(), data);
 }
 
@@ -157,7 +220,11 @@ fn concurrent_pushes_of_one_blob_all_succeed_and_store_one_copy() {
                 let c = client();
                 let repo = format!("same/r{}", i % 3);
                 let d = sha256(&data);
-                let r = c.post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}")).body(data).send().unwrap();
+                let r = c
+                    .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+                    .body(data)
+                    .send()
+                    .unwrap();
                 r.status().as_u16()
             })
         })
@@ -167,7 +234,10 @@ fn concurrent_pushes_of_one_blob_all_succeed_and_store_one_copy() {
     }
     let c = client();
     for i in 0..3 {
-        let r = c.get(format!("{base}/v2/same/r{i}/blobs/{digest}")).send().unwrap();
+        let r = c
+            .get(format!("{base}/v2/same/r{i}/blobs/{digest}"))
+            .send()
+            .unwrap();
         assert_eq!(r.bytes().unwrap().to_vec(), data);
     }
     // One file under blobs/, and no upload left behind.
@@ -179,7 +249,12 @@ fn concurrent_pushes_of_one_blob_all_succeed_and_store_one_copy() {
         }
     }
     assert_eq!(blob_files, 1);
-    assert_eq!(std::fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -201,12 +276,21 @@ fn sigterm_lets_a_push_in_flight_finish_then_exits() {
     let mut server = Server::start(dir.path());
     let data = random_bytes(4_000_000);
     let digest = sha256(&data);
-    let mut s = partial_request(&server.host(), "POST", &format!("/v2/graceful/blobs/uploads/?digest={digest}"), data.len(), &data[..1_000_000]);
+    let mut s = partial_request(
+        &server.host(),
+        "POST",
+        &format!("/v2/graceful/blobs/uploads/?digest={digest}"),
+        data.len(),
+        &data[..1_000_000],
+    );
     std::thread::sleep(Duration::from_millis(200));
     server.terminate();
     std::thread::sleep(Duration::from_millis(300));
     // Still running: it waits for the request in flight.
-    assert!(server.wait(Duration::from_millis(10)).is_none(), "exited with a request in flight");
+    assert!(
+        server.wait(Duration::from_millis(10)).is_none(),
+        "exited with a request in flight"
+    );
     s.write_all(&data[1_000_000..]).unwrap();
     let mut response = String::new();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -215,14 +299,29 @@ fn sigterm_lets_a_push_in_flight_finish_then_exits() {
     response.push_str(&String::from_utf8_lossy(&buf[..n]));
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     drop(s);
-    let status = server.wait(Duration::from_secs(10)).expect("exited after the request finished");
+    let status = server
+        .wait(Duration::from_secs(10))
+        .expect("exited after the request finished");
     assert!(status.success(), "{status:?}");
 
     // The blob pushed during shutdown survived it.
     let server = Server::start(dir.path());
-    let r = client().get(format!("{}/v2/graceful/blobs/{digest}", server.url())).send().unwrap();
+    let r = client()
+        .get(format!("{}/v2/graceful/blobs/{digest}", server.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.bytes().unwrap().to_vec(), data);
 }
+
+/// method, path, headers, body, expected status, expected error code.
+type Case = (
+    reqwest::Method,
+    String,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 #[test]
 fn hostile_input_gets_json_errors_not_crashes() {
@@ -231,36 +330,137 @@ fn hostile_input_gets_json_errors_not_crashes() {
     let c = client();
     let base = server.url();
     let long = "a".repeat(5000);
-    let cases: Vec<(reqwest::Method, String, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        (reqwest::Method::GET, format!("/v2/{long}/tags/list"), vec![], vec![], 400, "NAME_INVALID"),
-        (reqwest::Method::GET, "/v2/x/blobs/sha256:..%2f..%2fetc%2fpasswd".into(), vec![], vec![], 400, "DIGEST_INVALID"),
-        (reqwest::Method::GET, "/v2/x/manifests/-bad%20tag".into(), vec![], vec![], 400, "MANIFEST_INVALID"),
-        (reqwest::Method::PATCH, "/v2/x/blobs/uploads/..%2F..%2Fetc".into(), vec![], b"x".to_vec(), 404, "BLOB_UPLOAD_UNKNOWN"),
-        (reqwest::Method::POST, "/v2/x/blobs/uploads/?digest=md5:abc".into(), vec![], b"x".to_vec(), 400, "DIGEST_INVALID"),
-        (reqwest::Method::POST, "/v2/x/blobs/uploads/?mount=nonsense".into(), vec![], vec![], 400, "DIGEST_INVALID"),
-        (reqwest::Method::GET, "/v2/x/tags/list?n=-1".into(), vec![], vec![], 400, "UNSUPPORTED"),
-        (reqwest::Method::PUT, "/v2/x/manifests/t".into(), vec![("content-type", OCI_MANIFEST)], b"\xff\xfe".to_vec(), 400, "MANIFEST_INVALID"),
-        (reqwest::Method::PUT, "/v2/x/manifests/t".into(), vec![("content-type", "text/plain")], b"{\"schemaVersion\":2}".to_vec(), 400, "MANIFEST_INVALID"),
-        (reqwest::Method::PUT, "/v2/x/manifests/t".into(), vec![("content-type", OCI_MANIFEST)], b"{\"schemaVersion\":2,\"config\":7,\"layers\":[]}".to_vec(), 400, "MANIFEST_INVALID"),
-        (reqwest::Method::GET, "/v2/x/blobs/uploads/".into(), vec![], vec![], 405, "UNSUPPORTED"),
-        (reqwest::Method::GET, "/v3/".into(), vec![], vec![], 404, "UNSUPPORTED"),
+    let cases: Vec<Case> = vec![
+        (
+            reqwest::Method::GET,
+            format!("/v2/{long}/tags/list"),
+            vec![],
+            vec![],
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v2/x/blobs/sha256:..%2f..%2fetc%2fpasswd".into(),
+            vec![],
+            vec![],
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v2/x/manifests/-bad%20tag".into(),
+            vec![],
+            vec![],
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v2/x/blobs/uploads/..%2F..%2Fetc".into(),
+            vec![],
+            b"x".to_vec(),
+            404,
+            "BLOB_UPLOAD_UNKNOWN",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v2/x/blobs/uploads/?digest=md5:abc".into(),
+            vec![],
+            b"x".to_vec(),
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v2/x/blobs/uploads/?mount=nonsense".into(),
+            vec![],
+            vec![],
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v2/x/tags/list?n=-1".into(),
+            vec![],
+            vec![],
+            400,
+            "UNSUPPORTED",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v2/x/manifests/t".into(),
+            vec![("content-type", OCI_MANIFEST)],
+            b"\xff\xfe".to_vec(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v2/x/manifests/t".into(),
+            vec![("content-type", "text/plain")],
+            b"{\"schemaVersion\":2}".to_vec(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v2/x/manifests/t".into(),
+            vec![("content-type", OCI_MANIFEST)],
+            b"{\"schemaVersion\":2,\"config\":7,\"layers\":[]}".to_vec(),
+            400,
+            "MANIFEST_INVALID",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v2/x/blobs/uploads/".into(),
+            vec![],
+            vec![],
+            405,
+            "UNSUPPORTED",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v3/".into(),
+            vec![],
+            vec![],
+            404,
+            "UNSUPPORTED",
+        ),
     ];
     for (method, path, headers, body, status, code) in cases {
-        let mut req = c.request(method.clone(), format!("{base}{path}")).body(body);
+        let mut req = c
+            .request(method.clone(), format!("{base}{path}"))
+            .body(body);
         for (k, v) in headers {
             req = req.header(k, v);
         }
         let r = req.send().unwrap();
         assert_eq!(r.status().as_u16(), status, "{method} {path}");
-        let json: serde_json::Value = r.json().unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"));
+        let json: serde_json::Value = r
+            .json()
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"));
         assert_eq!(json["errors"][0]["code"], code, "{method} {path}: {json}");
     }
     // A bad Content-Range on a real session, and a chunk whose length lies.
-    let r = c.post(format!("{base}/v2/x/blobs/uploads/")).send().unwrap();
+    let r = c
+        .post(format!("{base}/v2/x/blobs/uploads/"))
+        .send()
+        .unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let r = c.patch(format!("{base}{location}")).header("content-range", "zero-ten").body("abc").send().unwrap();
+    let r = c
+        .patch(format!("{base}{location}"))
+        .header("content-range", "zero-ten")
+        .body("abc")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = c.patch(format!("{base}{location}")).header("content-range", "0-9").body("abc").send().unwrap();
+    let r = c
+        .patch(format!("{base}{location}"))
+        .header("content-range", "0-9")
+        .body("abc")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(upload_offset(&c, &base, &location), 0);
     // The server is still healthy.

@@ -10,7 +10,11 @@ use crate::error::{Code, Error, Result};
 use crate::names::RepoName;
 
 /// Size of `digest` as seen from `repo`, through the cache.
-pub(crate) async fn visible_size(state: &AppState, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+pub(crate) async fn visible_size(
+    state: &AppState,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<u64>> {
     let key = (repo.clone(), digest.clone());
     if let Some(size) = state.caches.repo_blobs.get(&key).await {
         return Ok(Some(size));
@@ -22,8 +26,16 @@ pub(crate) async fn visible_size(state: &AppState, repo: &RepoName, digest: &Dig
     Ok(size)
 }
 
-pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, digest: &Digest, head: bool) -> Result<Response> {
-    let size = visible_size(state, repo, digest).await?.ok_or_else(|| Error::blob_unknown(digest))?;
+pub(crate) async fn get(
+    state: &AppState,
+    call: &Call,
+    repo: &RepoName,
+    digest: &Digest,
+    head: bool,
+) -> Result<Response> {
+    let size = visible_size(state, repo, digest)
+        .await?
+        .ok_or_else(|| Error::blob_unknown(digest))?;
     let range = match call.header(&header::RANGE) {
         Some(value) => parse_range(value, size)?,
         None => None,
@@ -32,7 +44,11 @@ pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, digest: 
         Some(r) => (StatusCode::PARTIAL_CONTENT, r),
         None => (StatusCode::OK, 0..size),
     };
-    let body = if head { Body::empty() } else { state.store.read(digest, span.clone()).await? };
+    let body = if head {
+        Body::empty()
+    } else {
+        state.store.read(digest, span.clone()).await?
+    };
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -42,7 +58,10 @@ pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, digest: 
         .header(header::CACHE_CONTROL, "max-age=31536000")
         .header(DOCKER_CONTENT_DIGEST, digest.as_str());
     if status == StatusCode::PARTIAL_CONTENT {
-        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", span.start, span.end - 1));
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{size}", span.start, span.end - 1),
+        );
     }
     response.body(body).map_err(Error::internal)
 }
@@ -50,7 +69,9 @@ pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, digest: 
 /// Parses a single `bytes=` range against a blob of `size` bytes. Multiple ranges and other units
 /// are ignored (the whole blob is served, as RFC 9110 allows); unsatisfiable ones get 416.
 fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
@@ -70,7 +91,13 @@ fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>> {
         size.saturating_sub(n)..size
     } else {
         let start: u64 = first.parse().map_err(|_| unsatisfiable())?;
-        let end = if last.is_empty() { size.saturating_sub(1) } else { last.parse::<u64>().map_err(|_| unsatisfiable())?.min(size.saturating_sub(1)) };
+        let end = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            last.parse::<u64>()
+                .map_err(|_| unsatisfiable())?
+                .min(size.saturating_sub(1))
+        };
         if start >= size || end < start {
             return Err(unsatisfiable());
         }
@@ -83,7 +110,11 @@ pub(crate) async fn delete(state: &AppState, repo: &RepoName, digest: &Digest) -
     if !state.meta.unlink_blob(repo, digest).await? {
         return Err(Error::blob_unknown(digest));
     }
-    state.caches.repo_blobs.invalidate(&(repo.clone(), digest.clone())).await;
+    state
+        .caches
+        .repo_blobs
+        .invalidate(&(repo.clone(), digest.clone()))
+        .await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

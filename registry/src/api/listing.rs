@@ -20,14 +20,23 @@ fn page_size(call: &Call) -> Result<i64> {
         None => Ok(MAX_PAGE),
         Some(n) => match n.parse::<i64>() {
             Ok(n) if n >= 0 => Ok(n.min(MAX_PAGE)),
-            _ => Err(Error::bad_request(Code::Unsupported, format!("n must be a non-negative integer, got {n:?}"))),
+            _ => Err(Error::bad_request(
+                Code::Unsupported,
+                format!("n must be a non-negative integer, got {n:?}"),
+            )),
         },
     }
 }
 
 /// Builds a page response: `items` holds up to `n + 1` entries, the extra one only telling that a
 /// next page exists.
-fn page(path: &str, key: &str, name: Option<&RepoName>, mut items: Vec<String>, n: i64) -> Response {
+fn page(
+    path: &str,
+    key: &str,
+    name: Option<&RepoName>,
+    mut items: Vec<String>,
+    n: i64,
+) -> Response {
     let more = items.len() as i64 > n;
     items.truncate(n as usize);
     let mut body = Map::new();
@@ -35,10 +44,16 @@ fn page(path: &str, key: &str, name: Option<&RepoName>, mut items: Vec<String>, 
         body.insert("name".into(), json!(name.as_str()));
     }
     body.insert(key.into(), json!(items));
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Value::Object(body).to_string()).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Value::Object(body).to_string(),
+    )
+        .into_response();
     if more && n > 0 {
         if let Some(last) = items.last() {
-            let query = serde_urlencoded::to_string([("n", n.to_string()), ("last", last.clone())]).unwrap_or_default();
+            let query = serde_urlencoded::to_string([("n", n.to_string()), ("last", last.clone())])
+                .unwrap_or_default();
             if let Ok(v) = format!("<{path}?{query}>; rel=\"next\"").parse() {
                 response.headers_mut().insert(header::LINK, v);
             }
@@ -52,17 +67,42 @@ pub(crate) async fn tags(state: &AppState, call: &Call, repo: &RepoName) -> Resu
     if !state.meta.repository_exists(repo).await? {
         return Err(Error::name_unknown(repo));
     }
-    let items = if n == 0 { Vec::new() } else { state.meta.list_tags(repo, n + 1, call.query("last")).await? };
-    Ok(page(&format!("/v2/{repo}/tags/list"), "tags", Some(repo), items, n))
+    let items = if n == 0 {
+        Vec::new()
+    } else {
+        state
+            .meta
+            .list_tags(repo, n + 1, call.query("last"))
+            .await?
+    };
+    Ok(page(
+        &format!("/v2/{repo}/tags/list"),
+        "tags",
+        Some(repo),
+        items,
+        n,
+    ))
 }
 
 pub(crate) async fn catalog(state: &AppState, call: &Call) -> Result<Response> {
     let n = page_size(call)?;
-    let items = if n == 0 { Vec::new() } else { state.meta.list_repositories(n + 1, call.query("last")).await? };
+    let items = if n == 0 {
+        Vec::new()
+    } else {
+        state
+            .meta
+            .list_repositories(n + 1, call.query("last"))
+            .await?
+    };
     Ok(page("/v2/_catalog", "repositories", None, items, n))
 }
 
-pub(crate) async fn referrers(state: &AppState, call: &Call, repo: &RepoName, subject: &Digest) -> Result<Response> {
+pub(crate) async fn referrers(
+    state: &AppState,
+    call: &Call,
+    repo: &RepoName,
+    subject: &Digest,
+) -> Result<Response> {
     let filter = call.query("artifactType").filter(|t| !t.is_empty());
     let found = state.meta.referrers(repo, subject, filter).await?;
     let manifests: Vec<Value> = found
@@ -72,16 +112,27 @@ pub(crate) async fn referrers(state: &AppState, call: &Call, repo: &RepoName, su
             if let Some(t) = r.artifact_type {
                 d["artifactType"] = json!(t);
             }
-            if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+            if let Some(a) = r
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
                 d["annotations"] = a;
             }
             d
         })
         .collect();
     let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, OCI_INDEX)], body.to_string()).into_response();
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
     if filter.is_some() {
-        response.headers_mut().insert(OCI_FILTERS_APPLIED, header::HeaderValue::from_static("artifactType"));
+        response.headers_mut().insert(
+            OCI_FILTERS_APPLIED,
+            header::HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(response)
 }

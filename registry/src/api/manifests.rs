@@ -14,7 +14,11 @@ use crate::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
 use crate::metadata::{NewManifest, StoredManifest};
 use crate::names::{Reference, RepoName};
 
-async fn lookup(state: &AppState, repo: &RepoName, reference: &Reference) -> Result<Option<StoredManifest>> {
+async fn lookup(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Option<StoredManifest>> {
     let key = (repo.clone(), reference.clone());
     if let Some(m) = state.caches.manifests.get(&key).await {
         return Ok(Some(m));
@@ -32,15 +36,32 @@ async fn lookup(state: &AppState, repo: &RepoName, reference: &Reference) -> Res
 /// Whether an `Accept` header admits `media_type`. No header, or a wildcard, admits anything:
 /// this registry never converts manifests, so the only choice is to serve or to refuse.
 fn accepts(call: &Call, media_type: &str) -> bool {
-    let values: Vec<&str> = call.headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    let values: Vec<&str> = call
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     if values.is_empty() {
         return true;
     }
-    values.iter().flat_map(|v| v.split(',')).map(bare_media_type).any(|t| t == media_type || t == "*/*" || t == "application/*")
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(bare_media_type)
+        .any(|t| t == media_type || t == "*/*" || t == "application/*")
 }
 
-pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, reference: &Reference, head: bool) -> Result<Response> {
-    let m = lookup(state, repo, reference).await?.ok_or_else(|| Error::manifest_unknown(reference))?;
+pub(crate) async fn get(
+    state: &AppState,
+    call: &Call,
+    repo: &RepoName,
+    reference: &Reference,
+    head: bool,
+) -> Result<Response> {
+    let m = lookup(state, repo, reference)
+        .await?
+        .ok_or_else(|| Error::manifest_unknown(reference))?;
     if !accepts(call, &m.media_type) {
         return Err(Error::manifest_unknown(reference).message(format!(
             "the manifest is {} but the Accept header does not allow it",
@@ -48,7 +69,11 @@ pub(crate) async fn get(state: &AppState, call: &Call, repo: &RepoName, referenc
         )));
     }
     let len = m.content.len();
-    let body = if head { Body::empty() } else { Body::from(m.content) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(m.content)
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &m.media_type)
@@ -65,26 +90,49 @@ fn too_large() -> Error {
         .detail(json!({ "limit_bytes": MAX_MANIFEST_BYTES }))
 }
 
-pub(crate) async fn put(state: &AppState, call: &Call, body: Body, repo: &RepoName, reference: &Reference) -> Result<Response> {
-    if call.header(&header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok()).is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+pub(crate) async fn put(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response> {
+    if call
+        .header(&header::CONTENT_LENGTH)
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_MANIFEST_BYTES)
+    {
         return Err(too_large());
     }
-    let content_type = call.header(&header::CONTENT_TYPE).map(bare_media_type).unwrap_or("").to_owned();
-    let body = Limited::new(body, MAX_MANIFEST_BYTES).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            too_large()
-        } else {
-            Error::bad_request(Code::ManifestInvalid, format!("request body ended early: {e}"))
-        }
-    })?;
+    let content_type = call
+        .header(&header::CONTENT_TYPE)
+        .map(bare_media_type)
+        .unwrap_or("")
+        .to_owned();
+    let body = Limited::new(body, MAX_MANIFEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                Error::bad_request(
+                    Code::ManifestInvalid,
+                    format!("request body ended early: {e}"),
+                )
+            }
+        })?;
     let content = body.to_bytes().to_vec();
 
     let digest = match reference {
         Reference::Digest(expected) => {
             let actual = Digest::of(expected.algorithm(), &content);
             if &actual != expected {
-                return Err(Error::digest_invalid("manifest digest does not match its content")
-                    .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() })));
+                return Err(
+                    Error::digest_invalid("manifest digest does not match its content").detail(
+                        json!({ "expected": expected.to_string(), "actual": actual.to_string() }),
+                    ),
+                );
             }
             actual
         }
@@ -96,19 +144,26 @@ pub(crate) async fn put(state: &AppState, call: &Call, body: Body, repo: &RepoNa
     for d in parsed.blobs.iter().filter(|d| !d.foreign) {
         match visible_size(state, repo, &d.digest).await? {
             None => {
-                return Err(Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
-                    .detail(json!({ "digest": d.digest.to_string() })));
+                return Err(
+                    Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+                        .detail(json!({ "digest": d.digest.to_string() })),
+                );
             }
             Some(size) if size != d.size => {
-                return Err(Error::manifest_invalid(format!("{} has size {size}, the manifest says {}", d.digest, d.size)));
+                return Err(Error::manifest_invalid(format!(
+                    "{} has size {size}, the manifest says {}",
+                    d.digest, d.size
+                )));
             }
             Some(_) => {}
         }
     }
     for child in &parsed.manifests {
         if !state.meta.manifest_exists(repo, &child.digest).await? {
-            return Err(Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
-                .detail(json!({ "digest": child.digest.to_string() })));
+            return Err(
+                Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+                    .detail(json!({ "digest": child.digest.to_string() })),
+            );
         }
     }
 
@@ -123,12 +178,21 @@ pub(crate) async fn put(state: &AppState, call: &Call, body: Body, repo: &RepoNa
         subject: parsed.subject.clone(),
         artifact_type: parsed.artifact_type,
         annotations: parsed.annotations,
-        blobs: parsed.blobs.iter().filter(|d| !d.foreign).map(|d| d.digest.clone()).collect(),
+        blobs: parsed
+            .blobs
+            .iter()
+            .filter(|d| !d.foreign)
+            .map(|d| d.digest.clone())
+            .collect(),
         manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
     };
     state.meta.put_manifest(repo, &record, tag).await?;
     if let Some(t) = tag {
-        state.caches.manifests.invalidate(&(repo.clone(), Reference::Tag(t.clone()))).await;
+        state
+            .caches
+            .manifests
+            .invalidate(&(repo.clone(), Reference::Tag(t.clone())))
+            .await;
     }
 
     let mut response = (
@@ -141,24 +205,47 @@ pub(crate) async fn put(state: &AppState, call: &Call, body: Body, repo: &RepoNa
     )
         .into_response();
     if let Some(subject) = parsed.subject {
-        response.headers_mut().insert(OCI_SUBJECT, subject.as_str().parse().map_err(Error::internal)?);
+        response.headers_mut().insert(
+            OCI_SUBJECT,
+            subject.as_str().parse().map_err(Error::internal)?,
+        );
     }
     Ok(response)
 }
 
-pub(crate) async fn delete(state: &AppState, repo: &RepoName, reference: &Reference) -> Result<Response> {
+pub(crate) async fn delete(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<Response> {
     match reference {
         Reference::Tag(tag) => {
             if !state.meta.delete_tag(repo, tag).await? {
                 return Err(Error::manifest_unknown(reference));
             }
-            state.caches.manifests.invalidate(&(repo.clone(), reference.clone())).await;
+            state
+                .caches
+                .manifests
+                .invalidate(&(repo.clone(), reference.clone()))
+                .await;
         }
         Reference::Digest(digest) => {
-            let tags = state.meta.delete_manifest(repo, digest).await?.ok_or_else(|| Error::manifest_unknown(reference))?;
-            state.caches.manifests.invalidate(&(repo.clone(), reference.clone())).await;
+            let tags = state
+                .meta
+                .delete_manifest(repo, digest)
+                .await?
+                .ok_or_else(|| Error::manifest_unknown(reference))?;
+            state
+                .caches
+                .manifests
+                .invalidate(&(repo.clone(), reference.clone()))
+                .await;
             for tag in tags.iter().filter_map(|t| t.parse().ok()) {
-                state.caches.manifests.invalidate(&(repo.clone(), Reference::Tag(tag))).await;
+                state
+                    .caches
+                    .manifests
+                    .invalidate(&(repo.clone(), Reference::Tag(tag)))
+                    .await;
             }
         }
     }

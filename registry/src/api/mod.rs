@@ -22,7 +22,8 @@ use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
 use crate::storage::BlobStore;
 
-pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
+    HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
@@ -57,7 +58,11 @@ impl Call {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/v2", any(redirect_base)).route("/v2/", any(dispatch)).route("/v2/{*rest}", any(dispatch)).with_state(state)
+    Router::new()
+        .route("/v2", any(redirect_base))
+        .route("/v2/", any(dispatch))
+        .route("/v2/{*rest}", any(dispatch))
+        .with_state(state)
 }
 
 async fn redirect_base() -> Response {
@@ -69,7 +74,9 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    response.headers_mut().insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    response
+        .headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     response
 }
 
@@ -84,10 +91,19 @@ async fn route(state: AppState, request: Request) -> Result<Response> {
             .into_iter()
             .collect(),
     };
-    let call = Call { identity, headers: parts.headers, query };
+    let call = Call {
+        identity,
+        headers: parts.headers,
+        query,
+    };
     use Endpoint::*;
     match endpoint {
-        Base => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()),
+        Base => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response()),
         Catalog => listing::catalog(&state, &call).await,
         BlobGet { name, digest, head } => blobs::get(&state, &call, &name, &digest, head).await,
         BlobDelete { name, digest } => blobs::delete(&state, &name, &digest).await,
@@ -96,8 +112,14 @@ async fn route(state: AppState, request: Request) -> Result<Response> {
         UploadFinish { name, id } => uploads::finish(&state, &call, body, &name, &id).await,
         UploadStatus { name, id } => uploads::status(&state, &name, &id).await,
         UploadCancel { name, id } => uploads::cancel(&state, &name, &id).await,
-        ManifestGet { name, reference, head } => manifests::get(&state, &call, &name, &reference, head).await,
-        ManifestPut { name, reference } => manifests::put(&state, &call, body, &name, &reference).await,
+        ManifestGet {
+            name,
+            reference,
+            head,
+        } => manifests::get(&state, &call, &name, &reference, head).await,
+        ManifestPut { name, reference } => {
+            manifests::put(&state, &call, body, &name, &reference).await
+        }
         ManifestDelete { name, reference } => manifests::delete(&state, &name, &reference).await,
         TagsList { name } => listing::tags(&state, &call, &name).await,
         Referrers { name, digest } => listing::referrers(&state, &call, &name, &digest).await,

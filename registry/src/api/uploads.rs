@@ -55,7 +55,9 @@ fn upload_accepted(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> 
 }
 
 fn parse_digest(value: &str) -> Result<Digest> {
-    value.parse().map_err(|_| Error::digest_invalid(format!("invalid digest {value:?}")))
+    value
+        .parse()
+        .map_err(|_| Error::digest_invalid(format!("invalid digest {value:?}")))
 }
 
 /// Whether the request carries no body bytes at all.
@@ -63,7 +65,12 @@ fn body_is_empty(body: &Body) -> bool {
     body.size_hint().exact() == Some(0)
 }
 
-pub(crate) async fn start(state: &AppState, call: &Call, body: Body, repo: &RepoName) -> Result<Response> {
+pub(crate) async fn start(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+) -> Result<Response> {
     if let Some(mount) = call.query("mount") {
         let digest = parse_digest(mount)?;
         if let Some(response) = try_mount(state, call, repo, &digest).await? {
@@ -78,18 +85,32 @@ pub(crate) async fn start(state: &AppState, call: &Call, body: Body, repo: &Repo
     let algorithm = match call.query("digest-algorithm") {
         None | Some("sha256") => Algorithm::Sha256,
         Some("sha512") => Algorithm::Sha512,
-        Some(other) => return Err(Error::digest_invalid(format!("unsupported digest algorithm {other:?}"))),
+        Some(other) => {
+            return Err(Error::digest_invalid(format!(
+                "unsupported digest algorithm {other:?}"
+            )))
+        }
     };
     let id = uuid::Uuid::new_v4().to_string();
-    state.meta.create_upload(&id, repo, &ResumableHasher::new(algorithm).to_bytes()).await?;
+    state
+        .meta
+        .create_upload(&id, repo, &ResumableHasher::new(algorithm).to_bytes())
+        .await?;
     let mut response = upload_accepted(StatusCode::ACCEPTED, repo, &id, 0);
-    response.headers_mut().insert(OCI_CHUNK_MIN_LENGTH, CHUNK_MIN_LENGTH.into());
+    response
+        .headers_mut()
+        .insert(OCI_CHUNK_MIN_LENGTH, CHUNK_MIN_LENGTH.into());
     Ok(response)
 }
 
 /// Links an existing blob into `repo` from `from` (or, without `from`, from any repository the
 /// caller may read). `None` when the blob cannot be mounted.
-async fn try_mount(state: &AppState, call: &Call, repo: &RepoName, digest: &Digest) -> Result<Option<Response>> {
+async fn try_mount(
+    state: &AppState,
+    call: &Call,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Option<Response>> {
     let candidates: Vec<RepoName> = match call.query("from") {
         Some(from) => match from.parse::<RepoName>() {
             Ok(from) => vec![from],
@@ -108,7 +129,11 @@ async fn try_mount(state: &AppState, call: &Call, repo: &RepoName, digest: &Dige
             continue;
         }
         if let Some(size) = state.meta.mount_blob(repo, from.as_str(), digest).await? {
-            state.caches.repo_blobs.insert((repo.clone(), digest.clone()), size).await;
+            state
+                .caches
+                .repo_blobs
+                .insert((repo.clone(), digest.clone()), size)
+                .await;
             return Ok(Some(blob_created(repo, digest)));
         }
     }
@@ -116,11 +141,22 @@ async fn try_mount(state: &AppState, call: &Call, repo: &RepoName, digest: &Dige
 }
 
 /// `POST ?digest=` with the whole blob as body.
-async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Digest) -> Result<Response> {
+async fn monolithic(
+    state: &AppState,
+    body: Body,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<Response> {
     let id = format!("mono-{}", uuid::Uuid::new_v4());
     let result = async {
         let mut sink = state.store.append(&id, 0).await?;
-        let (hasher, _) = ingest(body, sink.as_mut(), ResumableHasher::new(digest.algorithm()), None).await?;
+        let (hasher, _) = ingest(
+            body,
+            sink.as_mut(),
+            ResumableHasher::new(digest.algorithm()),
+            None,
+        )
+        .await?;
         let size = sink.finish().await?;
         commit(state, repo, &id, &hasher, size, digest).await
     }
@@ -134,15 +170,28 @@ async fn monolithic(state: &AppState, body: Body, repo: &RepoName, digest: &Dige
 }
 
 /// Verifies the digest and publishes the upload's bytes as `digest` in `repo`.
-async fn commit(state: &AppState, repo: &RepoName, id: &str, hasher: &ResumableHasher, size: u64, digest: &Digest) -> Result<()> {
+async fn commit(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    hasher: &ResumableHasher,
+    size: u64,
+    digest: &Digest,
+) -> Result<()> {
     let actual = hasher.finish();
     if &actual != digest {
-        return Err(Error::digest_invalid("digest did not match uploaded content")
-            .detail(json!({ "expected": digest.to_string(), "actual": actual.to_string() })));
+        return Err(
+            Error::digest_invalid("digest did not match uploaded content")
+                .detail(json!({ "expected": digest.to_string(), "actual": actual.to_string() })),
+        );
     }
     state.store.commit(id, digest, size).await?;
     state.meta.link_blob(repo, digest, size).await?;
-    state.caches.repo_blobs.insert((repo.clone(), digest.clone()), size).await;
+    state
+        .caches
+        .repo_blobs
+        .insert((repo.clone(), digest.clone()), size)
+        .await;
     Ok(())
 }
 
@@ -156,37 +205,66 @@ async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<Upload> 
 
 /// Parses `Content-Range: <start>-<end>` (inclusive; a `bytes ` or `bytes=` prefix is tolerated).
 fn content_range(call: &Call, location: &str, current: u64) -> Result<Option<(u64, u64)>> {
-    let Some(raw) = call.header(&header::CONTENT_RANGE) else { return Ok(None) };
-    let spec = raw.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
-    let parsed = spec.split_once('-').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let Some(raw) = call.header(&header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let spec = raw
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches(['=', ' ']);
+    let parsed = spec
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
         Some((start, end)) if end >= start && start == current => Ok(Some((start, end))),
         Some(_) => Err(Error::range_not_satisfiable(location, current)),
-        None => Err(Error::bad_request(Code::BlobUploadInvalid, format!("malformed Content-Range {raw:?}"))),
+        None => Err(Error::bad_request(
+            Code::BlobUploadInvalid,
+            format!("malformed Content-Range {raw:?}"),
+        )),
     }
 }
 
 /// Appends the request body to a session at its current size; returns the new size.
-async fn append(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str, up: Upload) -> Result<(u64, ResumableHasher)> {
+async fn append(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+    id: &str,
+    up: Upload,
+) -> Result<(u64, ResumableHasher)> {
     let location = upload_location(repo, id);
-    let hasher = ResumableHasher::from_bytes(&up.hash_state).ok_or_else(|| Error::internal("corrupt upload hash state"))?;
+    let hasher = ResumableHasher::from_bytes(&up.hash_state)
+        .ok_or_else(|| Error::internal("corrupt upload hash state"))?;
     let range = content_range(call, &location, up.size)?;
     let expected = range.map(|(start, end)| end - start + 1);
     if let (Some(expected), Some(length)) = (expected, call.header(&header::CONTENT_LENGTH)) {
         if length.trim().parse::<u64>().ok() != Some(expected) {
-            return Err(Error::size_invalid("Content-Length does not match Content-Range"));
+            return Err(Error::size_invalid(
+                "Content-Length does not match Content-Range",
+            ));
         }
     }
     let mut sink = state.store.append(id, up.size).await?;
     let (hasher, received) = ingest(body, sink.as_mut(), hasher, expected).await?;
     if expected.is_some_and(|e| e != received) {
-        return Err(Error::size_invalid("body is shorter than its Content-Range"));
+        return Err(Error::size_invalid(
+            "body is shorter than its Content-Range",
+        ));
     }
     let new_size = sink.finish().await?;
     if new_size != up.size + received {
-        return Err(Error::internal(format!("upload {id} holds {new_size} bytes, expected {}", up.size + received)));
+        return Err(Error::internal(format!(
+            "upload {id} holds {new_size} bytes, expected {}",
+            up.size + received
+        )));
     }
-    if !state.meta.advance_upload(id, up.size, new_size, &hasher.to_bytes()).await? {
+    if !state
+        .meta
+        .advance_upload(id, up.size, new_size, &hasher.to_bytes())
+        .await?
+    {
         // Another request moved the session while this one wrote (only possible if the store's
         // writer lock was lost); its bytes win, ours are truncated away by the next append.
         let current = state.meta.upload(id).await?.map_or(0, |u| u.size);
@@ -195,13 +273,25 @@ async fn append(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: 
     Ok((new_size, hasher))
 }
 
-pub(crate) async fn patch(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str) -> Result<Response> {
+pub(crate) async fn patch(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+    id: &str,
+) -> Result<Response> {
     let up = session(state, repo, id).await?;
     let (size, _) = append(state, call, body, repo, id, up).await?;
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, size))
 }
 
-pub(crate) async fn finish(state: &AppState, call: &Call, body: Body, repo: &RepoName, id: &str) -> Result<Response> {
+pub(crate) async fn finish(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+    id: &str,
+) -> Result<Response> {
     let digest = match call.query("digest") {
         Some(d) => parse_digest(d)?,
         None => return Err(Error::digest_invalid("the closing PUT needs ?digest=")),
@@ -212,7 +302,8 @@ pub(crate) async fn finish(state: &AppState, call: &Call, body: Body, repo: &Rep
         up.hash_state = ResumableHasher::new(digest.algorithm()).to_bytes();
     }
     let (size, hasher) = if body_is_empty(&body) && call.header(&header::CONTENT_RANGE).is_none() {
-        let hasher = ResumableHasher::from_bytes(&up.hash_state).ok_or_else(|| Error::internal("corrupt upload hash state"))?;
+        let hasher = ResumableHasher::from_bytes(&up.hash_state)
+            .ok_or_else(|| Error::internal("corrupt upload hash state"))?;
         (up.size, hasher)
     } else {
         append(state, call, body, repo, id, up).await?

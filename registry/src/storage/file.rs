@@ -50,14 +50,22 @@ impl FileStore {
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("storage task: {e}")))?.map_err(Error::from)
-    }
+/// Runs filesystem work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("storage task: {e}")))?
+        .map_err(Error::from)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -69,7 +77,11 @@ impl BlobStore for FileStore {
     async fn append(&self, upload: &str, offset: u64) -> Result<Box<dyn BlobSink>> {
         let path = self.upload_path(upload);
         let file = blocking(move || {
-            let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
             // A writer whose request just ended may still be closing the file: give it a moment
             // before telling the client that someone else is writing.
             let deadline = std::time::Instant::now() + LOCK_WAIT;
@@ -109,11 +121,17 @@ impl BlobStore for FileStore {
                 }
             }
             // `create` covers an empty blob whose upload never received a byte.
-            let file = OpenOptions::new().create(true).truncate(false).write(true).open(&from)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&from)?;
             let len = file.metadata()?.len();
             if len != size {
                 // A crash lost acknowledged bytes: never publish the wrong content under a digest.
-                return Err(std::io::Error::other(format!("upload holds {len} bytes, expected {size}")));
+                return Err(std::io::Error::other(format!(
+                    "upload holds {len} bytes, expected {size}"
+                )));
             }
             // The data itself was fsynced when each request finished; sync again in case the
             // upload was written by a version that did not (cheap when nothing is dirty).
@@ -140,14 +158,19 @@ impl BlobStore for FileStore {
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<Body> {
         let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::blob_unknown(digest)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::blob_unknown(digest))
+            }
             Err(e) => return Err(e.into()),
         };
         if range.start > 0 {
             file.seek(SeekFrom::Start(range.start)).await?;
         }
         let reader = file.take(range.end - range.start);
-        Ok(Body::from_stream(ReaderStream::with_capacity(reader, READ_BUFFER)))
+        Ok(Body::from_stream(ReaderStream::with_capacity(
+            reader,
+            READ_BUFFER,
+        )))
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {

@@ -70,17 +70,26 @@ pub(crate) mod suite {
 
         // Two requests, the second after an interrupted one that left extra bytes behind.
         let mut sink = store.append("u1", 0).await.unwrap();
-        sink.write(Bytes::copy_from_slice(&data[..100_000])).await.unwrap();
+        sink.write(Bytes::copy_from_slice(&data[..100_000]))
+            .await
+            .unwrap();
         assert_eq!(sink.finish().await.unwrap(), 100_000);
         let mut sink = store.append("u1", 100_000).await.unwrap();
-        sink.write(Bytes::from_static(b"garbage from a dropped request")).await.unwrap();
+        sink.write(Bytes::from_static(b"garbage from a dropped request"))
+            .await
+            .unwrap();
         drop(sink);
         let mut sink = store.append("u1", 100_000).await.unwrap();
         // A second writer on the same upload is refused while the first holds it.
         assert!(store.append("u1", 100_000).await.is_err());
-        sink.write(Bytes::copy_from_slice(&data[100_000..])).await.unwrap();
+        sink.write(Bytes::copy_from_slice(&data[100_000..]))
+            .await
+            .unwrap();
         assert_eq!(sink.finish().await.unwrap(), data.len() as u64);
-        store.commit("u1", &digest, data.len() as u64).await.unwrap();
+        store
+            .commit("u1", &digest, data.len() as u64)
+            .await
+            .unwrap();
 
         assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
         assert_eq!(read_all(store, &digest, 0..data.len() as u64).await, data);
@@ -90,7 +99,10 @@ pub(crate) mod suite {
         let mut sink = store.append("u2", 0).await.unwrap();
         sink.write(Bytes::copy_from_slice(&data)).await.unwrap();
         sink.finish().await.unwrap();
-        store.commit("u2", &digest, data.len() as u64).await.unwrap();
+        store
+            .commit("u2", &digest, data.len() as u64)
+            .await
+            .unwrap();
         assert_eq!(read_all(store, &digest, 0..data.len() as u64).await, data);
 
         // Discarded uploads vanish; discarding twice is fine.

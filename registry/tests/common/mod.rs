@@ -45,8 +45,14 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("registry printed its address");
-        Server { child, addr: addr.parse().expect("address"), data_dir: data_dir.to_owned() }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("registry printed its address");
+        Server {
+            child,
+            addr: addr.parse().expect("address"),
+            data_dir: data_dir.to_owned(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -66,7 +72,10 @@ impl Server {
 
     /// SIGTERM, without waiting.
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
         assert!(status.success());
     }
 
