@@ -856,10 +856,10 @@ fn push_manifest_too_large(ctx: &mut Ctx) -> R {
         json!({ "annotations": { "pad": "" } }),
     )?;
     let mut value: Value = serde_json::from_slice(&img.manifest).map_err(|e| e.to_string())?;
-    value["annotations"]["pad"] = json!("p".repeat(64 * 1024 * 1024));
+    value["annotations"]["pad"] = json!("p".repeat(5 * 1024 * 1024));
     let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "huge", OCI_MANIFEST, &body)?;
-    status(&resp, &[413], "PUT 64 MiB manifest")
+    status(&resp, &[413], "PUT 5 MiB manifest")
 }
 
 fn push_manifest_subject(ctx: &mut Ctx) -> R {

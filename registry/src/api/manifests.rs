@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
+use futures::StreamExt;
 use serde_json::json;
 
 use super::{blobs::visible_size, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
@@ -90,6 +90,39 @@ fn too_large() -> Error {
         .detail(json!({ "limit_bytes": MAX_MANIFEST_BYTES }))
 }
 
+/// How much of an oversized body is read and dropped before answering 413: a client still
+/// sending when the server answers and closes sees a reset instead of the 413, so modest excess
+/// is drained; beyond this the connection is closed regardless.
+const OVERSIZE_DRAIN_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a manifest body of at most `MAX_MANIFEST_BYTES` into memory.
+async fn read_manifest_body(body: Body) -> Result<Vec<u8>> {
+    let mut stream = body.into_data_stream();
+    let mut content = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = stream.next().await {
+        let chunk = frame.map_err(|e| {
+            Error::bad_request(
+                Code::ManifestInvalid,
+                format!("request body ended early: {e}"),
+            )
+        })?;
+        seen += chunk.len();
+        if seen > MAX_MANIFEST_BYTES + OVERSIZE_DRAIN_BYTES {
+            break;
+        }
+        if seen <= MAX_MANIFEST_BYTES {
+            content.extend_from_slice(&chunk);
+        } else {
+            content = Vec::new();
+        }
+    }
+    if seen > MAX_MANIFEST_BYTES {
+        return Err(too_large());
+    }
+    Ok(content)
+}
+
 pub(crate) async fn put(
     state: &AppState,
     call: &Call,
@@ -97,32 +130,12 @@ pub(crate) async fn put(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response> {
-    if call
-        .header(&header::CONTENT_LENGTH)
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_MANIFEST_BYTES)
-    {
-        return Err(too_large());
-    }
     let content_type = call
         .header(&header::CONTENT_TYPE)
         .map(bare_media_type)
         .unwrap_or("")
         .to_owned();
-    let body = Limited::new(body, MAX_MANIFEST_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                Error::bad_request(
-                    Code::ManifestInvalid,
-                    format!("request body ended early: {e}"),
-                )
-            }
-        })?;
-    let content = body.to_bytes().to_vec();
+    let content = read_manifest_body(body).await?;
 
     let digest = match reference {
         Reference::Digest(expected) => {
