@@ -1,0 +1,374 @@
+//! `depot-bench`: runs the same workloads against the depot registry (release build, embedded
+//! default) and the CNCF distribution registry 2.8 (filesystem driver) in one run, on loopback,
+//! and prints both figures and their ratio, with this machine's ceilings measured alongside.
+//!
+//! Not a test: nothing here asserts. `--smoke` runs everything at 1/10 size.
+
+mod servers;
+mod workloads;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::Client;
+
+use servers::Registry;
+use workloads::*;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "depot-bench",
+    about = "depot registry vs CNCF distribution 2.8, side by side"
+)]
+struct Cli {
+    /// The depot-registry binary (a release build).
+    #[arg(long, default_value = "target/release/depot-registry")]
+    depot: PathBuf,
+    /// Run every workload at 1/10 of its size.
+    #[arg(long)]
+    smoke: bool,
+    /// Where the registries keep their data (default: a temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    depot: f64,
+    distribution: f64,
+    /// Whether a larger figure is better (throughput) or worse (time, memory).
+    higher_is_better: bool,
+}
+
+fn print_table(title: &str, rows: &[Row]) {
+    println!("\n{title}");
+    println!(
+        "{:<46} {:>14} {:>14} {:>9}",
+        "workload", "depot", "distribution", "ratio"
+    );
+    for r in rows {
+        let ratio = if r.higher_is_better {
+            r.depot / r.distribution
+        } else {
+            r.distribution / r.depot
+        };
+        println!(
+            "{:<46} {:>14} {:>14} {:>8.2}x",
+            format!("{} ({})", r.name, r.unit),
+            fmt(r.depot),
+            fmt(r.distribution),
+            ratio
+        );
+    }
+    println!("(ratio > 1 means depot is better: faster, or smaller)");
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+struct Figures {
+    mono_mbps: f64,
+    chunked_mbps: f64,
+    pull_mbps: f64,
+    small_blobs_per_s: f64,
+    manifest_rps: f64,
+    manifest_p99_ms: f64,
+    tag_pages_per_s: f64,
+    tags_per_page: f64,
+    peak_rss_mib: f64,
+    cpu_s_per_gib: f64,
+    scale_push_s: Vec<f64>,
+    manifest_rps_small: f64,
+    manifest_rps_large: f64,
+}
+
+struct Sizes {
+    big: u64,
+    small_count: usize,
+    tag_count: u64,
+    wrk_seconds: u32,
+    scale: [u64; 3],
+    manifests_small: u64,
+    manifests_large: u64,
+}
+
+async fn measure(
+    reg: &Registry,
+    c: &Client,
+    pattern: &Arc<Pattern>,
+    sizes: &Sizes,
+) -> anyhow::Result<Figures> {
+    let base = reg.url.as_str();
+    eprintln!("[{}] monolithic push of {} MiB", reg.name, sizes.big / MIB);
+    let blob = pattern.blob(sizes.big);
+    reg.reset_peak_rss()?;
+    let cpu0 = reg.cpu_seconds()?;
+    let t = Instant::now();
+    push_monolithic(c, base, "bench/big", &blob).await?;
+    let mono = t.elapsed().as_secs_f64();
+    let cpu = reg.cpu_seconds()? - cpu0;
+    let peak_rss = reg.peak_rss()?;
+
+    eprintln!("[{}] chunked push (16 MiB PATCHes)", reg.name);
+    let chunked_blob = pattern.blob(sizes.big);
+    let t = Instant::now();
+    push_chunked(c, base, "bench/chunked", &chunked_blob, 16 * MIB).await?;
+    let chunked = t.elapsed().as_secs_f64();
+
+    eprintln!("[{}] pull", reg.name);
+    let t = Instant::now();
+    let n = pull(c, base, "bench/big", &blob.digest).await?;
+    let pull_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(n == blob.size, "pulled {n} bytes of {}", blob.size);
+
+    eprintln!(
+        "[{}] {} pushes of 64 KiB at concurrency 16",
+        reg.name, sizes.small_count
+    );
+    let small = many_pushes(c, base, pattern, sizes.small_count, 64 * 1024, 16).await?;
+
+    eprintln!("[{}] manifest GET by tag, 32 connections", reg.name);
+    let layers = image_base(c, base, "bench/manifests", pattern).await?;
+    put_manifests(
+        c,
+        base,
+        "bench/manifests",
+        &layers,
+        0,
+        sizes.manifests_small,
+        false,
+    )
+    .await?;
+    put_manifest(
+        c,
+        base,
+        "bench/manifests",
+        "hot",
+        manifest(&layers.0, &layers.1, u64::MAX),
+    )
+    .await?;
+    let url = format!("{base}/v2/bench/manifests/manifests/hot");
+    let load_small = wrk(&url, 32, sizes.wrk_seconds)?;
+
+    eprintln!(
+        "[{}] tags/list of {} tags by 100",
+        reg.name, sizes.tag_count
+    );
+    let tag_layers = image_base(c, base, "bench/tags", pattern).await?;
+    put_manifests(c, base, "bench/tags", &tag_layers, 0, sizes.tag_count, true).await?;
+    let (pages, per_page) = tag_pages(c, base, "bench/tags", 100, Duration::from_secs(5)).await?;
+
+    eprintln!(
+        "[{}] scaling: push times and manifest GET with {} manifests",
+        reg.name, sizes.manifests_large
+    );
+    let mut scale = Vec::new();
+    for size in sizes.scale {
+        let b = pattern.blob(size);
+        let t = Instant::now();
+        push_monolithic(c, base, "bench/scale", &b).await?;
+        scale.push(t.elapsed().as_secs_f64());
+    }
+    put_manifests(
+        c,
+        base,
+        "bench/manifests",
+        &layers,
+        sizes.manifests_small,
+        sizes.manifests_large,
+        false,
+    )
+    .await?;
+    let load_large = wrk(&url, 32, sizes.wrk_seconds)?;
+
+    let mb = |bytes: u64, secs: f64| bytes as f64 / MIB as f64 / secs;
+    Ok(Figures {
+        mono_mbps: mb(sizes.big, mono),
+        chunked_mbps: mb(sizes.big, chunked),
+        pull_mbps: mb(sizes.big, pull_s),
+        small_blobs_per_s: small,
+        manifest_rps: load_small.rps,
+        manifest_p99_ms: load_small.p99_ms,
+        tag_pages_per_s: pages,
+        tags_per_page: per_page,
+        peak_rss_mib: peak_rss as f64 / MIB as f64,
+        cpu_s_per_gib: cpu / (sizes.big as f64 / (1024.0 * MIB as f64)),
+        scale_push_s: scale,
+        manifest_rps_small: load_small.rps,
+        manifest_rps_large: load_large.rps,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let div = if cli.smoke { 10 } else { 1 };
+    let sizes = Sizes {
+        big: 1024 * MIB / div,
+        small_count: 1000 / div as usize,
+        tag_count: 10_000 / div,
+        wrk_seconds: if cli.smoke { 3 } else { 10 },
+        scale: [64 * MIB / div, 256 * MIB / div, 1024 * MIB / div],
+        manifests_small: 1_000 / div,
+        manifests_large: 100_000 / div,
+    };
+    let tmp = tempfile::tempdir()?;
+    let work = cli
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_owned());
+    let client = Client::builder().pool_max_idle_per_host(64).build()?;
+    let pattern = Arc::new(Pattern::new(64 * MIB as usize));
+
+    println!(
+        "depot-bench{}: loopback, {} cores",
+        if cli.smoke {
+            " --smoke (1/10 size)"
+        } else {
+            ""
+        },
+        std::thread::available_parallelism()?
+    );
+    let sha = sha256_ceiling(&pattern, sizes.big);
+    let loopback = loopback_ceiling(&client, &pattern.blob(sizes.big)).await?;
+
+    let depot = Registry::depot(&cli.depot, &work.join("depot"))?;
+    let ours = measure(&depot, &client, &pattern, &sizes).await?;
+    drop(depot);
+    let distribution = Registry::distribution(&work.join("distribution"))?;
+    let theirs = measure(&distribution, &client, &pattern, &sizes).await?;
+    drop(distribution);
+
+    let big = format!("{} MiB", sizes.big / MIB);
+    let row = |name: String, unit, d: f64, r: f64, hib| Row {
+        name,
+        unit,
+        depot: d,
+        distribution: r,
+        higher_is_better: hib,
+    };
+    print_table(
+        "Throughput and footprint",
+        &[
+            row(
+                format!("push {big}, monolithic"),
+                "MiB/s",
+                ours.mono_mbps,
+                theirs.mono_mbps,
+                true,
+            ),
+            row(
+                format!("push {big}, 16 MiB chunks"),
+                "MiB/s",
+                ours.chunked_mbps,
+                theirs.chunked_mbps,
+                true,
+            ),
+            row(
+                format!("pull {big}"),
+                "MiB/s",
+                ours.pull_mbps,
+                theirs.pull_mbps,
+                true,
+            ),
+            row(
+                format!("{} pushes of 64 KiB, c=16", sizes.small_count),
+                "blobs/s",
+                ours.small_blobs_per_s,
+                theirs.small_blobs_per_s,
+                true,
+            ),
+            row(
+                "manifest GET by tag, c=32".into(),
+                "req/s",
+                ours.manifest_rps,
+                theirs.manifest_rps,
+                true,
+            ),
+            row(
+                "manifest GET by tag, c=32, p99".into(),
+                "ms",
+                ours.manifest_p99_ms,
+                theirs.manifest_p99_ms,
+                false,
+            ),
+            row(
+                format!("tags/list of {} tags, n=100", sizes.tag_count),
+                "pages/s",
+                ours.tag_pages_per_s,
+                theirs.tag_pages_per_s,
+                true,
+            ),
+            row(
+                format!("peak RSS during {big} push"),
+                "MiB",
+                ours.peak_rss_mib,
+                theirs.peak_rss_mib,
+                false,
+            ),
+            row(
+                "server CPU per GiB pushed".into(),
+                "s",
+                ours.cpu_s_per_gib,
+                theirs.cpu_s_per_gib,
+                false,
+            ),
+        ],
+    );
+    println!(
+        "tags per page: depot {:.0}, distribution {:.0} (a registry that ignores n returns every tag in one page)",
+        ours.tags_per_page, theirs.tags_per_page
+    );
+
+    let mut scale_rows: Vec<Row> = sizes
+        .scale
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            row(
+                format!("push {} MiB, monolithic", s / MIB),
+                "s",
+                ours.scale_push_s[i],
+                theirs.scale_push_s[i],
+                false,
+            )
+        })
+        .collect();
+    scale_rows.push(row(
+        format!("manifest GET, {} manifests", sizes.manifests_small),
+        "req/s",
+        ours.manifest_rps_small,
+        theirs.manifest_rps_small,
+        true,
+    ));
+    scale_rows.push(row(
+        format!("manifest GET, {} manifests", sizes.manifests_large),
+        "req/s",
+        ours.manifest_rps_large,
+        theirs.manifest_rps_large,
+        true,
+    ));
+    print_table("How cost grows", &scale_rows);
+
+    let sha_mbps = sha / MIB as f64;
+    println!("\nCeilings measured in this run");
+    println!(
+        "  single-core SHA-256: {sha_mbps:.0} MiB/s; depot monolithic push reaches {:.0}% of it",
+        100.0 * ours.mono_mbps / sha_mbps
+    );
+    println!(
+        "  client loopback copy rate: {:.0} MiB/s",
+        loopback / MIB as f64
+    );
+    Ok(())
+}
