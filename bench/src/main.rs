@@ -241,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let sha = sha256_ceiling(&pattern, sizes.big);
     let loopback = loopback_ceiling(&client, &pattern.blob(sizes.big)).await?;
+    let disk = disk_ceiling(&pattern, &work, sizes.big)?;
 
     let depot = Registry::depot(&cli.depot, &work.join("depot"))?;
     let ours = measure(&depot, &client, &pattern, &sizes).await?;

@@ -409,6 +409,23 @@ pub fn sha256_ceiling(pattern: &Pattern, bytes: u64) -> f64 {
     done as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Sequential write rate of the disk the registries store on: `bytes` written in 1 MiB writes,
+/// then fsynced (what a durable push of that size must at least cost).
+pub fn disk_ceiling(pattern: &Pattern, dir: &std::path::Path, bytes: u64) -> anyhow::Result<f64> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("disk-ceiling");
+    let started = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    for frame in pattern.frames(0, bytes) {
+        f.write_all(&frame)?;
+    }
+    f.sync_all()?;
+    let rate = bytes as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
 /// The client's loopback copy rate: the same streaming PUT into a server that only discards.
 pub async fn loopback_ceiling(c: &Client, blob: &Blob) -> anyhow::Result<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

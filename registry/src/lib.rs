@@ -4,7 +4,8 @@
 //! - [`server`]: builds the application from [`config`] and serves it on a bound listener.
 //! - [`api`]: the `/v2/` HTTP surface; [`endpoint`] parses each request into a typed endpoint,
 //!   [`access`] decides who may do what, handlers stay thin.
-//! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap).
+//! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap);
+//!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
 //! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (filesystem today).
 //! - [`metadata`]: repositories, blob links, uploads, manifests and tags in SQL (sqlx).
 //! - [`manifest`], [`digest`], [`names`]: validation of what clients send.
@@ -23,3 +24,4 @@ pub mod metadata;
 pub mod names;
 pub mod server;
 pub mod storage;
+pub mod upload_id;

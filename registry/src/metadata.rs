@@ -27,12 +27,14 @@ pub struct Metadata {
     write: AnyPool,
 }
 
-/// An upload session.
+/// An upload session's row (created by its first chunk).
 #[derive(Debug, Clone)]
 pub struct Upload {
     pub repo: String,
     pub size: u64,
     pub hash_state: Vec<u8>,
+    /// Finished or cancelled: the id no longer names a session.
+    pub closed: bool,
 }
 
 /// A manifest as stored: its exact bytes and what was derived from them at push time.
@@ -242,20 +244,6 @@ impl Metadata {
 
     // ---- uploads ---------------------------------------------------------------------------
 
-    pub async fn create_upload(&self, id: &str, repo: &RepoName, hash_state: &[u8]) -> Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO uploads (id, repo, size, hash_state, created_at, updated_at) VALUES ($1, $2, 0, $3, $4, $4)",
-        )
-        .bind(id)
-        .bind(repo.as_str())
-        .bind(hash_state.to_vec())
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
     pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
         // Read through the writer pool: a session is read right after its last write, possibly
         // by a request that raced with it, and must see the latest size.
@@ -264,30 +252,70 @@ impl Metadata {
             .fetch_optional(&self.write)
             .await?;
         let Some(row) = row else { return Ok(None) };
+        let size: i64 = row.try_get("size")?;
         Ok(Some(Upload {
             repo: row.try_get("repo")?,
-            size: row.try_get::<i64, _>("size")? as u64,
+            size: size.max(0) as u64,
             hash_state: row.try_get("hash_state")?,
+            closed: size < 0,
         }))
     }
 
-    /// Moves an upload from `old_size` to `new_size`; false if another request moved it first.
+    /// Moves an upload from `old_size` to `new_size`, creating its row on the first chunk;
+    /// false if another request moved it first.
     pub async fn advance_upload(
         &self,
         id: &str,
+        repo: &RepoName,
         old_size: u64,
         new_size: u64,
         hash_state: &[u8],
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE uploads SET size = $1, hash_state = $2, updated_at = $3 WHERE id = $4 AND size = $5")
+        let now = now_ms();
+        if old_size == 0 {
+            let created = sqlx::query(
+                "INSERT INTO uploads (id, repo, size, hash_state, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(repo.as_str())
             .bind(new_size as i64)
             .bind(hash_state.to_vec())
-            .bind(now_ms())
-            .bind(id)
-            .bind(old_size as i64)
+            .bind(now)
             .execute(&self.write)
             .await?;
+            if created.rows_affected() == 1 {
+                return Ok(true);
+            }
+        }
+        let done = sqlx::query(
+            "UPDATE uploads SET size = $1, hash_state = $2, updated_at = $3 WHERE id = $4 AND size = $5",
+        )
+        .bind(new_size as i64)
+        .bind(hash_state.to_vec())
+        .bind(now)
+        .bind(id)
+        .bind(old_size as i64)
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a session finished or cancelled, so its id is unknown from now on (GC removes the
+    /// row once the id has expired anyway).
+    pub async fn close_upload(&self, id: &str, repo: &RepoName) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO uploads (id, repo, size, hash_state, created_at, updated_at) VALUES ($1, $2, -1, $3, $4, $4) \
+             ON CONFLICT (id) DO UPDATE SET size = -1, hash_state = excluded.hash_state, updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(repo.as_str())
+        .bind(Vec::<u8>::new())
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<bool> {
@@ -296,6 +324,22 @@ impl Metadata {
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The key that signs upload session ids, created on first use and shared by all replicas.
+    pub async fn upload_key(&self) -> Result<Vec<u8>> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ('upload_key', $1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&fresh)
+        .execute(&self.write)
+        .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = 'upload_key'")
+            .fetch_one(&self.write)
+            .await?;
+        let value: String = row.try_get("value")?;
+        hex::decode(value).map_err(|_| Error::internal("corrupt upload key in settings"))
     }
 
     // ---- manifests -------------------------------------------------------------------------
@@ -569,17 +613,31 @@ pub(crate) mod suite {
         assert!(!db.unlink_blob(&b, &d1).await.unwrap());
         assert_eq!(db.blob_size(&d1).await.unwrap(), Some(3));
 
-        // Uploads move forward only from where they stand.
-        db.create_upload("u1", &a, b"s0").await.unwrap();
-        assert!(db.advance_upload("u1", 0, 10, b"s1").await.unwrap());
-        assert!(!db.advance_upload("u1", 0, 20, b"s2").await.unwrap());
+        // Uploads get a row with their first chunk and move forward only from where they stand.
+        assert!(db.upload("u1").await.unwrap().is_none());
+        assert!(db.advance_upload("u1", &a, 0, 10, b"s1").await.unwrap());
+        assert!(!db.advance_upload("u1", &a, 0, 20, b"s2").await.unwrap());
+        assert!(db.advance_upload("u1", &a, 10, 15, b"s3").await.unwrap());
         let up = db.upload("u1").await.unwrap().unwrap();
         assert_eq!(
-            (up.size, up.hash_state.as_slice(), up.repo.as_str()),
-            (10, &b"s1"[..], "team/a")
+            (
+                up.size,
+                up.hash_state.as_slice(),
+                up.repo.as_str(),
+                up.closed
+            ),
+            (15, &b"s3"[..], "team/a", false)
         );
+        db.close_upload("u1", &a).await.unwrap();
+        assert!(db.upload("u1").await.unwrap().unwrap().closed);
+        assert!(!db.advance_upload("u1", &a, 15, 20, b"s4").await.unwrap());
+        db.close_upload("u2", &a).await.unwrap();
+        assert!(db.upload("u2").await.unwrap().unwrap().closed);
         assert!(db.delete_upload("u1").await.unwrap());
         assert!(db.upload("u1").await.unwrap().is_none());
+        let key = db.upload_key().await.unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(db.upload_key().await.unwrap(), key);
 
         // Manifests, tags, ordering and referrers.
         let m = NewManifest {

@@ -19,13 +19,20 @@ use crate::config::ServeConfig;
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
 use crate::storage::FileStore;
+use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
 pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Metadata::connect(&config.database_url()).await?;
     let store = FileStore::open(&config.data_dir)?;
+    let key = meta
+        .upload_key()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the upload key: {} {:?}", e.message, e.internal))?;
+    let upload_ids = UploadIds::new(&key);
     Ok(AppState {
+        upload_ids,
         meta,
         store: Arc::new(store),
         caches: Caches::new(Duration::from_secs(config.cache_ttl_secs)),

@@ -21,6 +21,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
 use crate::storage::BlobStore;
+use crate::upload_id::UploadIds;
 
 pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
@@ -37,6 +38,7 @@ pub struct AppState {
     pub store: Arc<dyn BlobStore>,
     pub caches: Caches,
     pub access: Access,
+    pub upload_ids: UploadIds,
 }
 
 /// A request after routing: who is asking and the raw parts handlers need (the body travels

@@ -16,7 +16,7 @@ use crate::access::Action;
 use crate::digest::{Algorithm, Digest, ResumableHasher};
 use crate::error::{upload_range, Code, Error, Result};
 use crate::ingest::ingest;
-use crate::metadata::Upload;
+use crate::metadata::{now_ms, Upload};
 use crate::names::RepoName;
 
 /// Advertised minimum chunk size: small chunks cost a durable write and a database update each.
@@ -91,11 +91,7 @@ pub(crate) async fn start(
             )))
         }
     };
-    let id = uuid::Uuid::new_v4().to_string();
-    state
-        .meta
-        .create_upload(&id, repo, &ResumableHasher::new(algorithm).to_bytes())
-        .await?;
+    let id = state.upload_ids.mint(repo, algorithm, now_ms());
     let mut response = upload_accepted(StatusCode::ACCEPTED, repo, &id, 0);
     response
         .headers_mut()
@@ -195,11 +191,26 @@ async fn commit(
     Ok(())
 }
 
-/// Loads a session, which must belong to `repo`.
-async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<Upload> {
+/// Resolves a session id for `repo`: a session that has received nothing yet has no row, and
+/// starts at zero with the algorithm its id names.
+/// The second value tells whether the session has a row yet.
+async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<(Upload, bool)> {
+    let info = state
+        .upload_ids
+        .check(repo, id, now_ms())
+        .ok_or_else(Error::upload_unknown)?;
     match state.meta.upload(id).await? {
-        Some(up) if up.repo == repo.as_str() => Ok(up),
-        _ => Err(Error::upload_unknown()),
+        Some(up) if up.closed || up.repo != repo.as_str() => Err(Error::upload_unknown()),
+        Some(up) => Ok((up, true)),
+        None => Ok((
+            Upload {
+                repo: repo.to_string(),
+                size: 0,
+                hash_state: ResumableHasher::new(info.algorithm).to_bytes(),
+                closed: false,
+            },
+            false,
+        )),
     }
 }
 
@@ -225,14 +236,15 @@ fn content_range(call: &Call, location: &str, current: u64) -> Result<Option<(u6
     }
 }
 
-/// Appends the request body to a session at its current size; returns the new size.
-async fn append(
+/// Writes the request body to a session at its current size, durably; returns the new size
+/// and the advanced hasher. The session's row is not touched.
+async fn write_chunk(
     state: &AppState,
     call: &Call,
     body: Body,
     repo: &RepoName,
     id: &str,
-    up: Upload,
+    up: &Upload,
 ) -> Result<(u64, ResumableHasher)> {
     let location = upload_location(repo, id);
     let hasher = ResumableHasher::from_bytes(&up.hash_state)
@@ -260,15 +272,31 @@ async fn append(
             up.size + received
         )));
     }
+    Ok((new_size, hasher))
+}
+
+/// Writes a chunk and moves the session's row forward to acknowledge it.
+async fn append(
+    state: &AppState,
+    call: &Call,
+    body: Body,
+    repo: &RepoName,
+    id: &str,
+    up: Upload,
+) -> Result<(u64, ResumableHasher)> {
+    let (new_size, hasher) = write_chunk(state, call, body, repo, id, &up).await?;
     if !state
         .meta
-        .advance_upload(id, up.size, new_size, &hasher.to_bytes())
+        .advance_upload(id, repo, up.size, new_size, &hasher.to_bytes())
         .await?
     {
         // Another request moved the session while this one wrote (only possible if the store's
         // writer lock was lost); its bytes win, ours are truncated away by the next append.
         let current = state.meta.upload(id).await?.map_or(0, |u| u.size);
-        return Err(Error::range_not_satisfiable(&location, current));
+        return Err(Error::range_not_satisfiable(
+            &upload_location(repo, id),
+            current,
+        ));
     }
     Ok((new_size, hasher))
 }
@@ -280,7 +308,7 @@ pub(crate) async fn patch(
     repo: &RepoName,
     id: &str,
 ) -> Result<Response> {
-    let up = session(state, repo, id).await?;
+    let (up, _) = session(state, repo, id).await?;
     let (size, _) = append(state, call, body, repo, id, up).await?;
     Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, size))
 }
@@ -296,17 +324,18 @@ pub(crate) async fn finish(
         Some(d) => parse_digest(d)?,
         None => return Err(Error::digest_invalid("the closing PUT needs ?digest=")),
     };
-    let mut up = session(state, repo, id).await?;
+    let (mut up, has_row) = session(state, repo, id).await?;
     // A session that has received nothing yet can still switch to the digest's algorithm.
     if up.size == 0 && digest.algorithm() != Algorithm::Sha256 {
         up.hash_state = ResumableHasher::new(digest.algorithm()).to_bytes();
     }
+    // The final chunk is written but the row is not advanced: the session ends here either way.
     let (size, hasher) = if body_is_empty(&body) && call.header(&header::CONTENT_RANGE).is_none() {
         let hasher = ResumableHasher::from_bytes(&up.hash_state)
             .ok_or_else(|| Error::internal("corrupt upload hash state"))?;
         (up.size, hasher)
     } else {
-        append(state, call, body, repo, id, up).await?
+        write_chunk(state, call, body, repo, id, &up).await?
     };
     if hasher.algorithm() != digest.algorithm() {
         return Err(Error::digest_invalid(format!(
@@ -315,28 +344,30 @@ pub(crate) async fn finish(
             digest.algorithm().as_str()
         )));
     }
-    match commit(state, repo, id, &hasher, size, &digest).await {
-        Ok(()) => {}
-        Err(e) if e.code == Code::DigestInvalid => {
-            // The session cannot succeed any more: free it now rather than at expiry.
-            state.meta.delete_upload(id).await?;
-            state.store.discard(id).await?;
-            return Err(e);
+    let committed = commit(state, repo, id, &hasher, size, &digest).await;
+    if let Err(e) = &committed {
+        if e.code != Code::DigestInvalid {
+            return committed.map(|()| blob_created(repo, &digest));
         }
-        Err(e) => return Err(e),
+        // The session cannot succeed any more: free its bytes now rather than at expiry.
+        state.store.discard(id).await?;
     }
-    state.meta.delete_upload(id).await?;
-    Ok(blob_created(repo, &digest))
+    // A session that never had a row needs no tombstone: its next use would start afresh,
+    // which is harmless, and skipping the write keeps a POST + PUT push to one commit.
+    if has_row {
+        state.meta.close_upload(id, repo).await?;
+    }
+    committed.map(|()| blob_created(repo, &digest))
 }
 
 pub(crate) async fn status(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
-    let up = session(state, repo, id).await?;
+    let (up, _) = session(state, repo, id).await?;
     Ok(upload_accepted(StatusCode::NO_CONTENT, repo, id, up.size))
 }
 
 pub(crate) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
     session(state, repo, id).await?;
-    state.meta.delete_upload(id).await?;
+    state.meta.close_upload(id, repo).await?;
     state.store.discard(id).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
