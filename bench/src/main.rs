@@ -371,5 +371,11 @@ async fn main() -> anyhow::Result<()> {
         "  client loopback copy rate: {:.0} MiB/s",
         loopback / MIB as f64
     );
+    println!(
+        "  disk write + fsync of {big}: {:.0} MiB/s; monolithic push reaches {:.0}% of it (depot), {:.0}% (distribution)",
+        disk / MIB as f64,
+        100.0 * ours.mono_mbps * MIB as f64 / disk,
+        100.0 * theirs.mono_mbps * MIB as f64 / disk
+    );
     Ok(())
 }

@@ -17,16 +17,14 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::StatusCode;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::io::ReaderStream;
 
 use super::{BlobSink, BlobStore};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 
-/// Read buffer for streaming blobs out: large enough that syscalls stay cheap.
-const READ_BUFFER: usize = 256 * 1024;
+/// Read size for streaming blobs out: large enough that syscalls and thread hand-offs stay cheap.
+const READ_BUFFER: usize = 512 * 1024;
 
 /// How long an append waits for the previous writer of the same upload to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -156,21 +154,17 @@ impl BlobStore for FileStore {
     }
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<Body> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::blob_unknown(digest))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if range.start > 0 {
-            file.seek(SeekFrom::Start(range.start)).await?;
-        }
-        let reader = file.take(range.end - range.start);
-        Ok(Body::from_stream(ReaderStream::with_capacity(
-            reader,
-            READ_BUFFER,
-        )))
+        let path = self.blob_path(digest);
+        let opened = blocking(move || match File::open(path) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        let file = opened.ok_or_else(|| Error::blob_unknown(digest))?;
+        Ok(Body::from_stream(
+            tokio_stream::wrappers::ReceiverStream::new(FileReader::start(file, range)),
+        ))
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -186,6 +180,49 @@ impl BlobStore for FileStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+}
+
+/// Streams a byte range of a file from a dedicated blocking thread, in large reads, a few
+/// buffers ahead of the socket (bounded: at most `READ_AHEAD` buffers in flight).
+struct FileReader;
+
+/// Buffers read ahead of the socket.
+const READ_AHEAD: usize = 3;
+
+impl FileReader {
+    fn start(mut file: File, range: Range<u64>) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            let mut left = range.end - range.start;
+            while left > 0 {
+                let want = READ_BUFFER.min(left as usize);
+                // `read_to_end` fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want);
+                let message = match (&mut file).take(want as u64).read_to_end(&mut buf) {
+                    Ok(0) => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob shorter than recorded",
+                    )),
+                    Ok(n) => {
+                        left -= n as u64;
+                        Ok(Bytes::from(buf))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = message.is_err();
+                // The receiver is gone when the client disconnected: stop reading.
+                if tx.blocking_send(message).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        rx
     }
 }
 
