@@ -23,8 +23,8 @@ use super::{BlobSink, BlobStore};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 
-/// Read size for streaming blobs out: large enough that syscalls and thread hand-offs stay cheap.
-const READ_BUFFER: usize = 512 * 1024;
+/// Bytes written between write-behind flushes.
+const WRITE_BEHIND_BYTES: u64 = 8 * 1024 * 1024;
 
 /// How long an append waits for the previous writer of the same upload to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -155,16 +155,20 @@ impl BlobStore for FileStore {
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<Body> {
         let path = self.blob_path(digest);
-        let opened = blocking(move || match File::open(path) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let mapped = blocking(move || {
+            let file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if range.is_empty() {
+                return Ok(Some(Bytes::new()));
+            }
+            map_range(&file, range).map(Some)
         })
         .await?;
-        let file = opened.ok_or_else(|| Error::blob_unknown(digest))?;
-        Ok(Body::from_stream(
-            tokio_stream::wrappers::ReceiverStream::new(FileReader::start(file, range)),
-        ))
+        let bytes = mapped.ok_or_else(|| Error::blob_unknown(digest))?;
+        Ok(Body::from(bytes))
     }
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
@@ -183,47 +187,25 @@ impl BlobStore for FileStore {
     }
 }
 
-/// Streams a byte range of a file from a dedicated blocking thread, in large reads, a few
-/// buffers ahead of the socket (bounded: at most `READ_AHEAD` buffers in flight).
-struct FileReader;
-
-/// Buffers read ahead of the socket.
-const READ_AHEAD: usize = 3;
-
-impl FileReader {
-    fn start(mut file: File, range: Range<u64>) -> mpsc::Receiver<std::io::Result<Bytes>> {
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            let mut left = range.end - range.start;
-            while left > 0 {
-                let want = READ_BUFFER.min(left as usize);
-                // `read_to_end` fills spare capacity without zeroing it first.
-                let mut buf = Vec::with_capacity(want);
-                let message = match (&mut file).take(want as u64).read_to_end(&mut buf) {
-                    Ok(0) => Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "blob shorter than recorded",
-                    )),
-                    Ok(n) => {
-                        left -= n as u64;
-                        Ok(Bytes::from(buf))
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = message.is_err();
-                // The receiver is gone when the client disconnected: stop reading.
-                if tx.blocking_send(message).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        rx
-    }
+/// Maps `range` of a committed blob read-only and hands it to the socket as one buffer: bytes go
+/// from the page cache to the socket without a copy through a user-space buffer.
+#[allow(unsafe_code)]
+fn map_range(file: &File, range: Range<u64>) -> std::io::Result<Bytes> {
+    let len = usize::try_from(range.end - range.start).map_err(std::io::Error::other)?;
+    // SAFETY: mapping a file is unsafe because another process could truncate or modify it while
+    // mapped. Committed blobs are never written again: they are created by an atomic rename of a
+    // complete file, a second commit of the same digest renames a new inode over the path (this
+    // mapping keeps the old one), and removal only unlinks. Nothing in the registry truncates or
+    // writes a blob file in place, and the data directory belongs to the registry alone.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(range.start)
+            .len(len)
+            .map(file)?
+    };
+    // Purely advisory; failure changes nothing but read-ahead.
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(Bytes::from_owner(map))
 }
 
 enum Message {
@@ -240,15 +222,35 @@ struct FileSink {
 impl FileSink {
     fn start(mut file: File, offset: u64) -> Self {
         let (tx, mut rx) = mpsc::channel::<Message>(16);
+        // Write-behind: a second thread flushes what has been written so far while the writer
+        // goes on, so the disk works while the socket is read and the final fsync only has the
+        // tail left. A flush already pending absorbs further requests.
+        let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        if let Ok(clone) = file.try_clone() {
+            tokio::task::spawn_blocking(move || {
+                while flush_rx.recv().is_ok() {
+                    // Best effort: the final, checked fsync in `Finish` is what acknowledges.
+                    let _ = clone.sync_data();
+                }
+            });
+        }
         tokio::task::spawn_blocking(move || {
             let mut position = offset;
+            let mut unflushed = 0u64;
             let mut error: Option<std::io::Error> = None;
             while let Some(message) = rx.blocking_recv() {
                 match message {
                     Message::Data(chunk) => {
                         if error.is_none() {
                             match file.write_all(&chunk) {
-                                Ok(()) => position += chunk.len() as u64,
+                                Ok(()) => {
+                                    position += chunk.len() as u64;
+                                    unflushed += chunk.len() as u64;
+                                    if unflushed >= WRITE_BEHIND_BYTES {
+                                        unflushed = 0;
+                                        let _ = flush_tx.try_send(());
+                                    }
+                                }
                                 Err(e) => error = Some(e),
                             }
                         }
