@@ -102,6 +102,12 @@ struct Sizes {
     manifests_large: u64,
 }
 
+/// Flushes dirty pages system-wide, so one workload's writeback does not slow the next one's
+/// fsyncs (and the two registries start each workload from the same state).
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 async fn measure(
     reg: &Registry,
     c: &Client,
@@ -109,6 +115,7 @@ async fn measure(
     sizes: &Sizes,
 ) -> anyhow::Result<Figures> {
     let base = reg.url.as_str();
+    settle();
     eprintln!("[{}] monolithic push of {} MiB", reg.name, sizes.big / MIB);
     let blob = pattern.blob(sizes.big);
     reg.reset_peak_rss()?;
@@ -119,24 +126,28 @@ async fn measure(
     let cpu = reg.cpu_seconds()? - cpu0;
     let peak_rss = reg.peak_rss()?;
 
+    settle();
     eprintln!("[{}] chunked push (16 MiB PATCHes)", reg.name);
     let chunked_blob = pattern.blob(sizes.big);
     let t = Instant::now();
     push_chunked(c, base, "bench/chunked", &chunked_blob, 16 * MIB).await?;
     let chunked = t.elapsed().as_secs_f64();
 
+    settle();
     eprintln!("[{}] pull", reg.name);
     let t = Instant::now();
     let n = pull(c, base, "bench/big", &blob.digest).await?;
     let pull_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(n == blob.size, "pulled {n} bytes of {}", blob.size);
 
+    settle();
     eprintln!(
         "[{}] {} pushes of 64 KiB at concurrency 16",
         reg.name, sizes.small_count
     );
     let small = many_pushes(c, base, pattern, sizes.small_count, 64 * 1024, 16).await?;
 
+    settle();
     eprintln!("[{}] manifest GET by tag, 32 connections", reg.name);
     let layers = image_base(c, base, "bench/manifests", pattern).await?;
     put_manifests(
@@ -160,6 +171,7 @@ async fn measure(
     let url = format!("{base}/v2/bench/manifests/manifests/hot");
     let load_small = wrk(&url, 32, sizes.wrk_seconds)?;
 
+    settle();
     eprintln!(
         "[{}] tags/list of {} tags by 100",
         reg.name, sizes.tag_count
@@ -175,6 +187,7 @@ async fn measure(
     let mut scale = Vec::new();
     for size in sizes.scale {
         let b = pattern.blob(size);
+        settle();
         let t = Instant::now();
         push_monolithic(c, base, "bench/scale", &b).await?;
         scale.push(t.elapsed().as_secs_f64());

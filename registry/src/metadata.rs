@@ -12,6 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -25,7 +26,19 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrati
 pub struct Metadata {
     read: AnyPool,
     write: AnyPool,
+    links: mpsc::Sender<LinkRequest>,
 }
+
+/// A blob link waiting for the next group commit.
+struct LinkRequest {
+    repo: RepoName,
+    digest: Digest,
+    size: u64,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Most links one group commit carries.
+const MAX_LINK_BATCH: usize = 256;
 
 /// An upload session's row (created by its first chunk).
 #[derive(Debug, Clone)]
@@ -112,7 +125,9 @@ impl Metadata {
             &POSTGRES_MIGRATIONS
         };
         migrator.run(&write).await?;
-        Ok(Metadata { read, write })
+        let (links, queue) = mpsc::channel(4 * MAX_LINK_BATCH);
+        tokio::spawn(group_commit_links(write.clone(), queue));
+        Ok(Metadata { read, write, links })
     }
 
     pub async fn close(&self) {
@@ -174,30 +189,24 @@ impl Metadata {
     }
 
     /// Records that `digest` (of `size` bytes) is stored and that `repo` may read it.
+    ///
+    /// Links requested at about the same time share one transaction (group commit): a durable
+    /// commit costs a disk flush, and concurrent pushes of small blobs would otherwise queue
+    /// behind each other's flushes on the single writer.
     pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(digest.as_str())
-            .bind(size as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(repo.as_str())
-            .bind(digest.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (done, result) = oneshot::channel();
+        let request = LinkRequest {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            size,
+            done,
+        };
+        if self.links.send(request).await.is_err() {
+            return Err(Error::unavailable("metadata writer stopped"));
+        }
+        result
+            .await
+            .map_err(|_| Error::unavailable("metadata writer stopped"))?
     }
 
     /// Mounts `digest` from `from` into `repo`; false if `from` does not hold it.
@@ -572,6 +581,48 @@ impl Metadata {
             })
             .collect()
     }
+}
+
+/// Commits queued blob links, as many as are waiting at once, in one transaction each round.
+async fn group_commit_links(write: AnyPool, mut queue: mpsc::Receiver<LinkRequest>) {
+    let mut batch = Vec::with_capacity(MAX_LINK_BATCH);
+    while queue.recv_many(&mut batch, MAX_LINK_BATCH).await > 0 {
+        let outcome = commit_links(&write, &batch).await;
+        for request in batch.drain(..) {
+            let reply = match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::unavailable(format!("linking blobs: {e}"))),
+            };
+            let _ = request.done.send(reply);
+        }
+    }
+}
+
+async fn commit_links(write: &AnyPool, batch: &[LinkRequest]) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    let mut tx = write.begin().await?;
+    for link in batch {
+        sqlx::query(
+            "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(link.repo.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(link.digest.as_str())
+            .bind(link.size as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(link.repo.as_str())
+            .bind(link.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
