@@ -103,6 +103,26 @@ fn get_manifest(ctx: &mut Ctx, repo: &str, reference: &str) -> Result<Resp, Stri
     )
 }
 
+/// GETs a manifest with `accept` and checks it is a 200 carrying exactly `expected`.
+fn fetch_manifest(
+    ctx: &mut Ctx,
+    repo: &str,
+    reference: &str,
+    accept: &str,
+    expected: &[u8],
+    what: &str,
+) -> Result<Resp, String> {
+    let path = format!("/v2/{repo}/manifests/{reference}");
+    let resp = ctx
+        .client
+        .send(Method::GET, &path, &[("accept", accept)], None)?;
+    status(&resp, &[200], what)?;
+    ensure(resp.body == expected, || {
+        format!("{what}: manifest bytes differ")
+    })?;
+    Ok(resp)
+}
+
 fn head(ctx: &mut Ctx, path: &str) -> Result<Resp, String> {
     ctx.client.send(Method::HEAD, path, &[], None)
 }
@@ -719,15 +739,8 @@ fn push_manifest_docker(ctx: &mut Ctx) -> R {
     .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "list", DOCKER_LIST, &list)?;
     status(&resp, &[201], "PUT manifest list")?;
-    let resp = ctx.client.send(
-        Method::GET,
-        &format!("/v2/{repo}/manifests/list"),
-        &[("accept", DOCKER_LIST)],
-        None,
-    )?;
-    status(&resp, &[200], "GET manifest list")?;
-    header_eq(&resp, "content-type", DOCKER_LIST, "GET manifest list")?;
-    ensure(resp.body == list, || "manifest list bytes differ".into())
+    let resp = fetch_manifest(ctx, &repo, "list", DOCKER_LIST, &list, "GET manifest list")?;
+    header_eq(&resp, "content-type", DOCKER_LIST, "GET manifest list")
 }
 
 fn push_image_index(ctx: &mut Ctx) -> R {
@@ -748,15 +761,8 @@ fn push_image_index(ctx: &mut Ctx) -> R {
     .map_err(|e| e.to_string())?;
     let resp = put_manifest(ctx, &repo, "multi", OCI_INDEX, &index)?;
     status(&resp, &[201], "PUT index")?;
-    let resp = ctx.client.send(
-        Method::GET,
-        &format!("/v2/{repo}/manifests/multi"),
-        &[("accept", OCI_INDEX)],
-        None,
-    )?;
-    status(&resp, &[200], "GET index")?;
-    header_eq(&resp, "content-type", OCI_INDEX, "GET index")?;
-    ensure(resp.body == index, || "index bytes differ".into())
+    let resp = fetch_manifest(ctx, &repo, "multi", OCI_INDEX, &index, "GET index")?;
+    header_eq(&resp, "content-type", OCI_INDEX, "GET index")
 }
 
 fn push_manifest_digest_mismatch(ctx: &mut Ctx) -> R {
@@ -898,14 +904,14 @@ fn push_manifest_subject_missing(ctx: &mut Ctx) -> R {
 fn pull_manifest_by_tag(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("pulltag");
     let img = pushed_image(ctx, &repo, "latest")?;
-    let resp = ctx.client.send(
-        Method::GET,
-        &format!("/v2/{repo}/manifests/latest"),
-        &[("accept", OCI_MANIFEST)],
-        None,
+    let resp = fetch_manifest(
+        ctx,
+        &repo,
+        "latest",
+        OCI_MANIFEST,
+        &img.manifest,
+        "GET manifest",
     )?;
-    status(&resp, &[200], "GET manifest")?;
-    ensure(resp.body == img.manifest, || "manifest bytes differ".into())?;
     header_eq(&resp, "content-type", OCI_MANIFEST, "GET manifest")?;
     header_eq(&resp, "docker-content-digest", &img.digest, "GET manifest")
 }
@@ -913,14 +919,15 @@ fn pull_manifest_by_tag(ctx: &mut Ctx) -> R {
 fn pull_manifest_by_digest(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("pulldigest");
     let img = pushed_image(ctx, &repo, "latest")?;
-    let resp = ctx.client.send(
-        Method::GET,
-        &format!("/v2/{repo}/manifests/{}", img.digest),
-        &[("accept", OCI_MANIFEST)],
-        None,
-    )?;
-    status(&resp, &[200], "GET manifest by digest")?;
-    ensure(resp.body == img.manifest, || "manifest bytes differ".into())
+    fetch_manifest(
+        ctx,
+        &repo,
+        &img.digest,
+        OCI_MANIFEST,
+        &img.manifest,
+        "GET manifest by digest",
+    )
+    .map(|_| ())
 }
 
 fn pull_manifest_head(ctx: &mut Ctx) -> R {

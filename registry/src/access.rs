@@ -5,10 +5,10 @@
 //! open (every caller may pull, push and delete); token authentication plugs in here by
 //! resolving the `Authorization` header into an [`Identity`] with per-repository grants.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 
 use crate::endpoint::Endpoint;
-use crate::error::Result;
+use crate::error::{Code, Error, Result};
 use crate::names::RepoName;
 
 /// What a caller may do to a repository.
@@ -64,7 +64,10 @@ impl Access {
     pub fn authorize(&self, _headers: &HeaderMap, endpoint: &Endpoint) -> Result<Identity> {
         let identity = Identity::Open;
         if let (Some(repo), Some(action)) = (endpoint.repository(), required_action(endpoint)) {
-            debug_assert!(identity.may(repo, action));
+            if !identity.may(repo, action) {
+                return Err(Error::new(StatusCode::FORBIDDEN, Code::Denied)
+                    .detail(serde_json::json!({ "repository": repo.as_str(), "action": format!("{action:?}") })));
+            }
         }
         Ok(identity)
     }

@@ -386,19 +386,6 @@ impl Metadata {
         row.map(|r| stored_manifest(&r)).transpose()
     }
 
-    /// Of `digests`, those that `repo` may not read as blobs, and sizes of those it may.
-    pub async fn blob_sizes(
-        &self,
-        repo: &RepoName,
-        digests: &[Digest],
-    ) -> Result<Vec<Option<u64>>> {
-        let mut out = Vec::with_capacity(digests.len());
-        for d in digests {
-            out.push(self.repo_blob_size(repo, d).await?);
-        }
-        Ok(out)
-    }
-
     pub async fn manifest_exists(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
         let row = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
@@ -129,7 +129,6 @@ async fn route(state: AppState, request: Request) -> Result<Response> {
 }
 
 /// Any path outside `/v2/`: the JSON envelope too, never a plain-text 404.
-pub async fn fallback(method: Method) -> Response {
-    let _ = method;
+pub async fn fallback() -> Response {
     crate::endpoint::not_found().into_response()
 }
