@@ -209,22 +209,16 @@ impl Metadata {
             .map_err(|_| Error::unavailable("metadata writer stopped"))?
     }
 
-    /// Mounts `digest` from `from` into `repo`; false if `from` does not hold it.
+    /// Mounts `digest` from `from` into `repo`; `None` if `from` does not hold it.
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
-        from: &str,
+        from: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let row = sqlx::query(
-            "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
-        )
-        .bind(from)
-        .bind(digest.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let size = row.try_get::<i64, _>("size")? as u64;
+        let Some(size) = self.repo_blob_size(from, digest).await? else {
+            return Ok(None);
+        };
         self.link_blob(repo, digest, size).await?;
         Ok(Some(size))
     }
@@ -641,8 +635,8 @@ pub(crate) mod suite {
         db.link_blob(&a, &d1, 3).await.unwrap();
         assert_eq!(db.repo_blob_size(&a, &d1).await.unwrap(), Some(3));
         assert_eq!(db.repo_blob_size(&b, &d1).await.unwrap(), None);
-        assert_eq!(db.mount_blob(&b, "team/a", &d2).await.unwrap(), None);
-        assert_eq!(db.mount_blob(&b, "team/a", &d1).await.unwrap(), Some(3));
+        assert_eq!(db.mount_blob(&b, &a, &d2).await.unwrap(), None);
+        assert_eq!(db.mount_blob(&b, &a, &d1).await.unwrap(), Some(3));
         assert_eq!(
             db.repos_with_blob(&d1, 10).await.unwrap(),
             vec!["team/a", "team/b"]

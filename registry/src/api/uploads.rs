@@ -124,7 +124,7 @@ async fn try_mount(
         if !call.identity.may(&from, Action::Pull) {
             continue;
         }
-        if let Some(size) = state.meta.mount_blob(repo, from.as_str(), digest).await? {
+        if let Some(size) = state.meta.mount_blob(repo, &from, digest).await? {
             state
                 .caches
                 .repo_blobs
