@@ -103,6 +103,26 @@ fn get_manifest(ctx: &mut Ctx, repo: &str, reference: &str) -> Result<Resp, Stri
     )
 }
 
+/// GETs a blob and checks it is a 200 carrying exactly `expected`.
+fn fetch_blob(
+    ctx: &mut Ctx,
+    repo: &str,
+    digest: &str,
+    expected: &[u8],
+    what: &str,
+) -> Result<Resp, String> {
+    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
+    status(&resp, &[200], what)?;
+    ensure(resp.body == expected, || {
+        format!(
+            "{what}: {} bytes, not the {} pushed",
+            resp.body.len(),
+            expected.len()
+        )
+    })?;
+    Ok(resp)
+}
+
 /// GETs a manifest with `accept` and checks it is a 200 carrying exactly `expected`.
 fn fetch_manifest(
     ctx: &mut Ctx,
@@ -309,9 +329,7 @@ fn push_post_put(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("postput");
     let data = random_bytes(1000);
     let digest = push_blob(ctx, &repo, &data)?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    status(&resp, &[200], "GET blob")?;
-    ensure(resp.body == data, || "blob bytes differ".into())
+    fetch_blob(ctx, &repo, &digest, &data, "GET blob").map(|_| ())
 }
 
 fn push_single_post(ctx: &mut Ctx) -> R {
@@ -326,9 +344,7 @@ fn push_single_post(ctx: &mut Ctx) -> R {
     )?;
     status(&resp, &[201], "single POST")?;
     location(&resp, "single POST")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    status(&resp, &[200], "GET blob")?;
-    ensure(resp.body == data, || "blob bytes differ".into())
+    fetch_blob(ctx, &repo, &digest, &data, "GET blob").map(|_| ())
 }
 
 fn patch(ctx: &mut Ctx, loc: &str, range: Option<&str>, data: &[u8]) -> Result<Resp, String> {
@@ -365,14 +381,7 @@ fn push_chunked(ctx: &mut Ctx) -> R {
     )?;
     status(&resp, &[201], "closing PUT")?;
     location(&resp, "closing PUT")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || {
-        format!(
-            "GET after chunked push: {} ({} bytes)",
-            resp.status,
-            resp.body.len()
-        )
-    })
+    fetch_blob(ctx, &repo, &digest, &data, "GET after chunked push").map(|_| ())
 }
 
 fn push_chunked_final_in_put(ctx: &mut Ctx) -> R {
@@ -393,10 +402,7 @@ fn push_chunked_final_in_put(ctx: &mut Ctx) -> R {
         Some(data[1000..].to_vec()),
     )?;
     status(&resp, &[201], "closing PUT with final chunk")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || {
-        format!("GET: {}", resp.status)
-    })
+    fetch_blob(ctx, &repo, &digest, &data, "GET").map(|_| ())
 }
 
 fn push_chunk_streamed(ctx: &mut Ctx) -> R {
@@ -492,10 +498,7 @@ fn push_digest_mismatch(ctx: &mut Ctx) -> R {
 fn push_empty_blob(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("empty");
     let digest = push_blob(ctx, &repo, b"")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body.is_empty(), || {
-        format!("GET empty blob: {}", resp.status)
-    })
+    fetch_blob(ctx, &repo, &digest, b"", "GET empty blob").map(|_| ())
 }
 
 fn push_sha512_blob(ctx: &mut Ctx) -> R {
@@ -510,10 +513,7 @@ fn push_sha512_blob(ctx: &mut Ctx) -> R {
         Some(data.clone()),
     )?;
     status(&resp, &[201], "PUT with sha512 digest")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.status == 200 && resp.body == data, || {
-        format!("GET sha512 blob: {}", resp.status)
-    })
+    fetch_blob(ctx, &repo, &digest, &data, "GET sha512 blob").map(|_| ())
 }
 
 fn push_same_blob_concurrently(ctx: &mut Ctx) -> R {
@@ -542,10 +542,7 @@ fn push_same_blob_concurrently(ctx: &mut Ctx) -> R {
     )?;
     status(&ra, &[201], "PUT a")?;
     status(&rb, &[201], "PUT b")?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    ensure(resp.body == data, || {
-        "blob differs after concurrent uploads".into()
-    })
+    fetch_blob(ctx, &repo, &digest, &data, "GET after concurrent uploads").map(|_| ())
 }
 
 fn upload_cancel(ctx: &mut Ctx) -> R {
@@ -619,9 +616,7 @@ fn pull_blob(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("pull");
     let data = random_bytes(10_000);
     let digest = push_blob(ctx, &repo, &data)?;
-    let resp = get(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
-    status(&resp, &[200], "GET blob")?;
-    ensure(resp.body == data, || "blob bytes differ".into())?;
+    let resp = fetch_blob(ctx, &repo, &digest, &data, "GET blob")?;
     header_eq(&resp, "docker-content-digest", &digest, "GET blob")
 }
 
