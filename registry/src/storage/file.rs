@@ -131,8 +131,9 @@ impl BlobStore for FileStore {
                     "upload holds {len} bytes, expected {size}"
                 )));
             }
-            // The data itself was fsynced when each request finished; sync again in case the
-            // upload was written by a version that did not (cheap when nothing is dirty).
+            // Every acknowledged chunk was fsynced when its request finished; this covers the one
+            // file no request wrote, the empty blob created just above (cheap when nothing is
+            // dirty).
             file.sync_all()?;
             drop(file);
             let dir = to.parent().expect("blob paths have a parent");
