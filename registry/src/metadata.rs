@@ -509,26 +509,16 @@ impl Metadata {
         n: i64,
         last: Option<&str>,
     ) -> Result<Vec<String>> {
-        let rows = match last {
-            None => {
-                sqlx::query("SELECT name FROM tags WHERE repo = $1 ORDER BY lower(name), name LIMIT $2")
-                    .bind(repo.as_str())
-                    .bind(n)
-                    .fetch_all(&self.read)
-                    .await?
-            }
-            Some(last) => {
-                sqlx::query(
-                    "SELECT name FROM tags WHERE repo = $1 AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
-                     ORDER BY lower(name), name LIMIT $3",
-                )
-                .bind(repo.as_str())
-                .bind(last)
-                .bind(n)
-                .fetch_all(&self.read)
-                .await?
-            }
-        };
+        // Tags are never empty, so "after ''" is every tag: one query serves both cases.
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repo = $1 AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
+             ORDER BY lower(name), name LIMIT $3",
+        )
+        .bind(repo.as_str())
+        .bind(last.unwrap_or(""))
+        .bind(n)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter()
             .map(|r| Ok(r.try_get::<String, _>("name")?))
             .collect()
