@@ -31,6 +31,7 @@ impl Caches {
                     v.content.len().min(u32::MAX as usize) as u32 + 200
                 })
                 .time_to_live(tag_ttl)
+                .support_invalidation_closures()
                 .build(),
             repo_blobs: Cache::builder().max_capacity(1_000_000).build(),
         }

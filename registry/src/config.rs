@@ -24,6 +24,59 @@ pub struct ServeConfig {
     /// Seconds a cached tag lookup may be served before the database is asked again.
     #[arg(long, env = "DEPOT_CACHE_TTL", default_value_t = 5)]
     pub cache_ttl_secs: u64,
+
+    /// Metadata database (`sqlite:PATH` or `postgres://...`); default SQLite under --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// Authentication options.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuthConfig {
+    /// Run without authentication (local experiments only): refused unless listening on a
+    /// loopback address.
+    #[arg(long, env = "DEPOT_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// File holding the admin token. Default `<data-dir>/admin-token`, created (mode 0600) on
+    /// first start when neither this nor DEPOT_ADMIN_TOKEN is given.
+    #[arg(long, env = "DEPOT_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// The admin token itself (prefer the file: environments leak into process listings).
+    #[arg(long = "admin-token", env = "DEPOT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs tokens. Default: a key generated once and
+    /// kept in the metadata database, shared by every replica.
+    #[arg(long, env = "DEPOT_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// Extra keys (PEM, public or private) whose tokens are still accepted, for key rotation;
+    /// repeat the flag, or separate files with commas in the environment variable.
+    #[arg(long = "verify-key-file", env = "DEPOT_VERIFY_KEY_FILES", value_delimiter = ',')]
+    pub verify_key_files: Vec<PathBuf>,
+
+    /// The `service` named in challenges and the audience of tokens.
+    #[arg(long, env = "DEPOT_AUTH_SERVICE", default_value = "depot-registry")]
+    pub auth_service: String,
+
+    /// URL clients reach the registry at, for the token realm (e.g. behind a proxy); default
+    /// built from each request's Host header.
+    #[arg(long, env = "DEPOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Lifetime of access tokens issued by /token, in seconds.
+    #[arg(long, env = "DEPOT_TOKEN_TTL", default_value_t = 300)]
+    pub token_ttl_secs: i64,
+
+    /// Let the admin move the registry clock forward (`POST /api/v1/admin/clock`), for tests
+    /// of expiry. Never in production.
+    #[arg(long, env = "DEPOT_TEST_CLOCK", hide = true)]
+    pub test_clock: bool,
 }
 
 impl ServeConfig {
@@ -34,14 +87,34 @@ impl ServeConfig {
             data_dir: data_dir.into(),
             shutdown_grace_secs: 30,
             cache_ttl_secs: 5,
+            database_url: None,
+            auth: AuthConfig {
+                auth_service: "depot-registry".into(),
+                token_ttl_secs: 300,
+                ..AuthConfig::default()
+            },
         }
     }
 
     pub fn database_url(&self) -> String {
-        format!(
-            "sqlite:{}?mode=rwc",
-            self.data_dir.join("metadata.db").display()
-        )
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite:{}?mode=rwc",
+                self.data_dir.join("metadata.db").display()
+            ),
+        }
+    }
+
+    /// Refuses configurations that would expose an unauthenticated registry.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.auth.no_auth && !self.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--no-auth is only allowed on a loopback address, not {}",
+                self.listen
+            );
+        }
+        Ok(())
     }
 
     pub fn shutdown_grace(&self) -> Duration {

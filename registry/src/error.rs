@@ -42,6 +42,13 @@ pub enum Code {
     Unsupported,
     /// Too many requests.
     Toomanyrequests,
+    // Codes of the control-plane API (`/api/v1`), outside the distribution spec.
+    /// The request body or parameters are not acceptable.
+    InvalidRequest,
+    /// No such project, token or build (or not one the caller may see).
+    NotFound,
+    /// The request conflicts with the resource's state (e.g. finalizing a failed build).
+    Conflict,
 }
 
 impl Code {
@@ -63,6 +70,9 @@ impl Code {
             Code::Denied => "requested access to the resource is denied",
             Code::Unsupported => "the operation is unsupported",
             Code::Toomanyrequests => "too many requests",
+            Code::InvalidRequest => "invalid request",
+            Code::NotFound => "not found",
+            Code::Conflict => "conflict with the current state",
         }
     }
 }
@@ -113,6 +123,26 @@ impl Error {
             self.headers.push((name, v));
         }
         self
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::UNAUTHORIZED, Code::Unauthorized).message(message)
+    }
+
+    pub fn denied(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::FORBIDDEN, Code::Denied).message(message)
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::BAD_REQUEST, Code::InvalidRequest).message(message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::NOT_FOUND, Code::NotFound).message(message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::CONFLICT, Code::Conflict).message(message)
     }
 
     pub fn blob_unknown(digest: impl std::fmt::Display) -> Self {

@@ -4,6 +4,9 @@
 //! - [`server`]: builds the application from [`config`] and serves it on a bound listener.
 //! - [`api`]: the `/v2/` HTTP surface; [`endpoint`] parses each request into a typed endpoint,
 //!   [`access`] decides who may do what, handlers stay thin.
+//! - [`auth`]: credentials, signed tokens and the `/token` endpoint; [`control`]: the `/api/v1/`
+//!   control plane (projects, tokens, builds); [`builds`]: what a build is and how pushed
+//!   images become a saved build; [`clock`]: the time expiry is judged by.
 //! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap);
 //!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
 //! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (filesystem today).
@@ -12,9 +15,14 @@
 //! - [`error`]: the one error type, mapped to OCI error codes and the JSON envelope.
 
 pub mod access;
+pub mod admin;
 pub mod api;
+pub mod auth;
+pub mod builds;
 pub mod cache;
+pub mod clock;
 pub mod config;
+pub mod control;
 pub mod digest;
 pub mod endpoint;
 pub mod error;

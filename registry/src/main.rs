@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use depot_registry::admin::{AdminCommand, AdminDb};
 use depot_registry::config::ServeConfig;
 use depot_registry::server;
 
@@ -19,8 +20,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the registry (with no flags: 127.0.0.1:5000, SQLite and blobs under ./depot-data).
+    /// Run the registry (with no flags: 127.0.0.1:5000, SQLite and blobs under ./depot-data,
+    /// token authentication with the admin token in ./depot-data/admin-token).
     Serve(ServeConfig),
+    /// Manage projects and tokens directly in the database (bootstrap, scripts).
+    Admin {
+        #[command(flatten)]
+        db: AdminDb,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
 }
 
 #[tokio::main]
@@ -45,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Admin { db, command } => depot_registry::admin::run(&db, command).await,
     }
 }
 

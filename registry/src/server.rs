@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::access::Access;
+use crate::auth::{self, Auth, Keys};
+use crate::clock::Clock;
 use crate::api::{self, AppState};
 use crate::cache::Caches;
 use crate::config::ServeConfig;
@@ -23,26 +25,86 @@ use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
 pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
+    config.check()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Metadata::connect(&config.database_url()).await?;
     let store = FileStore::open(&config.data_dir)?;
-    let key = meta
-        .upload_key()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the upload key: {} {:?}", e.message, e.internal))?;
+    let key = meta.upload_key().await.map_err(startup_error)?;
     let upload_ids = UploadIds::new(&key);
+    let clock = Clock::default();
+    let access = if config.auth.no_auth {
+        tracing::warn!("authentication is disabled (--no-auth): anyone who can connect may push and delete");
+        Access::open()
+    } else {
+        Access::with_auth(auth(config, &meta, &clock).await?)
+    };
     Ok(AppState {
         upload_ids,
         meta,
         store: Arc::new(store),
         caches: Caches::new(Duration::from_secs(config.cache_ttl_secs)),
-        access: Access::default(),
+        access,
+        clock,
+        test_clock: config.auth.test_clock,
     })
+}
+
+fn startup_error(e: Error) -> anyhow::Error {
+    anyhow::anyhow!("{} {}", e.message, e.internal.unwrap_or_default())
+}
+
+/// Loads (or on first start creates) the admin token and the token signing keys.
+async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::Result<Auth> {
+    let a = &config.auth;
+    let admin_token = match (&a.admin_token, &a.admin_token_file) {
+        (Some(token), _) => token.trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            let path = config.data_dir.join("admin-token");
+            let token = auth::load_or_create_admin_token(&path)?;
+            tracing::info!(path = %path.display(), "admin token is in this file");
+            token
+        }
+    };
+    if !admin_token.starts_with(auth::ADMIN_PREFIX) || admin_token.len() < auth::ADMIN_PREFIX.len() + 32 {
+        anyhow::bail!(
+            "the admin token must start with {} and have at least 32 more characters",
+            auth::ADMIN_PREFIX
+        );
+    }
+    let signing_pem = match &a.signing_key_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
+        None => meta
+            .shared_setting("jwt_signing_key", auth::keys::generate_pem)
+            .await
+            .map_err(startup_error)?,
+    };
+    let extra = a
+        .verify_key_files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let keys = Keys::new(&signing_pem, &extra)?;
+    tracing::info!(kid = keys.kid(), service = %a.auth_service, "token authentication on");
+    Ok(Auth::new(
+        keys,
+        &admin_token,
+        a.auth_service.clone(),
+        a.public_url.clone(),
+        a.token_ttl_secs,
+        clock.clone(),
+        meta.clone(),
+    ))
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    api::router(state)
+    api::router(state.clone())
+        .merge(crate::control::router(state))
         .fallback(api::fallback)
         .layer(axum::middleware::from_fn(log_requests))
         .layer(CatchPanicLayer::custom(

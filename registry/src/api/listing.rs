@@ -72,7 +72,7 @@ pub(crate) async fn tags(state: &AppState, call: &Call, repo: &RepoName) -> Resu
     } else {
         state
             .meta
-            .list_tags(repo, n + 1, call.query("last"))
+            .list_tags(repo, n + 1, call.query("last"), state.clock.now_ms())
             .await?
     };
     Ok(page(
@@ -104,7 +104,10 @@ pub(crate) async fn referrers(
     subject: &Digest,
 ) -> Result<Response> {
     let filter = call.query("artifactType").filter(|t| !t.is_empty());
-    let found = state.meta.referrers(repo, subject, filter).await?;
+    let found = state
+        .meta
+        .referrers(repo, subject, filter, state.clock.now_ms())
+        .await?;
     let manifests: Vec<Value> = found
         .into_iter()
         .map(|r| {

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::{blobs::visible_size, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use crate::builds::assemble;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Code, Error, Result};
 use crate::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
@@ -20,12 +21,17 @@ async fn lookup(
     reference: &Reference,
 ) -> Result<Option<StoredManifest>> {
     let key = (repo.clone(), reference.clone());
+    let now = state.clock.now_ms();
+    // A cached entry past its build's expiry is not served: the database decides (the build may
+    // have been extended, or it is gone).
     if let Some(m) = state.caches.manifests.get(&key).await {
-        return Ok(Some(m));
+        if m.is_live(now) {
+            return Ok(Some(m));
+        }
     }
     let found = match reference {
-        Reference::Digest(d) => state.meta.manifest_by_digest(repo, d).await?,
-        Reference::Tag(t) => state.meta.manifest_by_tag(repo, t).await?,
+        Reference::Digest(d) => state.meta.manifest_by_digest(repo, d, now).await?,
+        Reference::Tag(t) => state.meta.manifest_by_tag(repo, t, now).await?,
     };
     if let Some(m) = &found {
         state.caches.manifests.insert(key, m.clone()).await;
@@ -186,11 +192,11 @@ pub(crate) async fn put(
     };
     let record = NewManifest {
         digest: digest.clone(),
-        media_type: parsed.media_type,
+        media_type: parsed.media_type.clone(),
         content,
         subject: parsed.subject.clone(),
-        artifact_type: parsed.artifact_type,
-        annotations: parsed.annotations,
+        artifact_type: parsed.artifact_type.clone(),
+        annotations: parsed.annotations.clone(),
         blobs: parsed
             .blobs
             .iter()
@@ -199,13 +205,36 @@ pub(crate) async fn put(
             .collect(),
         manifests: parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
     };
-    state.meta.put_manifest(repo, &record, tag).await?;
+    let building = call.identity.pushing_build();
+    let owner = building.map(assemble::owner);
+    state
+        .meta
+        .put_manifest(repo, &record, tag, owner.as_ref())
+        .await?;
     if let Some(t) = tag {
         state
             .caches
             .manifests
             .invalidate(&(repo.clone(), Reference::Tag(t.clone())))
             .await;
+    }
+    if owner.is_some() {
+        // The digest entry may hold an earlier (expired) lifetime of the same bytes.
+        state
+            .caches
+            .manifests
+            .invalidate(&(repo.clone(), Reference::Digest(digest.clone())))
+            .await;
+    }
+    if let Some(build) = building {
+        let pushed = assemble::Pushed {
+            repo,
+            tag,
+            digest: &digest,
+            size: record.content.len() as u64,
+            parsed: &parsed,
+        };
+        assemble::on_push(state, build, pushed).await?;
     }
 
     let mut response = (
@@ -217,7 +246,7 @@ pub(crate) async fn put(
         ],
     )
         .into_response();
-    if let Some(subject) = parsed.subject {
+    if let Some(subject) = &parsed.subject {
         response.headers_mut().insert(
             OCI_SUBJECT,
             subject.as_str().parse().map_err(Error::internal)?,

@@ -17,6 +17,7 @@ use axum::Router;
 
 use crate::access::{Access, Identity};
 use crate::cache::Caches;
+use crate::clock::Clock;
 use crate::endpoint::Endpoint;
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
@@ -39,6 +40,9 @@ pub struct AppState {
     pub caches: Caches,
     pub access: Access,
     pub upload_ids: UploadIds,
+    pub clock: Clock,
+    /// Whether the admin may move `clock` forward (`--test-clock`).
+    pub test_clock: bool,
 }
 
 /// A request after routing: who is asking and the raw parts handlers need (the body travels
@@ -85,7 +89,10 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 async fn route(state: AppState, request: Request) -> Result<Response> {
     let (parts, body) = request.into_parts();
     let endpoint = Endpoint::parse(&parts.method, parts.uri.path())?;
-    let identity = state.access.authorize(&parts.headers, &endpoint)?;
+    let identity = state
+        .access
+        .authorize(&state.meta, &parts.headers, &endpoint)
+        .await?;
     let query = match parts.uri.query() {
         None => HashMap::new(),
         Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)

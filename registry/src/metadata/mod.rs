@@ -8,6 +8,8 @@
 //! another connection writes fails with `SQLITE_BUSY`. Writes therefore go through a pool of one
 //! connection on SQLite (reads use many), which serializes them without busy errors.
 
+mod builds;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -17,6 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::names::{RepoName, Tag};
+
+pub use builds::{BuildImage, TokenInfo};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -56,6 +60,21 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
     pub content: bytes::Bytes,
+    /// When this lookup stops answering (the owning build's expiry); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+impl StoredManifest {
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// The build a pushed manifest (and its tag) belongs to, and when that build expires.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub build_id: String,
+    pub expires_at: i64,
 }
 
 /// What a manifest push writes.
@@ -331,18 +350,25 @@ impl Metadata {
 
     /// The key that signs upload session ids, created on first use and shared by all replicas.
     pub async fn upload_key(&self) -> Result<Vec<u8>> {
-        let fresh = hex::encode(rand::random::<[u8; 32]>());
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES ('upload_key', $1) ON CONFLICT DO NOTHING",
-        )
-        .bind(&fresh)
-        .execute(&self.write)
-        .await?;
-        let row = sqlx::query("SELECT value FROM settings WHERE name = 'upload_key'")
+        let value = self
+            .shared_setting("upload_key", || hex::encode(rand::random::<[u8; 32]>()))
+            .await?;
+        hex::decode(value).map_err(|_| Error::internal("corrupt upload key in settings"))
+    }
+
+    /// A registry-wide setting: the stored value, or `fresh()` stored now if there is none yet
+    /// (when replicas start together, the first insert wins and all read the same value).
+    pub async fn shared_setting(&self, name: &str, fresh: impl FnOnce() -> String) -> Result<String> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(fresh())
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
             .fetch_one(&self.write)
             .await?;
-        let value: String = row.try_get("value")?;
-        hex::decode(value).map_err(|_| Error::internal("corrupt upload key in settings"))
+        Ok(row.try_get("value")?)
     }
 
     // ---- manifests -------------------------------------------------------------------------
@@ -352,12 +378,15 @@ impl Metadata {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        now: i64,
     ) -> Result<Option<StoredManifest>> {
         let row = sqlx::query(
-            "SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND digest = $2",
+            "SELECT digest, media_type, content, expires_at FROM manifests WHERE repo = $1 AND digest = $2 \
+             AND (expires_at IS NULL OR expires_at > $3)",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
+        .bind(now)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| stored_manifest(&r)).transpose()
@@ -368,13 +397,20 @@ impl Metadata {
         &self,
         repo: &RepoName,
         tag: &Tag,
+        now: i64,
     ) -> Result<Option<StoredManifest>> {
+        // The lookup lives as long as both the tag and the manifest do.
         let row = sqlx::query(
-            "SELECT m.digest, m.media_type, m.content FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest \
-             WHERE t.repo = $1 AND t.name = $2",
+            "SELECT m.digest, m.media_type, m.content, \
+             CASE WHEN t.expires_at IS NULL THEN m.expires_at WHEN m.expires_at IS NULL THEN t.expires_at \
+                  WHEN t.expires_at < m.expires_at THEN t.expires_at ELSE m.expires_at END AS expires_at \
+             FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest \
+             WHERE t.repo = $1 AND t.name = $2 AND (t.expires_at IS NULL OR t.expires_at > $3) \
+             AND (m.expires_at IS NULL OR m.expires_at > $3)",
         )
         .bind(repo.as_str())
         .bind(tag.as_str())
+        .bind(now)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| stored_manifest(&r)).transpose()
@@ -389,12 +425,15 @@ impl Metadata {
         Ok(row.is_some())
     }
 
-    /// Stores a manifest (idempotent for the same bytes) and points `tag` at it.
+    /// Stores a manifest (idempotent for the same bytes) and points `tag` at it. With an owner,
+    /// the manifest joins that build (living at least as long as it) and the tag becomes the
+    /// build's; without one, the tag is nobody's and never expires.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         m: &NewManifest,
         tag: Option<&Tag>,
+        owner: Option<&Owner>,
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
@@ -406,8 +445,8 @@ impl Metadata {
         .execute(&mut *tx)
         .await?;
         let inserted = sqlx::query(
-            "INSERT INTO manifests (repo, digest, media_type, content, size, subject, artifact_type, annotations, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            "INSERT INTO manifests (repo, digest, media_type, content, size, subject, artifact_type, annotations, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(repo.as_str())
         .bind(m.digest.as_str())
@@ -418,8 +457,28 @@ impl Metadata {
         .bind(m.artifact_type.clone())
         .bind(m.annotations.clone())
         .bind(now)
+        .bind(owner.map(|o| o.expires_at))
         .execute(&mut *tx)
         .await?;
+        if let Some(owner) = owner {
+            sqlx::query(
+                "INSERT INTO build_manifests (build_id, repo, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&owner.build_id)
+            .bind(repo.as_str())
+            .bind(m.digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+            // An existing (perhaps expired) copy lives on with this build.
+            sqlx::query(
+                "UPDATE manifests SET expires_at = $1 WHERE repo = $2 AND digest = $3 AND expires_at < $1",
+            )
+            .bind(owner.expires_at)
+            .bind(repo.as_str())
+            .bind(m.digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
         if inserted.rows_affected() > 0 {
             let refs = m
                 .blobs
@@ -440,13 +499,16 @@ impl Metadata {
         }
         if let Some(tag) = tag {
             sqlx::query(
-                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                "INSERT INTO tags (repo, name, digest, updated_at, build_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at, \
+                 build_id = excluded.build_id, expires_at = excluded.expires_at",
             )
             .bind(repo.as_str())
             .bind(tag.as_str())
             .bind(m.digest.as_str())
             .bind(now)
+            .bind(owner.map(|o| o.build_id.clone()))
+            .bind(owner.map(|o| o.expires_at))
             .execute(&mut *tx)
             .await?;
         }
@@ -508,15 +570,17 @@ impl Metadata {
         repo: &RepoName,
         n: i64,
         last: Option<&str>,
+        now: i64,
     ) -> Result<Vec<String>> {
         // Tags are never empty, so "after ''" is every tag: one query serves both cases.
         let rows = sqlx::query(
             "SELECT name FROM tags WHERE repo = $1 AND (lower(name) > lower($2) OR (lower(name) = lower($2) AND name > $2)) \
-             ORDER BY lower(name), name LIMIT $3",
+             AND (expires_at IS NULL OR expires_at > $4) ORDER BY lower(name), name LIMIT $3",
         )
         .bind(repo.as_str())
         .bind(last.unwrap_or(""))
         .bind(n)
+        .bind(now)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
@@ -530,14 +594,17 @@ impl Metadata {
         repo: &RepoName,
         subject: &Digest,
         artifact_type: Option<&str>,
+        now: i64,
     ) -> Result<Vec<Referrer>> {
         let rows = sqlx::query(
             "SELECT digest, media_type, size, artifact_type, annotations FROM manifests \
-             WHERE repo = $1 AND subject = $2 AND ($3 = '' OR artifact_type = $3) ORDER BY created_at, digest",
+             WHERE repo = $1 AND subject = $2 AND ($3 = '' OR artifact_type = $3) \
+             AND (expires_at IS NULL OR expires_at > $4) ORDER BY created_at, digest",
         )
         .bind(repo.as_str())
         .bind(subject.as_str())
         .bind(artifact_type.unwrap_or(""))
+        .bind(now)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
@@ -601,6 +668,7 @@ fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
         digest: digest_col(row, "digest")?,
         media_type: row.try_get("media_type")?,
         content: bytes::Bytes::from(row.try_get::<Vec<u8>, _>("content")?),
+        expires_at: row.try_get("expires_at")?,
     })
 }
 
@@ -608,6 +676,7 @@ fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
 pub(crate) mod suite {
     //! The shared test suite every metadata backend must pass.
     use super::*;
+    use crate::builds::{Build, BuildSpec, BuildState, Project};
     use crate::digest::Algorithm;
 
     fn repo(s: &str) -> RepoName {
@@ -615,6 +684,7 @@ pub(crate) mod suite {
     }
 
     pub async fn run(db: &Metadata) {
+        let now = now_ms();
         let a = repo("team/a");
         let b = repo("team/b");
         let d1 = Digest::of(Algorithm::Sha256, b"one");
@@ -673,35 +743,35 @@ pub(crate) mod suite {
             manifests: vec![],
         };
         for t in ["b", "A", "a", "C", "_z"] {
-            db.put_manifest(&a, &m, Some(&t.parse().unwrap()))
+            db.put_manifest(&a, &m, Some(&t.parse().unwrap()), None)
                 .await
                 .unwrap();
         }
         assert_eq!(
-            db.list_tags(&a, 100, None).await.unwrap(),
+            db.list_tags(&a, 100, None, now).await.unwrap(),
             vec!["_z", "A", "a", "b", "C"]
         );
         assert_eq!(
-            db.list_tags(&a, 2, Some("A")).await.unwrap(),
+            db.list_tags(&a, 2, Some("A"), now).await.unwrap(),
             vec!["a", "b"]
         );
         let got = db
-            .manifest_by_tag(&a, &"b".parse().unwrap())
+            .manifest_by_tag(&a, &"b".parse().unwrap(), now)
             .await
             .unwrap()
             .unwrap();
         assert_eq!((got.digest, &got.content[..]), (d2.clone(), &b"two"[..]));
-        assert!(db.manifest_by_digest(&b, &d2).await.unwrap().is_none());
-        let refs = db.referrers(&a, &d1, None).await.unwrap();
+        assert!(db.manifest_by_digest(&b, &d2, now).await.unwrap().is_none());
+        let refs = db.referrers(&a, &d1, None, now).await.unwrap();
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].size, 3);
         assert!(db
-            .referrers(&a, &d1, Some("other"))
+            .referrers(&a, &d1, Some("other"), now)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
-            db.referrers(&a, &d1, Some("application/x-sbom"))
+            db.referrers(&a, &d1, Some("application/x-sbom"), now)
                 .await
                 .unwrap()
                 .len(),
@@ -714,7 +784,7 @@ pub(crate) mod suite {
         removed.sort();
         assert_eq!(removed, vec!["A", "C", "_z", "a"]);
         assert!(db.delete_manifest(&a, &d2).await.unwrap().is_none());
-        assert!(db.list_tags(&a, 10, None).await.unwrap().is_empty());
+        assert!(db.list_tags(&a, 10, None, now).await.unwrap().is_empty());
 
         assert!(db.repository_exists(&a).await.unwrap());
         assert!(!db.repository_exists(&repo("nope")).await.unwrap());
@@ -723,6 +793,140 @@ pub(crate) mod suite {
             db.list_repositories(10, Some("team/a")).await.unwrap(),
             vec!["team/b"]
         );
+
+        builds_and_expiry(db).await;
+    }
+
+    fn manifest(content: &[u8]) -> NewManifest {
+        NewManifest {
+            digest: Digest::of(Algorithm::Sha256, content),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: content.to_vec(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            blobs: vec![],
+            manifests: vec![],
+        }
+    }
+
+    fn build(id: &str, project: &str, created_at: i64, expires_at: i64) -> Build {
+        Build {
+            id: id.into(),
+            project: project.into(),
+            state: BuildState::Building,
+            spec: BuildSpec::default(),
+            failure: None,
+            created_at,
+            updated_at: created_at,
+            lease_expires_at: created_at + 1000,
+            expires_at,
+        }
+    }
+
+    /// Projects, tokens, builds, and the exact expiry of what builds own.
+    async fn builds_and_expiry(db: &Metadata) {
+        let p = Project {
+            id: "proj1".into(),
+            name: "one".into(),
+            retention_secs: 60,
+            created_at: 1,
+        };
+        db.create_project(&p).await.unwrap();
+        assert_eq!(db.project("proj1").await.unwrap(), Some(p.clone()));
+        assert!(db.project("nope").await.unwrap().is_none());
+        assert!(db.update_project("proj1", "uno", 120).await.unwrap());
+        assert_eq!(db.list_projects().await.unwrap()[0].retention_secs, 120);
+
+        let t = TokenInfo {
+            id: "t1".into(),
+            project: "proj1".into(),
+            name: "ci".into(),
+            created_at: 1,
+            revoked_at: None,
+        };
+        db.create_project_token(&t, "hash1").await.unwrap();
+        assert_eq!(db.project_token_by_hash("hash1").await.unwrap().unwrap().id, "t1");
+        assert!(db.revoke_project_token("proj1", "t1", 5).await.unwrap());
+        assert!(!db.revoke_project_token("proj1", "t1", 6).await.unwrap());
+        assert!(db.project_token_by_hash("hash1").await.unwrap().is_none());
+        assert_eq!(db.list_project_tokens("proj1").await.unwrap()[0].revoked_at, Some(5));
+
+        // Two builds share one manifest; each has its own tag.
+        let r = repo("proj1");
+        let (b1, b2) = (build("b1", "proj1", 10, 1_000), build("b2", "proj1", 20, 2_000));
+        db.create_build(&b1).await.unwrap();
+        db.create_build(&b2).await.unwrap();
+        let shared = manifest(b"shared");
+        let only1 = manifest(b"only-in-b1");
+        let o1 = Owner { build_id: "b1".into(), expires_at: 1_000 };
+        let o2 = Owner { build_id: "b2".into(), expires_at: 2_000 };
+        db.put_manifest(&r, &shared, Some(&"b1".parse().unwrap()), Some(&o1)).await.unwrap();
+        db.put_manifest(&r, &only1, None, Some(&o1)).await.unwrap();
+        db.put_manifest(&r, &shared, Some(&"b2".parse().unwrap()), Some(&o2)).await.unwrap();
+        let tag = |t: &str| t.parse::<Tag>().unwrap();
+        let by_tag = |t: &'static str, at: i64| async move { db.manifest_by_tag(&r_static(), &tag(t), at).await.unwrap() };
+        assert_eq!(by_tag("b1", 999).await.unwrap().expires_at, Some(1_000));
+        assert!(by_tag("b1", 1_000).await.is_none(), "expired exactly at expires_at");
+        assert!(by_tag("b2", 1_500).await.is_some());
+        assert!(db.manifest_by_digest(&r, &shared.digest, 1_500).await.unwrap().is_some());
+        assert!(db.manifest_by_digest(&r, &only1.digest, 1_500).await.unwrap().is_none());
+        assert_eq!(db.list_tags(&r, 10, None, 1_500).await.unwrap(), vec!["b2"]);
+        assert_eq!(db.tag_owner(&r, "b1").await.unwrap().as_deref(), Some("b1"));
+        assert!(db.build_has_manifest("b1", &r, shared.digest.as_str()).await.unwrap());
+        assert!(!db.build_has_manifest("b2", &r, only1.digest.as_str()).await.unwrap());
+
+        // Extending brings b1 back; deleting b2 leaves the shared manifest to b1.
+        assert!(db.set_build_expiry("b1", 5_000, 1_500).await.unwrap());
+        assert!(by_tag("b1", 4_000).await.is_some());
+        assert!(db.manifest_by_digest(&r, &only1.digest, 4_000).await.unwrap().is_some());
+        let removed = db.delete_build("b2", 1_600).await.unwrap().unwrap();
+        assert_eq!(removed, vec!["b2"]);
+        assert!(db.delete_build("b2", 1_600).await.unwrap().is_none());
+        assert!(by_tag("b2", 1_700).await.is_none());
+        assert!(db.manifest_by_digest(&r, &shared.digest, 4_000).await.unwrap().is_some());
+        assert!(db.delete_build("b1", 1_800).await.unwrap().is_some());
+        assert!(db.manifest_by_digest(&r, &shared.digest, 1_900).await.unwrap().is_none());
+
+        // A manifest pushed again by a new build lives again.
+        let b3 = build("b3", "proj1", 30, 9_000);
+        db.create_build(&b3).await.unwrap();
+        let o3 = Owner { build_id: "b3".into(), expires_at: 9_000 };
+        db.put_manifest(&r, &shared, None, Some(&o3)).await.unwrap();
+        assert!(db.manifest_by_digest(&r, &shared.digest, 8_000).await.unwrap().is_some());
+        db.tag_manifest(&r, &tag("latest"), &shared.digest, &o3).await.unwrap();
+        assert_eq!(db.tag_owner(&r, "latest").await.unwrap().as_deref(), Some("b3"));
+
+        // State transitions happen once; images are recorded per target and platform.
+        assert!(db.transition_build("b3", BuildState::Building, BuildState::Failed, Some("x"), 40).await.unwrap());
+        assert!(!db.transition_build("b3", BuildState::Building, BuildState::Saved, None, 41).await.unwrap());
+        assert_eq!(db.build("b3").await.unwrap().unwrap().failure.as_deref(), Some("x"));
+        let img = BuildImage {
+            target: String::new(),
+            platform: "linux/amd64".into(),
+            digest: shared.digest.to_string(),
+            media_type: shared.media_type.clone(),
+            size: 6,
+        };
+        db.record_build_image("b3", &img, 50).await.unwrap();
+        db.record_build_image("b3", &img, 51).await.unwrap();
+        assert_eq!(db.build_images("b3").await.unwrap(), vec![img]);
+
+        // Newest first, paginated by (created_at, id).
+        for (i, id) in ["c1", "c2", "c3"].iter().enumerate() {
+            db.create_build(&build(id, "proj1", 100 + i as i64, 10_000)).await.unwrap();
+        }
+        let first = db.list_builds("proj1", 2, None).await.unwrap();
+        let ids: Vec<_> = first.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, vec!["c3", "c2"]);
+        let last = first.last().unwrap();
+        let rest = db.list_builds("proj1", 10, Some((last.created_at, &last.id))).await.unwrap();
+        let ids: Vec<_> = rest.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, vec!["c1", "b3"]);
+
+        fn r_static() -> RepoName {
+            "proj1".parse().unwrap()
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,238 @@
+//! What the registry's JWTs say, the scopes clients ask for, and what each kind of credential
+//! may be granted.
+//!
+//! One claim set serves three token kinds: `access` tokens (what `/token` issues and `/v2/`
+//! accepts, with the standard `access` claim), and the two JWT credentials the API mints, build
+//! `push` tokens and `pull` tokens (exchanged at `/token`, never accepted by `/v2/` directly).
+
+use serde::{Deserialize, Serialize};
+
+/// The kind of a JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Push,
+    Pull,
+}
+
+/// The credential an access token was issued for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredKind {
+    Admin,
+    Project,
+    Push,
+    Pull,
+}
+
+/// One entry of the `access` claim, and one requested scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceActions {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+/// Parses `scope` values: space-separated `type[(class)]:name:action[,action]` entries, where
+/// the name may itself hold colons (`repository:host:5000/app:pull`). Unparseable entries are
+/// dropped, as the spec asks, rather than failing the whole request.
+pub fn parse_scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<ResourceActions> {
+    values
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .filter_map(|entry| {
+            let (kind, rest) = entry.split_once(':')?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            let kind = kind.split('(').next().unwrap_or(kind);
+            if kind.is_empty() || name.is_empty() {
+                return None;
+            }
+            Some(ResourceActions {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                actions: actions
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Claims of every token the registry signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub kind: TokenKind,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<ResourceActions>,
+    /// For access tokens: the credential they were issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cred: Option<CredKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The build a push token (or a build-scoped pull token) is limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+}
+
+/// Someone who presented a valid secret at `/token` or to the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Admin,
+    Project {
+        project: String,
+        token_id: String,
+    },
+    Push {
+        project: String,
+        build: String,
+        /// Unix seconds.
+        expires_at: i64,
+    },
+    Pull {
+        project: String,
+        build: Option<String>,
+        expires_at: i64,
+    },
+}
+
+impl Credential {
+    pub fn kind(&self) -> CredKind {
+        match self {
+            Credential::Admin => CredKind::Admin,
+            Credential::Project { .. } => CredKind::Project,
+            Credential::Push { .. } => CredKind::Push,
+            Credential::Pull { .. } => CredKind::Pull,
+        }
+    }
+
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Credential::Admin => None,
+            Credential::Project { project, .. }
+            | Credential::Push { project, .. }
+            | Credential::Pull { project, .. } => Some(project),
+        }
+    }
+
+    pub fn build(&self) -> Option<&str> {
+        match self {
+            Credential::Push { build, .. } => Some(build),
+            Credential::Pull { build, .. } => build.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// When the credential itself stops working (Unix seconds); tokens issued for it end then
+    /// at the latest.
+    pub fn expires_at(&self) -> Option<i64> {
+        match self {
+            Credential::Push { expires_at, .. } | Credential::Pull { expires_at, .. } => {
+                Some(*expires_at)
+            }
+            _ => None,
+        }
+    }
+
+    /// A name for logs and the `sub` claim; never a secret.
+    pub fn subject(&self) -> String {
+        match self {
+            Credential::Admin => "admin".into(),
+            Credential::Project { token_id, .. } => format!("project-token:{token_id}"),
+            Credential::Push { build, .. } => format!("build:{build}"),
+            Credential::Pull {
+                project,
+                build: None,
+                ..
+            } => format!("pull:{project}"),
+            Credential::Pull {
+                build: Some(build), ..
+            } => format!("pull:build:{build}"),
+        }
+    }
+
+    /// The requested actions on `resource` that this credential allows: never more than asked,
+    /// and never more than the credential carries.
+    pub fn grant(&self, resource: &ResourceActions) -> Vec<String> {
+        let allowed: &[&str] = match (self, resource.kind.as_str()) {
+            (Credential::Admin, "repository") => &["pull", "push", "delete", "*"],
+            (Credential::Admin, "registry") if resource.name == "catalog" => &["*"],
+            (_, "repository") if Some(resource.name.as_str()) == self.project() => match self {
+                Credential::Push { .. } => &["pull", "push"],
+                _ => &["pull"],
+            },
+            _ => &[],
+        };
+        let mut granted: Vec<String> = resource
+            .actions
+            .iter()
+            .filter(|a| allowed.contains(&a.as_str()))
+            .cloned()
+            .collect();
+        granted.dedup();
+        granted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(s: &str) -> ResourceActions {
+        parse_scopes([s]).remove(0)
+    }
+
+    #[test]
+    fn parses_scopes() {
+        let all = parse_scopes([
+            "repository:p1:pull,push registry:catalog:*",
+            "repository:127.0.0.1:5000/p1:pull",
+            "repository(plugin):x:pull",
+            "garbage",
+        ]);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].actions, vec!["pull", "push"]);
+        assert_eq!((all[1].kind.as_str(), all[1].name.as_str()), ("registry", "catalog"));
+        assert_eq!(all[2].name, "127.0.0.1:5000/p1");
+        assert_eq!(all[3].kind, "repository");
+    }
+
+    #[test]
+    fn grants_never_exceed_the_credential() {
+        let push = Credential::Push {
+            project: "p1".into(),
+            build: "b".into(),
+            expires_at: 0,
+        };
+        assert_eq!(push.grant(&scope("repository:p1:pull,push,delete")), vec!["pull", "push"]);
+        assert!(push.grant(&scope("repository:p2:pull")).is_empty());
+        assert!(push.grant(&scope("repository:p1/sub:pull")).is_empty());
+        assert!(push.grant(&scope("registry:catalog:*")).is_empty());
+        let project = Credential::Project {
+            project: "p1".into(),
+            token_id: "t".into(),
+        };
+        assert_eq!(project.grant(&scope("repository:p1:pull,push")), vec!["pull"]);
+        let pull = Credential::Pull {
+            project: "p1".into(),
+            build: None,
+            expires_at: 0,
+        };
+        assert!(pull.grant(&scope("repository:p1:push,delete,*")).is_empty());
+        assert_eq!(
+            Credential::Admin.grant(&scope("repository:any/thing:pull,delete")),
+            vec!["pull", "delete"]
+        );
+        assert_eq!(Credential::Admin.grant(&scope("registry:catalog:*")), vec!["*"]);
+    }
+}

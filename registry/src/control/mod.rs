@@ -1,0 +1,228 @@
+//! The control-plane API under `/api/v1/` (projects, project tokens, builds, pull tokens) and the
+//! token endpoint `/token`, as JSON over HTTP with the same error envelope as `/v2/`.
+//!
+//! Who may call what is decided by [`Caller`] from the presented credential. Callers are never
+//! told about projects and builds they cannot see: those answer `404 NOT_FOUND`, the same as
+//! ones that do not exist.
+
+mod builds;
+pub mod projects;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::AppState;
+use crate::auth::{token_endpoint, Credential};
+use crate::builds::Build;
+use crate::error::{Error, Result};
+
+/// Largest JSON request body.
+const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/token", get(token_endpoint::token).post(token_endpoint::token))
+        .route("/api/v1/projects", post(projects::create).get(projects::list))
+        .route(
+            "/api/v1/projects/{project}",
+            get(projects::show).patch(projects::update),
+        )
+        .route(
+            "/api/v1/projects/{project}/tokens",
+            post(projects::create_token).get(projects::list_tokens),
+        )
+        .route(
+            "/api/v1/projects/{project}/tokens/{token}",
+            axum::routing::delete(projects::revoke_token),
+        )
+        .route(
+            "/api/v1/projects/{project}/builds",
+            post(builds::create).get(builds::list),
+        )
+        .route(
+            "/api/v1/projects/{project}/pull-token",
+            post(projects::pull_token),
+        )
+        .route(
+            "/api/v1/builds/{build}",
+            get(builds::show).delete(builds::delete),
+        )
+        .route("/api/v1/builds/{build}/finalize", post(builds::finalize))
+        .route("/api/v1/builds/{build}/fail", post(builds::fail))
+        .route("/api/v1/builds/{build}/extend", post(builds::extend))
+        .route("/api/v1/builds/{build}/pull-token", post(builds::pull_token))
+        .route("/api/v1/admin/clock", post(advance_clock))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn method_not_allowed() -> Response {
+    Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::error::Code::Unsupported,
+    )
+    .message("method not allowed on this resource")
+    .into_response()
+}
+
+/// The authenticated caller of an API request.
+pub(crate) struct Caller(pub Credential);
+
+impl Caller {
+    /// Resolves the request's credential (everyone is admin under `--no-auth`).
+    pub async fn of(state: &AppState, headers: &HeaderMap) -> Result<Self> {
+        match state.access.auth() {
+            None => Ok(Caller(Credential::Admin)),
+            Some(auth) => Ok(Caller(auth.caller(headers).await?)),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<()> {
+        match self.0 {
+            Credential::Admin => Ok(()),
+            _ => Err(Error::denied("this needs the admin token")),
+        }
+    }
+
+    fn is_admin(&self) -> bool {
+        self.0 == Credential::Admin
+    }
+
+    /// May see the project and its builds (admin, or any credential of the project that is not
+    /// limited to one build).
+    pub fn sees_project(&self, project: &str) -> bool {
+        self.is_admin() || (self.0.project() == Some(project) && self.0.build().is_none())
+    }
+
+    /// May manage builds of the project: create, extend, delete, mint pull tokens.
+    pub fn manages_project(&self, project: &str) -> bool {
+        match &self.0 {
+            Credential::Admin => true,
+            Credential::Project { project: p, .. } => p == project,
+            _ => false,
+        }
+    }
+
+    pub fn sees_build(&self, build: &Build) -> bool {
+        self.sees_project(&build.project)
+            || (self.0.project() == Some(build.project.as_str())
+                && self.0.build() == Some(build.id.as_str()))
+    }
+
+    /// May report on the build's progress: finalize or fail it (its own push token too).
+    pub fn drives_build(&self, build: &Build) -> bool {
+        self.manages_project(&build.project)
+            || matches!(&self.0, Credential::Push { build: b, .. } if *b == build.id)
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_JSON_BYTES`]; an empty body reads as `{}`.
+pub(crate) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::invalid_request("request body ended early"))?;
+        if bytes.len() + chunk.len() > MAX_JSON_BYTES {
+            return Err(Error::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::error::Code::InvalidRequest,
+            )
+            .message("request body too large"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        bytes = b"{}".to_vec();
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => Error::internal(e).into_response(),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC (`2026-11-22T22:08:05Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The host clients reach the registry at, for image names in answers.
+pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {
+    let realm = match state.access.auth() {
+        Some(auth) => auth.realm(headers),
+        None => format!(
+            "http://{}/token",
+            headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost")
+        ),
+    };
+    realm
+        .trim_end_matches("/token")
+        .split_once("://")
+        .map(|(_, host)| host.to_owned())
+        .unwrap_or(realm)
+}
+
+#[derive(serde::Deserialize)]
+struct ClockRequest {
+    advance_secs: i64,
+}
+
+/// `POST /api/v1/admin/clock {"advance_secs": N}`: moves the registry clock forward, only with
+/// `--test-clock`, only for the admin.
+async fn advance_clock(State(state): State<AppState>, request: Request) -> Response {
+    let result = async {
+        if !state.test_clock {
+            return Err(Error::not_found("the test clock is off (--test-clock)"));
+        }
+        let (parts, body) = request.into_parts();
+        Caller::of(&state, &parts.headers).await?.require_admin()?;
+        let req: ClockRequest = json_body(body).await?;
+        state.clock.advance(req.advance_secs.saturating_mul(1000));
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "now": rfc3339(state.clock.now_ms()) }),
+        ))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_385_285_123), "2026-11-22T22:08:05Z");
+    }
+}
