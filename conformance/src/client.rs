@@ -39,6 +39,8 @@ pub struct Client {
     credentials: Option<(String, String)>,
     /// Bearer tokens by the scope they were issued for.
     tokens: HashMap<String, String>,
+    /// The Bearer challenge's parameters (realm, service), once one has been seen.
+    bearer: Option<HashMap<String, String>>,
 }
 
 impl Client {
@@ -52,6 +54,7 @@ impl Client {
             http,
             credentials,
             tokens: HashMap::new(),
+            bearer: None,
         })
     }
 
@@ -72,7 +75,17 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<Resp, String> {
         let url = self.url(path);
-        let mut resp = self.send_once(&method, &url, headers, body.clone(), None)?;
+        // Like docker and containerd, ask for the operation's scope up front once the registry
+        // is known to use tokens: a large body sent without one would be cut off by the 401.
+        let early = match (&self.bearer, scope_of(&method, &url)) {
+            (Some(params), Some(scope)) if self.credentials.is_some() => {
+                let mut params = params.clone();
+                params.insert("scope".into(), scope);
+                Some(self.bearer_token(&params)?)
+            }
+            _ => None,
+        };
+        let mut resp = self.send_once(&method, &url, headers, body.clone(), early)?;
         if resp.status == 401 && self.credentials.is_some() {
             if let Some(challenge) = resp.header(WWW_AUTHENTICATE.as_str()).map(str::to_owned) {
                 let auth = self.authorization(&challenge)?;
@@ -121,6 +134,16 @@ impl Client {
             return Ok(basic(&user, &pass));
         }
         let params = parse_params(params);
+        let mut known = params.clone();
+        known.remove("scope");
+        known.remove("error");
+        self.bearer = Some(known);
+        self.bearer_token(&params)
+    }
+
+    /// A token for the challenge parameters' scope, from the cache or the realm.
+    fn bearer_token(&mut self, params: &HashMap<String, String>) -> Result<String, String> {
+        let (user, pass) = self.credentials.clone().expect("checked by caller");
         let realm = params
             .get("realm")
             .ok_or("Bearer challenge without realm")?;
@@ -132,8 +155,8 @@ impl Client {
         if let Some(service) = params.get("service") {
             query.push(("service", service));
         }
-        if !scope.is_empty() {
-            query.push(("scope", &scope));
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            query.push(("scope", s));
         }
         let resp = self
             .http
@@ -153,6 +176,31 @@ impl Client {
         self.tokens.insert(scope, token.clone());
         Ok(format!("Bearer {token}"))
     }
+}
+
+/// The token scope an operation on `url` needs: `pull` to read, `pull,push` to write, `delete`
+/// to delete, plus `pull` on the source repository of a cross-repository mount.
+fn scope_of(method: &Method, url: &str) -> Option<String> {
+    let (_, path) = url.split_once("/v2/")?;
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let name = ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| path.rfind(m).map(|i| &path[..i]))
+        .max_by_key(|n| n.len())?;
+    let actions = match *method {
+        Method::GET | Method::HEAD => "pull",
+        Method::DELETE if !path.contains("/blobs/uploads/") => "delete",
+        _ => "pull,push",
+    };
+    let mut scope = format!("repository:{name}:{actions}");
+    if let Some(from) = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("from="))
+        .filter(|_| query.contains("mount="))
+    {
+        scope.push_str(&format!(" repository:{from}:pull"));
+    }
+    Some(scope)
 }
 
 fn basic(user: &str, pass: &str) -> String {

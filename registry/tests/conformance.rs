@@ -1,14 +1,13 @@
-//! Runs the whole conformance suite against the real registry binary: every check must pass.
+//! Runs the whole conformance suite against the real registry binary, with token authentication
+//! on (the suite answers the Bearer challenges with the admin token) and off: every check must
+//! pass both ways.
 
 mod common;
 
-#[test]
-fn every_conformance_check_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start(dir.path());
+fn run_suite(server: &common::Server, credentials: Option<(String, String)>) {
     let options = depot_conformance::Options {
         url: server.url(),
-        credentials: None,
+        credentials,
         namespace: None,
         filter: None,
     };
@@ -19,4 +18,18 @@ fn every_conformance_check_passes() {
     assert!(outcomes.len() >= 60, "only {} checks ran", outcomes.len());
     let failed = depot_conformance::failures(&outcomes);
     assert!(failed.is_empty(), "failed checks: {failed:?}");
+}
+
+#[test]
+fn every_conformance_check_passes_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start_authed(dir.path());
+    run_suite(&server, Some(("x-token".into(), server.admin_token())));
+}
+
+#[test]
+fn every_conformance_check_passes_without_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(dir.path());
+    run_suite(&server, None);
 }

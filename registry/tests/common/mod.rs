@@ -17,8 +17,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Without authentication (`--no-auth`).
     pub fn start(data_dir: &Path) -> Server {
-        Self::start_with(data_dir, &[])
+        Self::start_with(data_dir, &["--no-auth"])
+    }
+
+    /// With token authentication (the default) and a clock the admin can move forward.
+    pub fn start_authed(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &["--test-clock"])
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
@@ -53,6 +59,14 @@ impl Server {
             addr: addr.parse().expect("address"),
             data_dir: data_dir.to_owned(),
         }
+    }
+
+    /// The admin token the server created on first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token file")
+            .trim()
+            .to_owned()
     }
 
     pub fn url(&self) -> String {
