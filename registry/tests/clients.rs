@@ -2,127 +2,42 @@
 //! multi-arch index with `--all`), podman pull/push, and the oras Python SDK (an artifact with a
 //! subject). Images are built offline with umoci; every round trip is checked by digest.
 //!
+//! Token authentication is on, as in production: the clients log in with the admin token and
+//! go through the registry's `/token` flow unchanged.
+//!
 //! The tools come from `.ci/setup` (Debian's skopeo, umoci, podman; oras from PyPI). A missing
 //! tool fails the test rather than skipping it.
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
+use common::tools::{build_layout, raw_manifest, run, run_with_stdin, skopeo};
 use common::{sha256, Server};
 use serde_json::{json, Value};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/setup to install it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn skopeo(args: &[&str]) -> String {
-    run(Command::new("skopeo")
-        .args(["--insecure-policy"])
-        .args(args))
-}
-
-fn raw_manifest(host: &str, reference: &str) -> Vec<u8> {
-    skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{host}/{reference}"),
-    ])
-    .into_bytes()
-}
-
-/// Builds an OCI layout at `dir` with tags `amd64`, `arm64` (each a real filesystem layer) and
-/// `multi` (an image index over both). Returns the digests by tag.
-fn build_layout(dir: &Path) -> Value {
-    let layout = dir.join("layout");
-    let bundle = dir.join("bundle");
-    let l = layout.to_str().unwrap();
-    run(Command::new("umoci").args(["init", "--layout", l]));
-    run(Command::new("umoci").args(["new", "--image", &format!("{l}:amd64")]));
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &format!("{l}:amd64")])
-        .arg(&bundle));
-    std::fs::write(
-        bundle.join("rootfs/hello.txt"),
-        common::random_bytes(50_000),
-    )
-    .unwrap();
-    std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
-    std::fs::write(bundle.join("rootfs/etc/os-release"), "ID=depot-test\n").unwrap();
-    run(Command::new("umoci")
-        .args(["repack", "--image", &format!("{l}:amd64")])
-        .arg(&bundle));
-    run(Command::new("umoci").args([
-        "config",
-        "--image",
-        &format!("{l}:amd64"),
-        "--architecture",
-        "arm64",
-        "--tag",
-        "arm64",
-    ]));
-
-    let index_path = layout.join("index.json");
-    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    let find = |tag: &str, index: &Value| -> Value {
-        index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-            .unwrap()
-            .clone()
-    };
-    let mut children = Vec::new();
-    for (tag, arch) in [("amd64", "amd64"), ("arm64", "arm64")] {
-        let mut d = find(tag, &index);
-        d.as_object_mut().unwrap().remove("annotations");
-        d["platform"] = json!({ "architecture": arch, "os": "linux" });
-        children.push(d);
-    }
-    let multi = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": children,
-    }))
-    .unwrap();
-    let multi_digest = sha256(&multi);
-    std::fs::write(
-        layout
-            .join("blobs/sha256")
-            .join(multi_digest.trim_start_matches("sha256:")),
-        &multi,
-    )
-    .unwrap();
-    index["manifests"].as_array_mut().unwrap().push(json!({
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "digest": multi_digest, "size": multi.len(),
-        "annotations": { "org.opencontainers.image.ref.name": "multi" },
-    }));
-    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
-    json!({
-        "amd64": find("amd64", &index)["digest"],
-        "arm64": find("arm64", &index)["digest"],
-        "multi": multi_digest,
-    })
-}
 
 #[test]
 fn skopeo_podman_and_oras_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start_authed(&dir.path().join("data"));
     let host = server.host();
+    // Log in once, as a user would; skopeo and podman read REGISTRY_AUTH_FILE, oras its env.
+    // (This binary holds this one test, so setting the environment races with nothing.)
+    let authfile = dir.path().join("auth.json");
+    std::env::set_var("REGISTRY_AUTH_FILE", &authfile);
+    std::env::set_var("ORAS_USERNAME", "x-token");
+    std::env::set_var("ORAS_PASSWORD", server.admin_token());
+    run_with_stdin(
+        Command::new("skopeo").args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "x-token",
+            "--password-stdin",
+            &host,
+        ]),
+        &server.admin_token(),
+    );
     let digests = build_layout(dir.path());
     let layout = dir.path().join("layout");
     let l = layout.to_str().unwrap();

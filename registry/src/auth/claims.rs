@@ -161,8 +161,10 @@ impl Credential {
         }
     }
 
-    /// The requested actions on `resource` that this credential allows: never more than asked,
-    /// and never more than the credential carries.
+    /// What a token for `resource` carries: never more than the credential allows; of that,
+    /// `pull` and `push` whenever allowed, `delete` and `*` only when asked for. Granting the
+    /// read/write pair together serves clients that ask for `pull` first and then push with the
+    /// same token (the oras Python SDK re-authenticates only on 403, never on 401).
     pub fn grant(&self, resource: &ResourceActions) -> Vec<String> {
         let allowed: &[&str] = match (self, resource.kind.as_str()) {
             (Credential::Admin, "repository") => &["pull", "push", "delete", "*"],
@@ -173,14 +175,14 @@ impl Credential {
             },
             _ => &[],
         };
-        let mut granted: Vec<String> = resource
-            .actions
+        if resource.actions.is_empty() {
+            return Vec::new();
+        }
+        allowed
             .iter()
-            .filter(|a| allowed.contains(&a.as_str()))
-            .cloned()
-            .collect();
-        granted.dedup();
-        granted
+            .filter(|a| matches!(**a, "pull" | "push") || resource.actions.iter().any(|r| r == *a))
+            .map(|a| (*a).to_owned())
+            .collect()
     }
 }
 
@@ -223,15 +225,16 @@ mod tests {
             token_id: "t".into(),
         };
         assert_eq!(project.grant(&scope("repository:p1:pull,push")), vec!["pull"]);
+        assert_eq!(push.grant(&scope("repository:p1:pull")), vec!["pull", "push"]);
         let pull = Credential::Pull {
             project: "p1".into(),
             build: None,
             expires_at: 0,
         };
-        assert!(pull.grant(&scope("repository:p1:push,delete,*")).is_empty());
+        assert_eq!(pull.grant(&scope("repository:p1:push,delete,*")), vec!["pull"]);
         assert_eq!(
             Credential::Admin.grant(&scope("repository:any/thing:pull,delete")),
-            vec!["pull", "delete"]
+            vec!["pull", "push", "delete"]
         );
         assert_eq!(Credential::Admin.grant(&scope("registry:catalog:*")), vec!["*"]);
     }

@@ -1,0 +1,140 @@
+//! Real client tools for integration tests: running commands (a missing tool fails the test
+//! with a hint to run `.ci/setup`), skopeo, and OCI layouts built offline with umoci.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::sha256;
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/setup to install it): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `cmd` with `input` on its standard input (secrets stay off the command line).
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/setup to install it): {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn skopeo(args: &[&str]) -> String {
+    run(Command::new("skopeo")
+        .args(["--insecure-policy"])
+        .args(args))
+}
+
+pub fn raw_manifest(host: &str, reference: &str) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{host}/{reference}"),
+    ])
+    .into_bytes()
+}
+
+/// Builds an OCI layout at `dir` with tags `amd64`, `arm64` (each a real filesystem layer) and
+/// `multi` (an image index over both). Returns the digests by tag.
+pub fn build_layout(dir: &Path) -> Value {
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    let l = layout.to_str().unwrap();
+    run(Command::new("umoci").args(["init", "--layout", l]));
+    run(Command::new("umoci").args(["new", "--image", &format!("{l}:amd64")]));
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &format!("{l}:amd64")])
+        .arg(&bundle));
+    std::fs::write(
+        bundle.join("rootfs/hello.txt"),
+        super::random_bytes(50_000),
+    )
+    .unwrap();
+    std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+    std::fs::write(bundle.join("rootfs/etc/os-release"), "ID=depot-test\n").unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &format!("{l}:amd64")])
+        .arg(&bundle));
+    run(Command::new("umoci").args([
+        "config",
+        "--image",
+        &format!("{l}:amd64"),
+        "--architecture",
+        "arm64",
+        "--tag",
+        "arm64",
+    ]));
+
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let find = |tag: &str, index: &Value| -> Value {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap()
+            .clone()
+    };
+    let mut children = Vec::new();
+    for (tag, arch) in [("amd64", "amd64"), ("arm64", "arm64")] {
+        let mut d = find(tag, &index);
+        d.as_object_mut().unwrap().remove("annotations");
+        d["platform"] = json!({ "architecture": arch, "os": "linux" });
+        children.push(d);
+    }
+    let multi = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    let multi_digest = sha256(&multi);
+    std::fs::write(
+        layout
+            .join("blobs/sha256")
+            .join(multi_digest.trim_start_matches("sha256:")),
+        &multi,
+    )
+    .unwrap();
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": multi_digest, "size": multi.len(),
+        "annotations": { "org.opencontainers.image.ref.name": "multi" },
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    json!({
+        "amd64": find("amd64", &index)["digest"],
+        "arm64": find("arm64", &index)["digest"],
+        "multi": multi_digest,
+    })
+}
+
