@@ -16,6 +16,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -41,9 +42,12 @@ impl Server {
             .expect("start depot-registry");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
@@ -60,7 +64,13 @@ impl Server {
             child,
             addr: addr.parse().expect("address"),
             data_dir: data_dir.to_owned(),
+            logs,
         }
+    }
+
+    /// Everything the server has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
     }
 
     /// The admin token the server created on first start.
