@@ -28,6 +28,10 @@ pub async fn token(State(state): State<AppState>, request: Request) -> Response 
     };
     match answer(auth, request).await {
         Ok(r) => r,
+        // Whatever was wrong with the credentials, say how to present them.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED && e.headers.is_empty() => e
+            .header(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -64,7 +68,6 @@ async fn answer(auth: &Auth, request: Request) -> Result<Response> {
     };
     let secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::unauthorized("credentials required: use x-token and a depot token as password")
-            .header(header::WWW_AUTHENTICATE, "Basic realm=\"depot\"")
     })?;
     let credential = auth.credential(&secret).await?;
     if let super::Credential::Push { build, .. } = &credential {
