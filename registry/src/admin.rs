@@ -40,7 +40,10 @@ pub enum AdminCommand {
 pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
     std::fs::create_dir_all(&db.data_dir)?;
     let url = db.database_url.clone().unwrap_or_else(|| {
-        format!("sqlite:{}?mode=rwc", db.data_dir.join("metadata.db").display())
+        format!(
+            "sqlite:{}?mode=rwc",
+            db.data_dir.join("metadata.db").display()
+        )
     });
     let meta = Metadata::connect(&url).await?;
     let now = Clock::default().now_ms();
@@ -49,7 +52,11 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::CreateProject {
             name,
             retention_secs,
-        } => view(&new_project(&meta, name, retention_secs, now).await.map_err(fail)?),
+        } => view(
+            &new_project(&meta, name, retention_secs, now)
+                .await
+                .map_err(fail)?,
+        ),
         AdminCommand::CreateToken { project, name } => {
             if meta.project(&project).await.map_err(fail)?.is_none() {
                 anyhow::bail!("no project {project}");

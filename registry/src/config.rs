@@ -47,7 +47,11 @@ pub struct AuthConfig {
     pub admin_token_file: Option<PathBuf>,
 
     /// The admin token itself (prefer the file: environments leak into process listings).
-    #[arg(long = "admin-token", env = "DEPOT_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "admin-token",
+        env = "DEPOT_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 
     /// Ed25519 private key (PKCS#8 PEM) that signs tokens. Default: a key generated once and
@@ -57,7 +61,11 @@ pub struct AuthConfig {
 
     /// Extra keys (PEM, public or private) whose tokens are still accepted, for key rotation;
     /// repeat the flag, or separate files with commas in the environment variable.
-    #[arg(long = "verify-key-file", env = "DEPOT_VERIFY_KEY_FILES", value_delimiter = ',')]
+    #[arg(
+        long = "verify-key-file",
+        env = "DEPOT_VERIFY_KEY_FILES",
+        value_delimiter = ','
+    )]
     pub verify_key_files: Vec<PathBuf>,
 
     /// The `service` named in challenges and the audience of tokens.

@@ -13,10 +13,10 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::access::Access;
-use crate::auth::{self, Auth, Keys};
-use crate::clock::Clock;
 use crate::api::{self, AppState};
+use crate::auth::{self, Auth, Keys};
 use crate::cache::Caches;
+use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
@@ -33,7 +33,9 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     let upload_ids = UploadIds::new(&key);
     let clock = Clock::default();
     let access = if config.auth.no_auth {
-        tracing::warn!("authentication is disabled (--no-auth): anyone who can connect may push and delete");
+        tracing::warn!(
+            "authentication is disabled (--no-auth): anyone who can connect may push and delete"
+        );
         Access::open()
     } else {
         Access::with_auth(auth(config, &meta, &clock).await?)
@@ -69,7 +71,9 @@ async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::R
             token
         }
     };
-    if !admin_token.starts_with(auth::ADMIN_PREFIX) || admin_token.len() < auth::ADMIN_PREFIX.len() + 32 {
+    if !admin_token.starts_with(auth::ADMIN_PREFIX)
+        || admin_token.len() < auth::ADMIN_PREFIX.len() + 32
+    {
         anyhow::bail!(
             "the admin token must start with {} and have at least 32 more characters",
             auth::ADMIN_PREFIX
@@ -86,7 +90,9 @@ async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::R
     let extra = a
         .verify_key_files
         .iter()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display())))
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let keys = Keys::new(&signing_pem, &extra)?;
     tracing::info!(kid = keys.kid(), service = %a.auth_service, "token authentication on");

@@ -61,7 +61,8 @@ impl Fixture {
     }
 
     fn v2(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http.request(method, format!("{}/v2/{path}", self.server.url()))
+        self.http
+            .request(method, format!("{}/v2/{path}", self.server.url()))
     }
 }
 
@@ -69,13 +70,22 @@ impl Fixture {
 fn denied(resp: Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status, "{:?}", resp.headers());
     if status == 401 {
-        let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let token_endpoint = resp.url().path() == "/token";
         if token_endpoint {
             assert!(challenge.starts_with("Basic realm="), "{challenge}");
         } else {
-            assert!(challenge.starts_with("Bearer realm=\"http://"), "{challenge}");
-            assert!(challenge.contains("service=\"depot-registry\""), "{challenge}");
+            assert!(
+                challenge.starts_with("Bearer realm=\"http://"),
+                "{challenge}"
+            );
+            assert!(
+                challenge.contains("service=\"depot-registry\""),
+                "{challenge}"
+            );
         }
     }
     let body: Value = resp.json().unwrap();
@@ -90,7 +100,10 @@ fn push_image(f: &Fixture, repo: &str, reference: &str, token: &str) -> Response
     let config = serde_json::to_vec(&json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [] } })).unwrap();
     for blob in [&layer, &config] {
         let resp = f
-            .v2(Method::POST, &format!("{repo}/blobs/uploads/?digest={}", sha256(blob)))
+            .v2(
+                Method::POST,
+                &format!("{repo}/blobs/uploads/?digest={}", sha256(blob)),
+            )
             .bearer_auth(token)
             .body(blob.clone())
             .send()
@@ -123,16 +136,38 @@ fn every_credential_is_checked() {
         http: Client::new(),
     };
     let project = |name: &str| {
-        let p = f.ok(Method::POST, "/api/v1/projects", &f.admin, json!({ "name": name }));
+        let p = f.ok(
+            Method::POST,
+            "/api/v1/projects",
+            &f.admin,
+            json!({ "name": name }),
+        );
         let id = p["id"].as_str().unwrap().to_owned();
-        let t = f.ok(Method::POST, &format!("/api/v1/projects/{id}/tokens"), &f.admin, json!({ "name": "ci" }));
-        (id, t["token"].as_str().unwrap().to_owned(), t["id"].as_str().unwrap().to_owned())
+        let t = f.ok(
+            Method::POST,
+            &format!("/api/v1/projects/{id}/tokens"),
+            &f.admin,
+            json!({ "name": "ci" }),
+        );
+        (
+            id,
+            t["token"].as_str().unwrap().to_owned(),
+            t["id"].as_str().unwrap().to_owned(),
+        )
     };
     let (a, a_token, a_token_id) = project("a");
     let (b, b_token, _) = project("b");
     let build = |token: &str, project: &str| {
-        let v = f.ok(Method::POST, &format!("/api/v1/projects/{project}/builds"), token, json!({}));
-        (v["id"].as_str().unwrap().to_owned(), v["push_token"].as_str().unwrap().to_owned())
+        let v = f.ok(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/builds"),
+            token,
+            json!({}),
+        );
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["push_token"].as_str().unwrap().to_owned(),
+        )
     };
     let (a1, a1_push) = build(&a_token, &a);
     let (a2, _) = build(&a_token, &a);
@@ -142,23 +177,57 @@ fn every_credential_is_checked() {
     let a1_access = f.access(&a1_push, &[&format!("repository:{a}:pull,push")]);
     let resp = push_image(&f, &a, &a1, &a1_access);
     assert_eq!(resp.status().as_u16(), 201);
-    let a1_digest = resp.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let a1_digest = resp.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let a_read = f.access(&a_token, &[&format!("repository:{a}:pull")]);
-    let a_manifest: Value = f.v2(Method::GET, &format!("{a}/manifests/{a1}")).bearer_auth(&a_read).send().unwrap().json().unwrap();
-    let a_layer = a_manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let a_manifest: Value = f
+        .v2(Method::GET, &format!("{a}/manifests/{a1}"))
+        .bearer_auth(&a_read)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let a_layer = a_manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // No credentials, and malformed ones.
     let body = denied(f.v2(Method::GET, "").send().unwrap(), 401, "UNAUTHORIZED");
     assert!(body["errors"][0]["message"].is_string());
-    let resp = f.v2(Method::GET, &format!("{a}/manifests/{a1}")).send().unwrap();
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains(&format!("scope=\"repository:{a}:pull\"")));
+    let resp = f
+        .v2(Method::GET, &format!("{a}/manifests/{a1}"))
+        .send()
+        .unwrap();
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains(&format!("scope=\"repository:{a}:pull\"")));
     denied(resp, 401, "UNAUTHORIZED");
-    for header in ["Bearer", "Bearer ", "Basic !!!", "Bearer not.a.jwt", "Digest x", "Bearer a.b.c.d"] {
-        let resp = f.v2(Method::GET, &format!("{a}/manifests/{a1}")).header("authorization", header).send().unwrap();
+    for header in [
+        "Bearer",
+        "Bearer ",
+        "Basic !!!",
+        "Bearer not.a.jwt",
+        "Digest x",
+        "Bearer a.b.c.d",
+    ] {
+        let resp = f
+            .v2(Method::GET, &format!("{a}/manifests/{a1}"))
+            .header("authorization", header)
+            .send()
+            .unwrap();
         denied(resp, 401, "UNAUTHORIZED");
     }
     for bad in ["Basic !!!", "Bearer", "Basic eC10b2tlbg=="] {
-        let resp = f.http.get(format!("{}/token", f.server.url())).header("authorization", bad).send().unwrap();
+        let resp = f
+            .http
+            .get(format!("{}/token", f.server.url()))
+            .header("authorization", bad)
+            .send()
+            .unwrap();
         denied(resp, 401, "UNAUTHORIZED");
     }
     assert_eq!(f.token("depot_pt_wrong", &[]).0, 401);
@@ -168,44 +237,117 @@ fn every_credential_is_checked() {
     // Forged tokens: tampered claims, alg none, unknown kid; and credentials used as access tokens.
     let parts: Vec<&str> = a_read.split('.').collect();
     let mut claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
-    claims["access"] = json!([{ "type": "repository", "name": b, "actions": ["pull", "push", "delete"] }]);
+    claims["access"] =
+        json!([{ "type": "repository", "name": b, "actions": ["pull", "push", "delete"] }]);
     let forged_claims = B64.encode(serde_json::to_vec(&claims).unwrap());
     let mut header: Value = serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
     let tampered = format!("{}.{forged_claims}.{}", parts[0], parts[2]);
-    let none = format!("{}.{forged_claims}.", B64.encode(br#"{"alg":"none","typ":"JWT"}"#));
+    let none = format!(
+        "{}.{forged_claims}.",
+        B64.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
     header["kid"] = json!("0000000000000000");
-    let unknown_kid = format!("{}.{}.{}", B64.encode(serde_json::to_vec(&header).unwrap()), parts[1], parts[2]);
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        B64.encode(serde_json::to_vec(&header).unwrap()),
+        parts[1],
+        parts[2]
+    );
     header["alg"] = json!("HS256");
-    let hs256 = format!("{}.{}.{}", B64.encode(serde_json::to_vec(&header).unwrap()), parts[1], parts[2]);
+    let hs256 = format!(
+        "{}.{}.{}",
+        B64.encode(serde_json::to_vec(&header).unwrap()),
+        parts[1],
+        parts[2]
+    );
     for token in [&tampered, &none, &unknown_kid, &hs256, &a1_push] {
-        let resp = f.v2(Method::GET, &format!("{b}/tags/list")).bearer_auth(token).send().unwrap();
-        let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let resp = f
+            .v2(Method::GET, &format!("{b}/tags/list"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
         denied(resp, 401, "UNAUTHORIZED");
         if token != &a1_push {
-            assert_eq!(f.token(token, &[]).0, 401, "forged credential accepted at /token");
+            assert_eq!(
+                f.token(token, &[]).0,
+                401,
+                "forged credential accepted at /token"
+            );
         }
     }
 
     // Another project's token: granted nothing on A, learns nothing of A's blobs, cannot mount them.
-    let b_on_a = f.access(&b_token, &[&format!("repository:{a}:pull"), &format!("repository:{b}:pull")]);
-    let claims: Value = serde_json::from_slice(&B64.decode(b_on_a.split('.').nth(1).unwrap()).unwrap()).unwrap();
-    assert_eq!(claims["access"], json!([{ "type": "repository", "name": b, "actions": ["pull"] }]));
-    for path in [format!("{a}/manifests/{a1}"), format!("{a}/blobs/{a_layer}"), format!("{a}/blobs/sha256:{}", "0".repeat(64)), format!("{a}/tags/list")] {
+    let b_on_a = f.access(
+        &b_token,
+        &[
+            &format!("repository:{a}:pull"),
+            &format!("repository:{b}:pull"),
+        ],
+    );
+    let claims: Value =
+        serde_json::from_slice(&B64.decode(b_on_a.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        claims["access"],
+        json!([{ "type": "repository", "name": b, "actions": ["pull"] }])
+    );
+    for path in [
+        format!("{a}/manifests/{a1}"),
+        format!("{a}/blobs/{a_layer}"),
+        format!("{a}/blobs/sha256:{}", "0".repeat(64)),
+        format!("{a}/tags/list"),
+    ] {
         for method in [Method::GET, Method::HEAD] {
             if method == Method::HEAD && path.ends_with("tags/list") {
                 continue;
             }
-            let resp = f.v2(method.clone(), &path).bearer_auth(&b_on_a).send().unwrap();
+            let resp = f
+                .v2(method.clone(), &path)
+                .bearer_auth(&b_on_a)
+                .send()
+                .unwrap();
             assert_eq!(resp.status().as_u16(), 401, "{method} {path}");
         }
     }
-    let b_push = f.access(&b1_push, &[&format!("repository:{b}:pull,push"), &format!("repository:{a}:pull")]);
-    let resp = f.v2(Method::POST, &format!("{b}/blobs/uploads/?mount={a_layer}&from={a}")).bearer_auth(&b_push).send().unwrap();
-    assert_eq!(resp.status().as_u16(), 202, "mounted another project's blob");
-    let resp = f.v2(Method::POST, &format!("{b}/blobs/uploads/?mount={a_layer}")).bearer_auth(&b_push).send().unwrap();
-    assert_eq!(resp.status().as_u16(), 202, "auto-mounted another project's blob");
-    let resp = f.v2(Method::HEAD, &format!("{b}/blobs/{a_layer}")).bearer_auth(&b_push).send().unwrap();
+    let b_push = f.access(
+        &b1_push,
+        &[
+            &format!("repository:{b}:pull,push"),
+            &format!("repository:{a}:pull"),
+        ],
+    );
+    let resp = f
+        .v2(
+            Method::POST,
+            &format!("{b}/blobs/uploads/?mount={a_layer}&from={a}"),
+        )
+        .bearer_auth(&b_push)
+        .send()
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "mounted another project's blob"
+    );
+    let resp = f
+        .v2(Method::POST, &format!("{b}/blobs/uploads/?mount={a_layer}"))
+        .bearer_auth(&b_push)
+        .send()
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "auto-mounted another project's blob"
+    );
+    let resp = f
+        .v2(Method::HEAD, &format!("{b}/blobs/{a_layer}"))
+        .bearer_auth(&b_push)
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let resp = push_image(&f, &a, "b-was-here", &b_push);
     assert_eq!(resp.status().as_u16(), 401, "pushed into another project");
@@ -215,56 +357,189 @@ fn every_credential_is_checked() {
     denied(resp, 403, "DENIED");
     let resp = push_image(&f, &a, "latest", &a1_access);
     denied(resp, 403, "DENIED");
-    let resp = f.v2(Method::DELETE, &format!("{a}/manifests/{a1_digest}")).bearer_auth(&a1_access).send().unwrap();
+    let resp = f
+        .v2(Method::DELETE, &format!("{a}/manifests/{a1_digest}"))
+        .bearer_auth(&a1_access)
+        .send()
+        .unwrap();
     denied(resp, 401, "UNAUTHORIZED");
 
     // A pull token cannot push; a project token cannot push either.
-    let pull = f.ok(Method::POST, &format!("/api/v1/projects/{a}/pull-token"), &a_token, json!({}));
+    let pull = f.ok(
+        Method::POST,
+        &format!("/api/v1/projects/{a}/pull-token"),
+        &a_token,
+        json!({}),
+    );
     let pull = pull["token"].as_str().unwrap();
     for secret in [pull, a_token.as_str()] {
         let access = f.access(secret, &[&format!("repository:{a}:pull,push")]);
-        let resp = f.v2(Method::POST, &format!("{a}/blobs/uploads/")).bearer_auth(&access).send().unwrap();
-        let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        let resp = f
+            .v2(Method::POST, &format!("{a}/blobs/uploads/"))
+            .bearer_auth(&access)
+            .send()
+            .unwrap();
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(challenge.contains("insufficient_scope"), "{challenge}");
         denied(resp, 401, "UNAUTHORIZED");
-        let resp = f.v2(Method::GET, &format!("{a}/manifests/{a1}")).bearer_auth(&access).send().unwrap();
+        let resp = f
+            .v2(Method::GET, &format!("{a}/manifests/{a1}"))
+            .bearer_auth(&access)
+            .send()
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
     }
 
     // A token asked for no scope grants nothing; the catalog is the admin's.
     let bare = f.access(&a_token, &[]);
-    assert_eq!(f.v2(Method::GET, "").bearer_auth(&bare).send().unwrap().status().as_u16(), 200);
-    denied(f.v2(Method::GET, &format!("{a}/manifests/{a1}")).bearer_auth(&bare).send().unwrap(), 401, "UNAUTHORIZED");
+    assert_eq!(
+        f.v2(Method::GET, "")
+            .bearer_auth(&bare)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    denied(
+        f.v2(Method::GET, &format!("{a}/manifests/{a1}"))
+            .bearer_auth(&bare)
+            .send()
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
     let catalog = f.access(&a_token, &["registry:catalog:*"]);
-    denied(f.v2(Method::GET, "_catalog").bearer_auth(&catalog).send().unwrap(), 401, "UNAUTHORIZED");
+    denied(
+        f.v2(Method::GET, "_catalog")
+            .bearer_auth(&catalog)
+            .send()
+            .unwrap(),
+        401,
+        "UNAUTHORIZED",
+    );
     let catalog = f.access(&f.admin, &["registry:catalog:*"]);
-    assert_eq!(f.v2(Method::GET, "_catalog").bearer_auth(&catalog).send().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        f.v2(Method::GET, "_catalog")
+            .bearer_auth(&catalog)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 
     // The API: project tokens manage their own project only, and never projects or tokens.
-    assert_eq!(f.api(Method::POST, "/api/v1/projects", &a_token, json!({ "name": "x" })).0, 403);
-    assert_eq!(f.api(Method::GET, &format!("/api/v1/projects/{b}"), &a_token, json!(null)).0, 404);
-    assert_eq!(f.api(Method::POST, &format!("/api/v1/projects/{b}/builds"), &a_token, json!({})).0, 404);
-    assert_eq!(f.api(Method::POST, &format!("/api/v1/projects/{a}/tokens"), &a_token, json!({ "name": "y" })).0, 403);
-    assert_eq!(f.api(Method::GET, "/api/v1/projects", "nonsense", json!(null)).0, 401);
-    let (status, body) = f.api(Method::POST, &format!("/api/v1/projects/{a}/builds"), &a_token, json!({ "platforms": ["Linux/AMD64"] }));
-    assert_eq!((status, body["errors"][0]["code"].as_str()), (400, Some("INVALID_REQUEST")));
-    let (status, _) = f.api(Method::POST, &format!("/api/v1/projects/{a}/builds"), &a_token, json!({ "nonsense": 1 }));
+    assert_eq!(
+        f.api(
+            Method::POST,
+            "/api/v1/projects",
+            &a_token,
+            json!({ "name": "x" })
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        f.api(
+            Method::GET,
+            &format!("/api/v1/projects/{b}"),
+            &a_token,
+            json!(null)
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        f.api(
+            Method::POST,
+            &format!("/api/v1/projects/{b}/builds"),
+            &a_token,
+            json!({})
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        f.api(
+            Method::POST,
+            &format!("/api/v1/projects/{a}/tokens"),
+            &a_token,
+            json!({ "name": "y" })
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        f.api(Method::GET, "/api/v1/projects", "nonsense", json!(null))
+            .0,
+        401
+    );
+    let (status, body) = f.api(
+        Method::POST,
+        &format!("/api/v1/projects/{a}/builds"),
+        &a_token,
+        json!({ "platforms": ["Linux/AMD64"] }),
+    );
+    assert_eq!(
+        (status, body["errors"][0]["code"].as_str()),
+        (400, Some("INVALID_REQUEST"))
+    );
+    let (status, _) = f.api(
+        Method::POST,
+        &format!("/api/v1/projects/{a}/builds"),
+        &a_token,
+        json!({ "nonsense": 1 }),
+    );
     assert_eq!(status, 400);
 
     // Revoked project tokens stop at once.
-    let (status, _) = f.api(Method::DELETE, &format!("/api/v1/projects/{a}/tokens/{a_token_id}"), &f.admin, json!(null));
+    let (status, _) = f.api(
+        Method::DELETE,
+        &format!("/api/v1/projects/{a}/tokens/{a_token_id}"),
+        &f.admin,
+        json!(null),
+    );
     assert_eq!(status, 204);
     assert_eq!(f.token(&a_token, &[]).0, 401);
 
     // Expired tokens (the 300 s access token, then the build's lease) are refused.
     let fresh = f.access(&a1_push, &[&format!("repository:{a}:pull")]);
-    f.ok(Method::POST, "/api/v1/admin/clock", &f.admin, json!({ "advance_secs": 301 }));
-    let resp = f.v2(Method::GET, &format!("{a}/manifests/{a1}")).bearer_auth(&fresh).send().unwrap();
-    assert!(resp.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    f.ok(
+        Method::POST,
+        "/api/v1/admin/clock",
+        &f.admin,
+        json!({ "advance_secs": 301 }),
+    );
+    let resp = f
+        .v2(Method::GET, &format!("{a}/manifests/{a1}"))
+        .bearer_auth(&fresh)
+        .send()
+        .unwrap();
+    assert!(resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
     denied(resp, 401, "UNAUTHORIZED");
-    assert_eq!(f.token(&a1_push, &[]).0, 200, "push token of a saved build within its grace");
-    f.ok(Method::POST, "/api/v1/admin/clock", &f.admin, json!({ "advance_secs": 4 * 3600 }));
-    assert_eq!(f.token(&a1_push, &[]).0, 401, "push token of a saved build past its grace");
+    assert_eq!(
+        f.token(&a1_push, &[]).0,
+        200,
+        "push token of a saved build within its grace"
+    );
+    f.ok(
+        Method::POST,
+        "/api/v1/admin/clock",
+        &f.admin,
+        json!({ "advance_secs": 4 * 3600 }),
+    );
+    assert_eq!(
+        f.token(&a1_push, &[]).0,
+        401,
+        "push token of a saved build past its grace"
+    );
     assert_eq!(f.token(&b1_push, &[]).0, 401, "push token past its lease");
 }
 

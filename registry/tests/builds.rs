@@ -14,7 +14,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Calls the control-plane API; returns the status and the JSON body (Null when empty).
-pub fn api(server: &Server, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub fn api(
+    server: &Server,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = Client::new()
         .request(method, format!("{}{path}", server.url()))
         .bearer_auth(token);
@@ -40,7 +46,13 @@ fn creds(token: &str) -> String {
 /// The manifest at `reference` fetched with `token`'s credentials, or `None` if skopeo fails.
 fn inspect(host: &str, reference: &str, token: &str) -> Option<Vec<u8>> {
     let out = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw", "--creds", &creds(token)])
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            "--creds",
+            &creds(token),
+        ])
         .arg(format!("docker://{host}/{reference}"))
         .output()
         .expect("run skopeo (run .ci/setup to install it)");
@@ -67,25 +79,58 @@ fn builds_are_saved_pulled_and_expire() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("data/admin-token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("data/admin-token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "admin-token must be private");
     }
     let digests = build_layout(dir.path());
     let layout = dir.path().join("layout");
     let l = layout.to_str().unwrap();
 
-    let project = ok(&server, Method::POST, "/api/v1/projects", &admin, Some(json!({ "name": "app" })));
+    let project = ok(
+        &server,
+        Method::POST,
+        "/api/v1/projects",
+        &admin,
+        Some(json!({ "name": "app" })),
+    );
     let pid = project["id"].as_str().unwrap().to_owned();
-    let ci = ok(&server, Method::POST, &format!("/api/v1/projects/{pid}/tokens"), &admin, Some(json!({ "name": "ci" })));
+    let ci = ok(
+        &server,
+        Method::POST,
+        &format!("/api/v1/projects/{pid}/tokens"),
+        &admin,
+        Some(json!({ "name": "ci" })),
+    );
     let ci = ci["token"].as_str().unwrap().to_owned();
 
     // One platform: the builder pushes to <build-id>; the build is saved at once.
-    let b1 = ok(&server, Method::POST, &format!("/api/v1/projects/{pid}/builds"), &ci, Some(json!({})));
+    let b1 = ok(
+        &server,
+        Method::POST,
+        &format!("/api/v1/projects/{pid}/builds"),
+        &ci,
+        Some(json!({})),
+    );
     let b1_id = b1["id"].as_str().unwrap().to_owned();
     assert_eq!(b1["state"], "building");
     assert_eq!(b1["image"], format!("{host}/{pid}:{b1_id}"));
-    push(l, "amd64", &host, &format!("{pid}:{b1_id}"), b1["push_token"].as_str().unwrap());
-    let shown = ok(&server, Method::GET, &format!("/api/v1/builds/{b1_id}"), &ci, None);
+    push(
+        l,
+        "amd64",
+        &host,
+        &format!("{pid}:{b1_id}"),
+        b1["push_token"].as_str().unwrap(),
+    );
+    let shown = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/builds/{b1_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(shown["state"], "saved", "{shown}");
     assert_eq!(shown["images"][0]["digest"], digests["amd64"]);
     assert!(shown["images"][0]["size"].as_u64().unwrap() > 50_000);
@@ -101,27 +146,64 @@ fn builds_are_saved_pulled_and_expire() {
     );
     let b2_id = b2["id"].as_str().unwrap().to_owned();
     let b2_push = b2["push_token"].as_str().unwrap().to_owned();
-    push(l, "amd64", &host, &format!("{pid}:{b2_id}-linux-amd64"), &b2_push);
-    let half = ok(&server, Method::GET, &format!("/api/v1/builds/{b2_id}"), &ci, None);
+    push(
+        l,
+        "amd64",
+        &host,
+        &format!("{pid}:{b2_id}-linux-amd64"),
+        &b2_push,
+    );
+    let half = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/builds/{b2_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(half["state"], "building");
     let arm = digests["arm64"].as_str().unwrap();
     push(l, "arm64", &host, &format!("{pid}@{arm}"), &b2_push);
-    let saved = ok(&server, Method::GET, &format!("/api/v1/builds/{b2_id}"), &ci, None);
+    let saved = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/builds/{b2_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(saved["state"], "saved", "{saved}");
 
-    let pull = ok(&server, Method::POST, &format!("/api/v1/builds/{b2_id}/pull-token"), &ci, Some(json!({ "ttl_secs": 600 })));
+    let pull = ok(
+        &server,
+        Method::POST,
+        &format!("/api/v1/builds/{b2_id}/pull-token"),
+        &ci,
+        Some(json!({ "ttl_secs": 600 })),
+    );
     let pull = pull["token"].as_str().unwrap().to_owned();
-    let index: Value = serde_json::from_slice(&inspect(&host, &format!("{pid}:{b2_id}"), &pull).unwrap()).unwrap();
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let index: Value =
+        serde_json::from_slice(&inspect(&host, &format!("{pid}:{b2_id}"), &pull).unwrap()).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let children: Vec<(Value, Value)> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| (m["digest"].clone(), m["platform"]["architecture"].clone()))
         .collect();
-    assert_eq!(children, vec![(digests["amd64"].clone(), json!("amd64")), (digests["arm64"].clone(), json!("arm64"))]);
+    assert_eq!(
+        children,
+        vec![
+            (digests["amd64"].clone(), json!("amd64")),
+            (digests["arm64"].clone(), json!("arm64"))
+        ]
+    );
     let index_digest = sha256(&inspect(&host, &format!("{pid}:{b2_id}"), &pull).unwrap());
-    assert_eq!(sha256(&inspect(&host, &format!("{pid}:latest"), &ci).unwrap()), index_digest);
+    assert_eq!(
+        sha256(&inspect(&host, &format!("{pid}:latest"), &ci).unwrap()),
+        index_digest
+    );
     // The build pull token reads this build only.
     assert!(inspect(&host, &format!("{pid}:{b1_id}"), &pull).is_none());
 
@@ -136,7 +218,8 @@ fn builds_are_saved_pulled_and_expire() {
         &format!("docker://{host}/{pid}:{b2_id}"),
         &format!("oci:{}:x", out.display()),
     ]);
-    let pulled: Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    let pulled: Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(pulled["manifests"][0]["digest"], json!(index_digest));
 
     // A bake build with two targets: each lands under <build-id>-<target>.
@@ -151,10 +234,22 @@ fn builds_are_saved_pulled_and_expire() {
     let b3_push = b3["push_token"].as_str().unwrap().to_owned();
     push(l, "amd64", &host, &format!("{pid}:{b3_id}-web"), &b3_push);
     push(l, "arm64", &host, &format!("{pid}:{b3_id}-api"), &b3_push);
-    let bake = ok(&server, Method::GET, &format!("/api/v1/builds/{b3_id}"), &ci, None);
+    let bake = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/builds/{b3_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(bake["state"], "saved", "{bake}");
     assert_eq!(bake["images"].as_array().unwrap().len(), 2);
-    let b3_pull = ok(&server, Method::POST, &format!("/api/v1/builds/{b3_id}/pull-token"), &ci, None);
+    let b3_pull = ok(
+        &server,
+        Method::POST,
+        &format!("/api/v1/builds/{b3_id}/pull-token"),
+        &ci,
+        None,
+    );
     let b3_pull = b3_pull["token"].as_str().unwrap();
     for (target, arch) in [("web", "amd64"), ("api", "arm64")] {
         let m = inspect(&host, &format!("{pid}:{b3_id}-{target}"), b3_pull).unwrap();
@@ -164,46 +259,115 @@ fn builds_are_saved_pulled_and_expire() {
     }
 
     // Builds list newest first, paginated.
-    let page = ok(&server, Method::GET, &format!("/api/v1/projects/{pid}/builds?limit=2"), &ci, None);
-    let ids: Vec<&str> = page["builds"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let page = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/projects/{pid}/builds?limit=2"),
+        &ci,
+        None,
+    );
+    let ids: Vec<&str> = page["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![b3_id.as_str(), b2_id.as_str()]);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest = ok(&server, Method::GET, &format!("/api/v1/projects/{pid}/builds?limit=2&cursor={cursor}"), &ci, None);
+    let rest = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/projects/{pid}/builds?limit=2&cursor={cursor}"),
+        &ci,
+        None,
+    );
     assert_eq!(rest["builds"][0]["id"], json!(b1_id));
     assert!(rest["next_cursor"].is_null());
 
     // Expiry: b2 is extended, then the clock passes the 7-day retention. b1 answers 404 at
     // once (its manifest was just served, so a cache holds it), b2 still pulls.
-    ok(&server, Method::POST, &format!("/api/v1/builds/{b2_id}/extend"), &ci, Some(json!({ "add_secs": 30 * 86400 })));
+    ok(
+        &server,
+        Method::POST,
+        &format!("/api/v1/builds/{b2_id}/extend"),
+        &ci,
+        Some(json!({ "add_secs": 30 * 86400 })),
+    );
     assert!(inspect(&host, &format!("{pid}:{b1_id}"), &ci).is_some());
     let b1_digest = digests["amd64"].as_str().unwrap();
-    ok(&server, Method::POST, "/api/v1/admin/clock", &admin, Some(json!({ "advance_secs": 7 * 86400 + 1 })));
-    assert!(inspect(&host, &format!("{pid}:{b1_id}"), &ci).is_none(), "expired build still served by tag");
+    ok(
+        &server,
+        Method::POST,
+        "/api/v1/admin/clock",
+        &admin,
+        Some(json!({ "advance_secs": 7 * 86400 + 1 })),
+    );
+    assert!(
+        inspect(&host, &format!("{pid}:{b1_id}"), &ci).is_none(),
+        "expired build still served by tag"
+    );
     let gone = Client::new()
         .get(format!("{}/v2/{pid}/manifests/{b1_id}", server.url()))
-        .bearer_auth(access_token(&server, &ci, &format!("repository:{pid}:pull")))
+        .bearer_auth(access_token(
+            &server,
+            &ci,
+            &format!("repository:{pid}:pull"),
+        ))
         .send()
         .unwrap();
     assert_eq!(gone.status().as_u16(), 404);
-    assert_eq!(gone.json::<Value>().unwrap()["errors"][0]["code"], "MANIFEST_UNKNOWN");
-    assert!(inspect(&host, &format!("{pid}:{b3_id}-web"), &ci).is_none(), "expired bake build");
+    assert_eq!(
+        gone.json::<Value>().unwrap()["errors"][0]["code"],
+        "MANIFEST_UNKNOWN"
+    );
+    assert!(
+        inspect(&host, &format!("{pid}:{b3_id}-web"), &ci).is_none(),
+        "expired bake build"
+    );
     // The amd64 image is also a child of the extended b2, so by digest it lives on.
     assert!(inspect(&host, &format!("{pid}@{b1_digest}"), &ci).is_some());
-    assert_eq!(sha256(&inspect(&host, &format!("{pid}:{b2_id}"), &ci).unwrap()), index_digest);
+    assert_eq!(
+        sha256(&inspect(&host, &format!("{pid}:{b2_id}"), &ci).unwrap()),
+        index_digest
+    );
     let tags = Client::new()
         .get(format!("{}/v2/{pid}/tags/list", server.url()))
-        .bearer_auth(access_token(&server, &ci, &format!("repository:{pid}:pull")))
+        .bearer_auth(access_token(
+            &server,
+            &ci,
+            &format!("repository:{pid}:pull"),
+        ))
         .send()
         .unwrap()
         .json::<Value>()
         .unwrap();
-    let tags: Vec<&str> = tags["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert!(!tags.contains(&b1_id.as_str()) && tags.contains(&b2_id.as_str()), "{tags:?}");
-    let shown = ok(&server, Method::GET, &format!("/api/v1/builds/{b1_id}"), &ci, None);
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        !tags.contains(&b1_id.as_str()) && tags.contains(&b2_id.as_str()),
+        "{tags:?}"
+    );
+    let shown = ok(
+        &server,
+        Method::GET,
+        &format!("/api/v1/builds/{b1_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(shown["expired"], true);
 
     // Deleting a build removes it at once.
-    let (status, _) = api(&server, Method::DELETE, &format!("/api/v1/builds/{b2_id}"), &ci, None);
+    let (status, _) = api(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/builds/{b2_id}"),
+        &ci,
+        None,
+    );
     assert_eq!(status, 204);
     assert!(inspect(&host, &format!("{pid}:{b2_id}"), &ci).is_none());
     assert!(inspect(&host, &format!("{pid}:latest"), &ci).is_none());
@@ -223,5 +387,8 @@ pub fn access_token(server: &Server, secret: &str, scope: &str) -> String {
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "token request failed");
-    resp.json::<Value>().unwrap()["token"].as_str().unwrap().to_owned()
+    resp.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

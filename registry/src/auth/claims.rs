@@ -204,7 +204,10 @@ mod tests {
         ]);
         assert_eq!(all.len(), 4);
         assert_eq!(all[0].actions, vec!["pull", "push"]);
-        assert_eq!((all[1].kind.as_str(), all[1].name.as_str()), ("registry", "catalog"));
+        assert_eq!(
+            (all[1].kind.as_str(), all[1].name.as_str()),
+            ("registry", "catalog")
+        );
         assert_eq!(all[2].name, "127.0.0.1:5000/p1");
         assert_eq!(all[3].kind, "repository");
     }
@@ -216,7 +219,10 @@ mod tests {
             build: "b".into(),
             expires_at: 0,
         };
-        assert_eq!(push.grant(&scope("repository:p1:pull,push,delete")), vec!["pull", "push"]);
+        assert_eq!(
+            push.grant(&scope("repository:p1:pull,push,delete")),
+            vec!["pull", "push"]
+        );
         assert!(push.grant(&scope("repository:p2:pull")).is_empty());
         assert!(push.grant(&scope("repository:p1/sub:pull")).is_empty());
         assert!(push.grant(&scope("registry:catalog:*")).is_empty());
@@ -224,18 +230,30 @@ mod tests {
             project: "p1".into(),
             token_id: "t".into(),
         };
-        assert_eq!(project.grant(&scope("repository:p1:pull,push")), vec!["pull"]);
-        assert_eq!(push.grant(&scope("repository:p1:pull")), vec!["pull", "push"]);
+        assert_eq!(
+            project.grant(&scope("repository:p1:pull,push")),
+            vec!["pull"]
+        );
+        assert_eq!(
+            push.grant(&scope("repository:p1:pull")),
+            vec!["pull", "push"]
+        );
         let pull = Credential::Pull {
             project: "p1".into(),
             build: None,
             expires_at: 0,
         };
-        assert_eq!(pull.grant(&scope("repository:p1:push,delete,*")), vec!["pull"]);
+        assert_eq!(
+            pull.grant(&scope("repository:p1:push,delete,*")),
+            vec!["pull"]
+        );
         assert_eq!(
             Credential::Admin.grant(&scope("repository:any/thing:pull,delete")),
             vec!["pull", "push", "delete"]
         );
-        assert_eq!(Credential::Admin.grant(&scope("registry:catalog:*")), vec!["*"]);
+        assert_eq!(
+            Credential::Admin.grant(&scope("registry:catalog:*")),
+            vec!["*"]
+        );
     }
 }

@@ -153,7 +153,12 @@ mod tests {
         let token = keys.sign(&C { sub: "x".into() });
         let parts: Vec<&str> = token.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let forged = format!("{}.{}.{}", parts[0], b64.encode(br#"{"sub":"admin"}"#), parts[2]);
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(br#"{"sub":"admin"}"#),
+            parts[2]
+        );
         assert_eq!(keys.verify::<C>(&forged), Err(Rejected::Invalid));
         let none = format!(
             "{}.{}.",

@@ -302,7 +302,12 @@ impl Auth {
     }
 
     /// A 401 with the Bearer challenge telling the client where to get a token for `scope`.
-    pub fn challenge(&self, headers: &HeaderMap, scope: Option<&str>, error: Option<&str>) -> Error {
+    pub fn challenge(
+        &self,
+        headers: &HeaderMap,
+        scope: Option<&str>,
+        error: Option<&str>,
+    ) -> Error {
         let mut value = format!(
             "Bearer realm=\"{}\",service=\"{}\"",
             self.realm(headers),
@@ -375,7 +380,14 @@ mod tests {
             Some("s3cret".into())
         );
         assert_eq!(presented_secret(&HeaderMap::new()).unwrap(), None);
-        for bad in ["Bearer", "Bearer   ", "Basic !!!", "Basic eC10b2tlbg==", "Digest x", "x"] {
+        for bad in [
+            "Bearer",
+            "Bearer   ",
+            "Basic !!!",
+            "Basic eC10b2tlbg==",
+            "Digest x",
+            "x",
+        ] {
             assert!(presented_secret(&headers(bad)).is_err(), "{bad}");
         }
     }

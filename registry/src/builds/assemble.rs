@@ -53,7 +53,10 @@ pub async fn on_push(state: &AppState, build: &Build, pushed: Pushed<'_>) -> Res
         return Ok(());
     };
     let now = state.clock.now_ms();
-    state.meta.record_build_image(&build.id, &image, now).await?;
+    state
+        .meta
+        .record_build_image(&build.id, &image, now)
+        .await?;
     tracing::debug!(build = %build.id, target = %image.target, platform = %image.platform, digest = %image.digest, "build image arrived");
     let images = state.meta.build_images(&build.id).await?;
     if build.state == BuildState::Building && is_complete(build, &images) {
@@ -151,7 +154,9 @@ fn is_complete(build: &Build, images: &[BuildImage]) -> bool {
         of_target().any(|i| i.platform.is_empty())
             || (o.platforms.len() >= 2
                 && o.platforms.iter().all(|p| {
-                    let p = Platform::parse(p).map(|p| p.to_string()).unwrap_or_default();
+                    let p = Platform::parse(p)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
                     of_target().any(|i| i.platform == p)
                 }))
     })
@@ -159,14 +164,24 @@ fn is_complete(build: &Build, images: &[BuildImage]) -> bool {
 
 /// Writes each output (an index over its platforms where needed), points the save tags at the
 /// outputs and marks the build saved. Fails if some output has no image at all.
-pub async fn save(state: &AppState, build: &Build, images: &[BuildImage], repo: &RepoName) -> Result<()> {
+pub async fn save(
+    state: &AppState,
+    build: &Build,
+    images: &[BuildImage],
+    repo: &RepoName,
+) -> Result<()> {
     let mut outputs = Vec::new();
     for output in build.spec.outputs() {
-        let of_target: Vec<&BuildImage> = images.iter().filter(|i| i.target == output.name).collect();
+        let of_target: Vec<&BuildImage> =
+            images.iter().filter(|i| i.target == output.name).collect();
         let top = match of_target.iter().find(|i| i.platform.is_empty()) {
             Some(whole) => whole.digest.clone(),
             None if of_target.is_empty() => {
-                let what = if output.name.is_empty() { "the build".to_owned() } else { format!("target {}", output.name) };
+                let what = if output.name.is_empty() {
+                    "the build".to_owned()
+                } else {
+                    format!("target {}", output.name)
+                };
                 return Err(Error::conflict(format!("{what} has no image yet")));
             }
             None => write_index(state, build, repo, &output.platforms, &of_target).await?,
@@ -177,12 +192,26 @@ pub async fn save(state: &AppState, build: &Build, images: &[BuildImage], repo: 
     }
     for save_tag in &build.spec.save_tags {
         for (target, digest) in &outputs {
-            let tag = if target.is_empty() { save_tag.clone() } else { format!("{save_tag}-{target}") };
+            let tag = if target.is_empty() {
+                save_tag.clone()
+            } else {
+                format!("{save_tag}-{target}")
+            };
             point_tag(state, build, repo, &tag, digest).await?;
         }
     }
     let now = state.clock.now_ms();
-    if state.meta.transition_build(&build.id, BuildState::Building, BuildState::Saved, None, now).await? {
+    if state
+        .meta
+        .transition_build(
+            &build.id,
+            BuildState::Building,
+            BuildState::Saved,
+            None,
+            now,
+        )
+        .await?
+    {
         tracing::info!(build = %build.id, project = %build.project, "build saved");
     }
     Ok(())
@@ -229,15 +258,35 @@ async fn write_index(
         blobs: Vec::new(),
         manifests: children.into_iter().map(|(d, _)| d).collect(),
     };
-    state.meta.put_manifest(repo, &record, None, Some(&owner(build))).await?;
+    state
+        .meta
+        .put_manifest(repo, &record, None, Some(&owner(build)))
+        .await?;
     Ok(digest.to_string())
 }
 
 /// Points `tag` at an already stored manifest, as the build's tag.
-async fn point_tag(state: &AppState, build: &Build, repo: &RepoName, tag: &str, digest: &str) -> Result<()> {
-    let tag: Tag = tag.parse().map_err(|_| Error::internal(format!("derived tag {tag:?} is invalid")))?;
-    let digest: Digest = digest.parse().map_err(|_| Error::internal("corrupt digest"))?;
-    state.meta.tag_manifest(repo, &tag, &digest, &owner(build)).await?;
-    state.caches.manifests.invalidate(&(repo.clone(), crate::names::Reference::Tag(tag))).await;
+async fn point_tag(
+    state: &AppState,
+    build: &Build,
+    repo: &RepoName,
+    tag: &str,
+    digest: &str,
+) -> Result<()> {
+    let tag: Tag = tag
+        .parse()
+        .map_err(|_| Error::internal(format!("derived tag {tag:?} is invalid")))?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|_| Error::internal("corrupt digest"))?;
+    state
+        .meta
+        .tag_manifest(repo, &tag, &digest, &owner(build))
+        .await?;
+    state
+        .caches
+        .manifests
+        .invalidate(&(repo.clone(), crate::names::Reference::Tag(tag)))
+        .await;
     Ok(())
 }

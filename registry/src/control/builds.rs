@@ -42,10 +42,12 @@ pub(crate) struct CreateBuild {
 }
 
 fn repo_of(build: &Build) -> Result<RepoName> {
-    build
-        .project
-        .parse()
-        .map_err(|_| Error::internal(format!("project id {:?} is not a repository name", build.project)))
+    build.project.parse().map_err(|_| {
+        Error::internal(format!(
+            "project id {:?} is not a repository name",
+            build.project
+        ))
+    })
 }
 
 /// The JSON answer describing a build, with its outputs as they stand now.
@@ -107,7 +109,9 @@ pub(crate) async fn create(
         let caller = Caller::of(&state, &parts.headers).await?;
         let project = visible_project(&state, &caller, &project_id).await?;
         if !caller.manages_project(&project.id) {
-            return Err(Error::denied("builds are created with a project or admin token"));
+            return Err(Error::denied(
+                "builds are created with a project or admin token",
+            ));
         }
         let req: CreateBuild = json_body(body).await?;
         let spec = BuildSpec {
@@ -116,7 +120,10 @@ pub(crate) async fn create(
                 .targets
                 .into_iter()
                 .map(|t| match t {
-                    TargetRequest::Name(name) => Target { name, platforms: Vec::new() },
+                    TargetRequest::Name(name) => Target {
+                        name,
+                        platforms: Vec::new(),
+                    },
                     TargetRequest::Full(t) => t,
                 })
                 .collect(),
@@ -129,7 +136,9 @@ pub(crate) async fn create(
         }
         let lease = req.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
         if !(1..=MAX_LEASE_SECS).contains(&lease) {
-            return Err(Error::invalid_request(format!("lease_secs must be between 1 and {MAX_LEASE_SECS}")));
+            return Err(Error::invalid_request(format!(
+                "lease_secs must be between 1 and {MAX_LEASE_SECS}"
+            )));
         }
         let now = state.clock.now_ms();
         let build = Build {
@@ -195,7 +204,9 @@ pub(crate) async fn list(
         let project = visible_project(&state, &caller, &project_id).await?;
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Error::invalid_request(format!("limit must be between 1 and {MAX_PAGE}")));
+            return Err(Error::invalid_request(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
         }
         let after = match &q.cursor {
             None => None,
@@ -209,7 +220,11 @@ pub(crate) async fn list(
         };
         let mut builds = state
             .meta
-            .list_builds(&project.id, limit + 1, after.as_ref().map(|(a, i)| (*a, i.as_str())))
+            .list_builds(
+                &project.id,
+                limit + 1,
+                after.as_ref().map(|(a, i)| (*a, i.as_str())),
+            )
             .await?;
         let more = builds.len() as i64 > limit;
         builds.truncate(limit as usize);
@@ -232,7 +247,10 @@ pub(crate) async fn list(
                 "expired": b.is_expired(now),
             }));
         }
-        Ok(json(StatusCode::OK, &json!({ "builds": items, "next_cursor": next })))
+        Ok(json(
+            StatusCode::OK,
+            &json!({ "builds": items, "next_cursor": next }),
+        ))
     })
     .await
 }
@@ -299,17 +317,33 @@ pub(crate) async fn fail(
         let now = state.clock.now_ms();
         if !state
             .meta
-            .transition_build(&build.id, BuildState::Building, BuildState::Failed, Some(&failure), now)
+            .transition_build(
+                &build.id,
+                BuildState::Building,
+                BuildState::Failed,
+                Some(&failure),
+                now,
+            )
             .await?
         {
-            let current = state.meta.build(&id).await?.map(|b| b.state.as_str()).unwrap_or("gone");
+            let current = state
+                .meta
+                .build(&id)
+                .await?
+                .map(|b| b.state.as_str())
+                .unwrap_or("gone");
             if current != "failed" {
-                return Err(Error::conflict(format!("build {id} is {current}, not building")));
+                return Err(Error::conflict(format!(
+                    "build {id} is {current}, not building"
+                )));
             }
         }
         tracing::info!(build = %build.id, failure = %failure, "build failed");
         let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(StatusCode::OK, &view(&state, &parts.headers, &build).await?))
+        Ok(json(
+            StatusCode::OK,
+            &view(&state, &parts.headers, &build).await?,
+        ))
     })
     .await
 }
@@ -333,18 +367,30 @@ pub(crate) async fn extend(
         let caller = Caller::of(&state, &parts.headers).await?;
         let build = visible_build(&state, &caller, &id).await?;
         if !caller.manages_project(&build.project) {
-            return Err(Error::denied("builds are extended with a project or admin token"));
+            return Err(Error::denied(
+                "builds are extended with a project or admin token",
+            ));
         }
         let req: ExtendRequest = json_body(body).await?;
         let now = state.clock.now_ms();
         let expires_at = match (req.add_secs, req.expires_in_secs) {
             (Some(add), None) if add > 0 => build.expires_at.max(now) + add * 1000,
             (None, Some(secs)) if secs > 0 => now + secs * 1000,
-            _ => return Err(Error::invalid_request("give one of add_secs or expires_in_secs, positive")),
+            _ => {
+                return Err(Error::invalid_request(
+                    "give one of add_secs or expires_in_secs, positive",
+                ))
+            }
         };
-        state.meta.set_build_expiry(&build.id, expires_at, now).await?;
+        state
+            .meta
+            .set_build_expiry(&build.id, expires_at, now)
+            .await?;
         let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(StatusCode::OK, &view(&state, &parts.headers, &build).await?))
+        Ok(json(
+            StatusCode::OK,
+            &view(&state, &parts.headers, &build).await?,
+        ))
     })
     .await
 }
@@ -358,7 +404,9 @@ pub(crate) async fn delete(
         let caller = Caller::of(&state, &headers).await?;
         let build = visible_build(&state, &caller, &id).await?;
         if !caller.manages_project(&build.project) {
-            return Err(Error::denied("builds are deleted with a project or admin token"));
+            return Err(Error::denied(
+                "builds are deleted with a project or admin token",
+            ));
         }
         let repo = repo_of(&build)?;
         let tags = state
@@ -367,14 +415,21 @@ pub(crate) async fn delete(
             .await?
             .unwrap_or_default();
         for tag in tags.iter().filter_map(|t| t.parse().ok()) {
-            state.caches.manifests.invalidate(&(repo.clone(), Reference::Tag(tag))).await;
+            state
+                .caches
+                .manifests
+                .invalidate(&(repo.clone(), Reference::Tag(tag)))
+                .await;
         }
         // Digest entries carry their expiry; entries of manifests only this build held would
         // live on until their TTL, so drop this repository's digest entries now.
         let repo_for_filter = repo.clone();
-        let _ = state.caches.manifests.invalidate_entries_if(move |(r, reference), _| {
-            *r == repo_for_filter && matches!(reference, Reference::Digest(_))
-        });
+        let _ = state
+            .caches
+            .manifests
+            .invalidate_entries_if(move |(r, reference), _| {
+                *r == repo_for_filter && matches!(reference, Reference::Digest(_))
+            });
         tracing::info!(build = %build.id, project = %build.project, "build deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     })
@@ -391,7 +446,9 @@ pub(crate) async fn pull_token(
         let caller = Caller::of(&state, &parts.headers).await?;
         let build = visible_build(&state, &caller, &id).await?;
         if !caller.manages_project(&build.project) {
-            return Err(Error::denied("pull tokens are minted with a project or admin token"));
+            return Err(Error::denied(
+                "pull tokens are minted with a project or admin token",
+            ));
         }
         let req: PullTokenRequest = json_body(body).await?;
         pull_token_response(&state, &build.project, Some(&build.id), req.ttl()?)

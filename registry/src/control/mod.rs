@@ -28,8 +28,14 @@ const MAX_JSON_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/token", get(token_endpoint::token).post(token_endpoint::token))
-        .route("/api/v1/projects", post(projects::create).get(projects::list))
+        .route(
+            "/token",
+            get(token_endpoint::token).post(token_endpoint::token),
+        )
+        .route(
+            "/api/v1/projects",
+            post(projects::create).get(projects::list),
+        )
         .route(
             "/api/v1/projects/{project}",
             get(projects::show).patch(projects::update),
@@ -57,7 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/builds/{build}/finalize", post(builds::finalize))
         .route("/api/v1/builds/{build}/fail", post(builds::fail))
         .route("/api/v1/builds/{build}/extend", post(builds::extend))
-        .route("/api/v1/builds/{build}/pull-token", post(builds::pull_token))
+        .route(
+            "/api/v1/builds/{build}/pull-token",
+            post(builds::pull_token),
+        )
         .route("/api/v1/admin/clock", post(advance_clock))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -141,7 +150,8 @@ pub(crate) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         bytes = b"{}".to_vec();
     }
-    serde_json::from_slice(&bytes).map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
 }
 
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {

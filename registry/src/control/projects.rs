@@ -41,14 +41,18 @@ pub fn token_view(t: &TokenInfo) -> serde_json::Value {
 
 fn check_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(Error::invalid_request("name must be 1-200 printable characters"));
+        return Err(Error::invalid_request(
+            "name must be 1-200 printable characters",
+        ));
     }
     Ok(())
 }
 
 fn check_retention(secs: i64) -> Result<()> {
     if !(60..=10 * 365 * 24 * 3600).contains(&secs) {
-        return Err(Error::invalid_request("retention_secs must be between 60 and ten years"));
+        return Err(Error::invalid_request(
+            "retention_secs must be between 60 and ten years",
+        ));
     }
     Ok(())
 }
@@ -90,13 +94,18 @@ pub async fn new_project_token(
         created_at: now,
         revoked_at: None,
     };
-    meta.create_project_token(&info, &secret_hash(&secret)).await?;
+    meta.create_project_token(&info, &secret_hash(&secret))
+        .await?;
     tracing::info!(project = %info.project, token_id = %info.id, "project token created");
     Ok((info, secret))
 }
 
 /// A project the caller may see, or 404.
-pub(crate) async fn visible_project(state: &AppState, caller: &Caller, id: &str) -> Result<Project> {
+pub(crate) async fn visible_project(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Project> {
     let not_found = || Error::not_found(format!("project {id} not found"));
     if !caller.sees_project(id) {
         return Err(not_found());
@@ -116,8 +125,13 @@ pub(crate) async fn create(State(state): State<AppState>, request: Request) -> R
         let (parts, body) = request.into_parts();
         Caller::of(&state, &parts.headers).await?.require_admin()?;
         let req: CreateProject = json_body(body).await?;
-        let project =
-            new_project(&state.meta, req.name, req.retention_secs, state.clock.now_ms()).await?;
+        let project = new_project(
+            &state.meta,
+            req.name,
+            req.retention_secs,
+            state.clock.now_ms(),
+        )
+        .await?;
         Ok(json(StatusCode::CREATED, &view(&project)))
     })
     .await
@@ -242,7 +256,9 @@ pub(crate) async fn revoke_token(
             .revoke_project_token(&project.id, &token, state.clock.now_ms())
             .await?
         {
-            return Err(Error::not_found(format!("no live token {token} in project {id}")));
+            return Err(Error::not_found(format!(
+                "no live token {token} in project {id}"
+            )));
         }
         tracing::info!(project = %project.id, token_id = %token, "project token revoked");
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -276,7 +292,9 @@ pub(crate) fn pull_token_response(
     ttl: i64,
 ) -> Result<Response> {
     let Some(auth) = state.access.auth() else {
-        return Err(Error::not_found("authentication is disabled (--no-auth): no tokens are issued"));
+        return Err(Error::not_found(
+            "authentication is disabled (--no-auth): no tokens are issued",
+        ));
     };
     let (token, exp) = auth.mint_pull(project, build, ttl);
     Ok(json(
@@ -301,7 +319,9 @@ pub(crate) async fn pull_token(
         let caller = Caller::of(&state, &parts.headers).await?;
         let project = visible_project(&state, &caller, &id).await?;
         if !caller.manages_project(&project.id) {
-            return Err(Error::denied("pull tokens are minted with a project or admin token"));
+            return Err(Error::denied(
+                "pull tokens are minted with a project or admin token",
+            ));
         }
         let req: PullTokenRequest = json_body(body).await?;
         pull_token_response(&state, &project.id, None, req.ttl()?)

@@ -90,12 +90,11 @@ impl Metadata {
     }
 
     pub async fn project(&self, id: &str) -> Result<Option<Project>> {
-        let row = sqlx::query(
-            "SELECT id, name, retention_secs, created_at FROM projects WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
+        let row =
+            sqlx::query("SELECT id, name, retention_secs, created_at FROM projects WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
         row.as_ref().map(project_row).transpose()
     }
 
@@ -314,7 +313,12 @@ impl Metadata {
     }
 
     /// Records the image a builder pushed for one target and platform (the latest push wins).
-    pub async fn record_build_image(&self, build_id: &str, image: &BuildImage, now: i64) -> Result<()> {
+    pub async fn record_build_image(
+        &self,
+        build_id: &str,
+        image: &BuildImage,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO build_images (build_id, target, platform, digest, media_type, size, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (build_id, target, platform) DO UPDATE SET \
@@ -403,10 +407,18 @@ impl Metadata {
             .bind(tag)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.try_get::<Option<String>, _>("build_id")).transpose()?.flatten())
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("build_id"))
+            .transpose()?
+            .flatten())
     }
 
-    pub async fn build_has_manifest(&self, build_id: &str, repo: &RepoName, digest: &str) -> Result<bool> {
+    pub async fn build_has_manifest(
+        &self,
+        build_id: &str,
+        repo: &RepoName,
+        digest: &str,
+    ) -> Result<bool> {
         let row = sqlx::query(
             "SELECT 1 FROM build_manifests WHERE build_id = $1 AND repo = $2 AND digest = $3",
         )
@@ -419,7 +431,12 @@ impl Metadata {
     }
 
     /// Whether one of the build's manifests references blob `digest`.
-    pub async fn build_references_blob(&self, build_id: &str, repo: &RepoName, digest: &str) -> Result<bool> {
+    pub async fn build_references_blob(
+        &self,
+        build_id: &str,
+        repo: &RepoName,
+        digest: &str,
+    ) -> Result<bool> {
         let row = sqlx::query(
             "SELECT 1 FROM build_manifests bm JOIN manifest_refs r ON r.repo = bm.repo AND r.manifest = bm.digest \
              WHERE bm.build_id = $1 AND bm.repo = $2 AND r.child = $3 LIMIT 1",

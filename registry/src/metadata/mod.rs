@@ -358,7 +358,11 @@ impl Metadata {
 
     /// A registry-wide setting: the stored value, or `fresh()` stored now if there is none yet
     /// (when replicas start together, the first insert wins and all read the same value).
-    pub async fn shared_setting(&self, name: &str, fresh: impl FnOnce() -> String) -> Result<String> {
+    pub async fn shared_setting(
+        &self,
+        name: &str,
+        fresh: impl FnOnce() -> String,
+    ) -> Result<String> {
         sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(fresh())
@@ -846,61 +850,138 @@ pub(crate) mod suite {
             revoked_at: None,
         };
         db.create_project_token(&t, "hash1").await.unwrap();
-        assert_eq!(db.project_token_by_hash("hash1").await.unwrap().unwrap().id, "t1");
+        assert_eq!(
+            db.project_token_by_hash("hash1").await.unwrap().unwrap().id,
+            "t1"
+        );
         assert!(db.revoke_project_token("proj1", "t1", 5).await.unwrap());
         assert!(!db.revoke_project_token("proj1", "t1", 6).await.unwrap());
         assert!(db.project_token_by_hash("hash1").await.unwrap().is_none());
-        assert_eq!(db.list_project_tokens("proj1").await.unwrap()[0].revoked_at, Some(5));
+        assert_eq!(
+            db.list_project_tokens("proj1").await.unwrap()[0].revoked_at,
+            Some(5)
+        );
 
         // Two builds share one manifest; each has its own tag.
         let r = repo("proj1");
-        let (b1, b2) = (build("b1", "proj1", 10, 1_000), build("b2", "proj1", 20, 2_000));
+        let (b1, b2) = (
+            build("b1", "proj1", 10, 1_000),
+            build("b2", "proj1", 20, 2_000),
+        );
         db.create_build(&b1).await.unwrap();
         db.create_build(&b2).await.unwrap();
         let shared = manifest(b"shared");
         let only1 = manifest(b"only-in-b1");
-        let o1 = Owner { build_id: "b1".into(), expires_at: 1_000 };
-        let o2 = Owner { build_id: "b2".into(), expires_at: 2_000 };
-        db.put_manifest(&r, &shared, Some(&"b1".parse().unwrap()), Some(&o1)).await.unwrap();
+        let o1 = Owner {
+            build_id: "b1".into(),
+            expires_at: 1_000,
+        };
+        let o2 = Owner {
+            build_id: "b2".into(),
+            expires_at: 2_000,
+        };
+        db.put_manifest(&r, &shared, Some(&"b1".parse().unwrap()), Some(&o1))
+            .await
+            .unwrap();
         db.put_manifest(&r, &only1, None, Some(&o1)).await.unwrap();
-        db.put_manifest(&r, &shared, Some(&"b2".parse().unwrap()), Some(&o2)).await.unwrap();
+        db.put_manifest(&r, &shared, Some(&"b2".parse().unwrap()), Some(&o2))
+            .await
+            .unwrap();
         let tag = |t: &str| t.parse::<Tag>().unwrap();
-        let by_tag = |t: &'static str, at: i64| async move { db.manifest_by_tag(&r_static(), &tag(t), at).await.unwrap() };
+        let by_tag = |t: &'static str, at: i64| async move {
+            db.manifest_by_tag(&r_static(), &tag(t), at).await.unwrap()
+        };
         assert_eq!(by_tag("b1", 999).await.unwrap().expires_at, Some(1_000));
-        assert!(by_tag("b1", 1_000).await.is_none(), "expired exactly at expires_at");
+        assert!(
+            by_tag("b1", 1_000).await.is_none(),
+            "expired exactly at expires_at"
+        );
         assert!(by_tag("b2", 1_500).await.is_some());
-        assert!(db.manifest_by_digest(&r, &shared.digest, 1_500).await.unwrap().is_some());
-        assert!(db.manifest_by_digest(&r, &only1.digest, 1_500).await.unwrap().is_none());
+        assert!(db
+            .manifest_by_digest(&r, &shared.digest, 1_500)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(db
+            .manifest_by_digest(&r, &only1.digest, 1_500)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(db.list_tags(&r, 10, None, 1_500).await.unwrap(), vec!["b2"]);
         assert_eq!(db.tag_owner(&r, "b1").await.unwrap().as_deref(), Some("b1"));
-        assert!(db.build_has_manifest("b1", &r, shared.digest.as_str()).await.unwrap());
-        assert!(!db.build_has_manifest("b2", &r, only1.digest.as_str()).await.unwrap());
+        assert!(db
+            .build_has_manifest("b1", &r, shared.digest.as_str())
+            .await
+            .unwrap());
+        assert!(!db
+            .build_has_manifest("b2", &r, only1.digest.as_str())
+            .await
+            .unwrap());
 
         // Extending brings b1 back; deleting b2 leaves the shared manifest to b1.
         assert!(db.set_build_expiry("b1", 5_000, 1_500).await.unwrap());
         assert!(by_tag("b1", 4_000).await.is_some());
-        assert!(db.manifest_by_digest(&r, &only1.digest, 4_000).await.unwrap().is_some());
+        assert!(db
+            .manifest_by_digest(&r, &only1.digest, 4_000)
+            .await
+            .unwrap()
+            .is_some());
         let removed = db.delete_build("b2", 1_600).await.unwrap().unwrap();
         assert_eq!(removed, vec!["b2"]);
         assert!(db.delete_build("b2", 1_600).await.unwrap().is_none());
         assert!(by_tag("b2", 1_700).await.is_none());
-        assert!(db.manifest_by_digest(&r, &shared.digest, 4_000).await.unwrap().is_some());
+        assert!(db
+            .manifest_by_digest(&r, &shared.digest, 4_000)
+            .await
+            .unwrap()
+            .is_some());
         assert!(db.delete_build("b1", 1_800).await.unwrap().is_some());
-        assert!(db.manifest_by_digest(&r, &shared.digest, 1_900).await.unwrap().is_none());
+        assert!(db
+            .manifest_by_digest(&r, &shared.digest, 1_900)
+            .await
+            .unwrap()
+            .is_none());
 
         // A manifest pushed again by a new build lives again.
         let b3 = build("b3", "proj1", 30, 9_000);
         db.create_build(&b3).await.unwrap();
-        let o3 = Owner { build_id: "b3".into(), expires_at: 9_000 };
+        let o3 = Owner {
+            build_id: "b3".into(),
+            expires_at: 9_000,
+        };
         db.put_manifest(&r, &shared, None, Some(&o3)).await.unwrap();
-        assert!(db.manifest_by_digest(&r, &shared.digest, 8_000).await.unwrap().is_some());
-        db.tag_manifest(&r, &tag("latest"), &shared.digest, &o3).await.unwrap();
-        assert_eq!(db.tag_owner(&r, "latest").await.unwrap().as_deref(), Some("b3"));
+        assert!(db
+            .manifest_by_digest(&r, &shared.digest, 8_000)
+            .await
+            .unwrap()
+            .is_some());
+        db.tag_manifest(&r, &tag("latest"), &shared.digest, &o3)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.tag_owner(&r, "latest").await.unwrap().as_deref(),
+            Some("b3")
+        );
 
         // State transitions happen once; images are recorded per target and platform.
-        assert!(db.transition_build("b3", BuildState::Building, BuildState::Failed, Some("x"), 40).await.unwrap());
-        assert!(!db.transition_build("b3", BuildState::Building, BuildState::Saved, None, 41).await.unwrap());
-        assert_eq!(db.build("b3").await.unwrap().unwrap().failure.as_deref(), Some("x"));
+        assert!(db
+            .transition_build(
+                "b3",
+                BuildState::Building,
+                BuildState::Failed,
+                Some("x"),
+                40
+            )
+            .await
+            .unwrap());
+        assert!(!db
+            .transition_build("b3", BuildState::Building, BuildState::Saved, None, 41)
+            .await
+            .unwrap());
+        assert_eq!(
+            db.build("b3").await.unwrap().unwrap().failure.as_deref(),
+            Some("x")
+        );
         let img = BuildImage {
             target: String::new(),
             platform: "linux/amd64".into(),
@@ -914,13 +995,18 @@ pub(crate) mod suite {
 
         // Newest first, paginated by (created_at, id).
         for (i, id) in ["c1", "c2", "c3"].iter().enumerate() {
-            db.create_build(&build(id, "proj1", 100 + i as i64, 10_000)).await.unwrap();
+            db.create_build(&build(id, "proj1", 100 + i as i64, 10_000))
+                .await
+                .unwrap();
         }
         let first = db.list_builds("proj1", 2, None).await.unwrap();
         let ids: Vec<_> = first.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, vec!["c3", "c2"]);
         let last = first.last().unwrap();
-        let rest = db.list_builds("proj1", 10, Some((last.created_at, &last.id))).await.unwrap();
+        let rest = db
+            .list_builds("proj1", 10, Some((last.created_at, &last.id)))
+            .await
+            .unwrap();
         let ids: Vec<_> = rest.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, vec!["c1", "b3"]);
 

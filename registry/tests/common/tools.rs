@@ -73,11 +73,7 @@ pub fn build_layout(dir: &Path) -> Value {
     run(Command::new("umoci")
         .args(["unpack", "--rootless", "--image", &format!("{l}:amd64")])
         .arg(&bundle));
-    std::fs::write(
-        bundle.join("rootfs/hello.txt"),
-        super::random_bytes(50_000),
-    )
-    .unwrap();
+    std::fs::write(bundle.join("rootfs/hello.txt"), super::random_bytes(50_000)).unwrap();
     std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
     std::fs::write(bundle.join("rootfs/etc/os-release"), "ID=depot-test\n").unwrap();
     run(Command::new("umoci")
@@ -137,4 +133,3 @@ pub fn build_layout(dir: &Path) -> Value {
         "multi": multi_digest,
     })
 }
-
