@@ -555,3 +555,58 @@ fn no_auth_is_loopback_only() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
 }
+
+#[test]
+fn admin_subcommand_bootstraps_a_project_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_depot-registry"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("admin prints only JSON on stdout")
+    };
+    let project = admin(&[
+        "create-project",
+        "--name",
+        "boot",
+        "--retention-secs",
+        "3600",
+    ]);
+    let id = project["id"].as_str().unwrap().to_owned();
+    assert_eq!(project["retention_secs"], 3600);
+    let token = admin(&["create-token", "--project", &id, "--name", "ci"]);
+    let token = token["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("depot_pt_"));
+    assert_eq!(admin(&["list-projects"])["projects"][0]["id"], json!(id));
+
+    // The server started on that data accepts the token.
+    let server = Server::start_authed(dir.path());
+    let f = Fixture {
+        admin: server.admin_token(),
+        server,
+        http: Client::new(),
+    };
+    let build = f.ok(
+        Method::POST,
+        &format!("/api/v1/projects/{id}/builds"),
+        &token,
+        json!({}),
+    );
+    assert_eq!(build["repository"], json!(id));
+    let shown = f.ok(
+        Method::GET,
+        &format!("/api/v1/builds/{}", build["id"].as_str().unwrap()),
+        &token,
+        json!(null),
+    );
+    assert_eq!(shown["state"], "building");
+}
