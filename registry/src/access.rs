@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap};
 
 use crate::auth::{Auth, Claims, CredKind, ResourceActions, TokenKind};
-use crate::builds::Build;
+use crate::builds::{assemble, Build, TagRole};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
@@ -200,11 +200,18 @@ async fn build_rules(
             }
             let build = auth.pushable(build_id).await?;
             if let Endpoint::ManifestPut {
+                name,
                 reference: Reference::Tag(tag),
-                ..
             } = endpoint
             {
-                if build.tag_role(tag.as_str()).is_none() {
+                let own = match build.tag_role(tag.as_str()) {
+                    None => false,
+                    Some(TagRole::Save { .. }) => {
+                        assemble::may_take_save_tag(meta, name, tag.as_str(), &build).await?
+                    }
+                    Some(_) => true,
+                };
+                if !own {
                     return Err(Error::denied(format!(
                         "tag {tag} is not one of build {build_id}'s tags"
                     )));

@@ -357,6 +357,18 @@ fn every_credential_is_checked() {
     denied(resp, 403, "DENIED");
     let resp = push_image(&f, &a, "latest", &a1_access);
     denied(resp, 403, "DENIED");
+    // Declaring another build's id as a save tag does not hand over that build's tag.
+    let thief = f.ok(
+        Method::POST,
+        &format!("/api/v1/projects/{a}/builds"),
+        &a_token,
+        json!({ "save_tags": [a1] }),
+    );
+    let thief = f.access(
+        thief["push_token"].as_str().unwrap(),
+        &[&format!("repository:{a}:pull,push")],
+    );
+    denied(push_image(&f, &a, &a1, &thief), 403, "DENIED");
     let resp = f
         .v2(Method::DELETE, &format!("{a}/manifests/{a1_digest}"))
         .bearer_auth(&a1_access)

@@ -135,6 +135,20 @@ fn builds_are_saved_pulled_and_expire() {
     assert_eq!(shown["images"][0]["digest"], digests["amd64"]);
     assert!(shown["images"][0]["size"].as_u64().unwrap() > 50_000);
 
+    // An SBOM pushed for b1's image by b1's builder (within the grace after saving) is b1's.
+    let amd64 = digests["amd64"].as_str().unwrap().to_owned();
+    let subject_size = inspect(&host, &format!("{pid}:{b1_id}"), &ci)
+        .unwrap()
+        .len();
+    let sbom = push_referrer(
+        &server,
+        &pid,
+        b1["push_token"].as_str().unwrap(),
+        &amd64,
+        subject_size,
+    );
+    assert!(referrers(&server, &pid, &ci, &amd64).contains(&sbom));
+
     // Two platforms from two native builders, pushed separately (one by tag, one by digest);
     // the registry writes the index and tags it <build-id> and the save tag.
     let b2 = ok(
@@ -376,6 +390,73 @@ fn builds_are_saved_pulled_and_expire() {
     for secret in [&admin, &ci, &pull, &b2_push] {
         assert!(!logs.contains(secret.as_str()), "a secret was logged");
     }
+}
+
+/// Pushes an SBOM artifact whose subject is `subject`, by digest, with a build's push token;
+/// returns its digest.
+fn push_referrer(
+    server: &Server,
+    repo: &str,
+    push_token: &str,
+    subject: &str,
+    subject_size: usize,
+) -> String {
+    let token = access_token(server, push_token, &format!("repository:{repo}:pull,push"));
+    let http = Client::new();
+    let sbom = common::random_bytes(1000);
+    for blob in [sbom.as_slice(), b"{}"] {
+        let resp = http
+            .post(format!(
+                "{}/v2/{repo}/blobs/uploads/?digest={}",
+                server.url(),
+                sha256(blob)
+            ))
+            .bearer_auth(&token)
+            .body(blob.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2 },
+        "layers": [{ "mediaType": "application/spdx+json", "digest": sha256(&sbom), "size": sbom.len() }],
+        "subject": { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size },
+    }))
+    .unwrap();
+    let digest = sha256(&manifest);
+    let resp = http
+        .put(format!("{}/v2/{repo}/manifests/{digest}", server.url()))
+        .bearer_auth(&token)
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    digest
+}
+
+/// The digests the referrers API lists for `subject`.
+fn referrers(server: &Server, repo: &str, secret: &str, subject: &str) -> Vec<String> {
+    let index: Value = Client::new()
+        .get(format!("{}/v2/{repo}/referrers/{subject}", server.url()))
+        .bearer_auth(access_token(
+            server,
+            secret,
+            &format!("repository:{repo}:pull"),
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// An access token from `/token` for `scope`, presenting `secret` as Basic credentials.

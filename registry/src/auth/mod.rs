@@ -74,6 +74,10 @@ pub struct Auth {
     token_ttl_secs: i64,
     clock: Clock,
     meta: Metadata,
+    /// Tokens whose signature has been checked, so a client's repeated requests with one token
+    /// cost a hash lookup instead of an Ed25519 verification each. Time claims are still
+    /// checked on every use.
+    verified: moka::sync::Cache<String, Claims>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -111,6 +115,11 @@ impl Auth {
             token_ttl_secs,
             clock,
             meta,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(32 * 1024 * 1024)
+                .weigher(|token: &String, _| token.len() as u32 + 512)
+                .time_to_live(std::time::Duration::from_secs(token_ttl_secs.max(1) as u64))
+                .build(),
         }
     }
 
@@ -134,8 +143,13 @@ impl Auth {
 
     /// Verifies a JWT of `kind`: signature, key, issuer, audience and times.
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, Rejected> {
+        if let Some(claims) = self.verified.get(token) {
+            self.check(&claims, kind)?;
+            return Ok(claims);
+        }
         let claims: Claims = self.keys.verify(token)?;
         self.check(&claims, kind)?;
+        self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 

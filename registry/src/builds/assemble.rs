@@ -20,7 +20,7 @@ use crate::api::AppState;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::{self, ParsedManifest, OCI_INDEX};
-use crate::metadata::{BuildImage, NewManifest, Owner};
+use crate::metadata::{BuildImage, Metadata, NewManifest, Owner};
 use crate::names::{RepoName, Tag};
 
 /// Largest image config read to learn a platform.
@@ -263,6 +263,21 @@ async fn write_index(
         .put_manifest(repo, &record, None, Some(&owner(build)))
         .await?;
     Ok(digest.to_string())
+}
+
+/// Whether `build` may point save tag `tag` at its output: a save tag moves from build to build
+/// (that is what `latest` is for), but a tag named after another build's id stays that build's,
+/// even if this build declared it as a save tag.
+pub async fn may_take_save_tag(
+    meta: &Metadata,
+    repo: &RepoName,
+    tag: &str,
+    build: &Build,
+) -> Result<bool> {
+    Ok(match meta.tag_owner(repo, tag).await? {
+        Some(owner) => owner == build.id || !tag.starts_with(owner.as_str()),
+        None => true,
+    })
 }
 
 /// Points `tag` at an already stored manifest, as the build's tag.
