@@ -3,7 +3,8 @@
 //! subject). Images are built offline with umoci; every round trip is checked by digest.
 //!
 //! Token authentication is on, as in production: the clients log in with the admin token and
-//! go through the registry's `/token` flow unchanged.
+//! go through the registry's `/token` flow unchanged. `docker` is driven through podman's
+//! Docker Engine API (`podman system service`), as CI has no Docker engine.
 //!
 //! The tools come from `.ci/setup` (Debian's skopeo, umoci, podman; oras from PyPI). A missing
 //! tool fails the test rather than skipping it.
@@ -12,7 +13,8 @@ mod common;
 
 use std::process::Command;
 
-use common::tools::{build_layout, raw_manifest, run, run_with_stdin, skopeo};
+use base64::Engine;
+use common::tools::{build_layout, raw_manifest, run, run_with_stdin, skopeo, PodmanService};
 use common::{sha256, Server};
 use serde_json::{json, Value};
 
@@ -175,4 +177,46 @@ fn skopeo_podman_and_oras_round_trips() {
         .as_array()
         .unwrap()
         .contains(&summary["artifact"]));
+
+    // docker, through a Docker-compatible daemon (podman's Docker Engine API): the credentials
+    // in docker's config reach the daemon as X-Registry-Auth, and the daemon does the token flow.
+    let service = PodmanService::start(&dir.path().join("docker-daemon"), &host);
+    let docker_config = dir.path().join("docker-config");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("x-token:{}", server.admin_token()));
+    std::fs::write(
+        docker_config.join("config.json"),
+        json!({ "auths": { host.clone(): { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+    let docker = |args: &[&str]| {
+        run(Command::new("docker")
+            .env("DOCKER_HOST", service.docker_host())
+            .env("DOCKER_CONFIG", &docker_config)
+            .args(args))
+    };
+    docker(&["pull", &format!("{host}/clients/app:oci")]);
+    let repo_digests = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &format!("{host}/clients/app:oci"),
+    ]);
+    assert!(
+        repo_digests.contains(digests["amd64"].as_str().unwrap()),
+        "{repo_digests}"
+    );
+    docker(&[
+        "tag",
+        &format!("{host}/clients/app:oci"),
+        &format!("{host}/clients/docker:v1"),
+    ]);
+    let pushed = docker(&["push", &format!("{host}/clients/docker:v1")]);
+    let stored = sha256(&raw_manifest(&host, "clients/docker:v1"));
+    assert!(
+        pushed.contains(&stored),
+        "docker push said {pushed}, registry holds {stored}"
+    );
 }

@@ -133,3 +133,62 @@ pub fn build_layout(dir: &Path) -> Value {
         "multi": multi_digest,
     })
 }
+
+/// `podman system service`: a Docker Engine API on a unix socket (vfs storage, its own state
+/// under `dir`), treating `registry` as a plain-HTTP registry. Stopped on drop.
+pub struct PodmanService {
+    child: std::process::Child,
+    pub socket: std::path::PathBuf,
+}
+
+impl PodmanService {
+    pub fn start(dir: &Path, registry: &str) -> PodmanService {
+        std::fs::create_dir_all(dir).unwrap();
+        let storage = dir.join("storage.conf");
+        std::fs::write(
+            &storage,
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/root\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let registries = dir.join("registries.conf");
+        std::fs::write(
+            &registries,
+            format!("unqualified-search-registries = []\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"),
+        )
+        .unwrap();
+        let socket = dir.join("podman.sock");
+        let child = Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .env("CONTAINERS_STORAGE_CONF", &storage)
+            .env("CONTAINERS_REGISTRIES_CONF", &registries)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start podman system service (run .ci/setup to install podman)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman service did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        PodmanService { child, socket }
+    }
+
+    /// The `DOCKER_HOST` value for this service.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
