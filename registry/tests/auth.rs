@@ -622,3 +622,46 @@ fn admin_subcommand_bootstraps_a_project_offline() {
     );
     assert_eq!(shown["state"], "building");
 }
+
+/// The OpenAPI document and the routes agree: every documented operation exists and asks for
+/// credentials (401, not 404 or 405).
+#[test]
+fn openapi_document_matches_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_authed(dir.path());
+    let http = Client::new();
+    let doc: Value = http
+        .get(format!("{}/api/v1/openapi.json", server.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{project}", "p")
+            .replace("{build}", "b")
+            .replace("{token}", "t");
+        for method in ["get", "post", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            operations += 1;
+            let resp = http
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    format!("{}/api/v1{concrete}", server.url()),
+                )
+                .send()
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{method} {path}");
+        }
+    }
+    assert_eq!(operations, 16);
+    let resp = http
+        .put(format!("{}/api/v1/projects", server.url()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    denied(resp, 405, "UNSUPPORTED");
+}

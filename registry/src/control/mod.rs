@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
             post(builds::pull_token),
         )
         .route("/api/v1/admin/clock", post(advance_clock))
+        .route("/api/v1/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
@@ -200,6 +201,15 @@ pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {
         .split_once("://")
         .map(|(_, host)| host.to_owned())
         .unwrap_or(realm)
+}
+
+/// The OpenAPI document of this API (`GET /api/v1/openapi.json`, no credentials needed).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
