@@ -1,6 +1,7 @@
 //! Real clients against the real binary: skopeo (OCI and Docker schema2, single image and a
-//! multi-arch index with `--all`), podman pull/push, and the oras Python SDK (an artifact with a
-//! subject). Images are built offline with umoci; every round trip is checked by digest.
+//! multi-arch index with `--all`), podman pull/push, the oras Python SDK (an artifact with a
+//! subject), docker (through podman's Docker API) and crane. Images are built offline with
+//! umoci; every round trip is checked by digest.
 //!
 //! Token authentication is on, as in production: the clients log in with the admin token and
 //! go through the registry's `/token` flow unchanged. `docker` is driven through podman's
@@ -219,4 +220,31 @@ fn skopeo_podman_and_oras_round_trips() {
         pushed.contains(&stored),
         "docker push said {pushed}, registry holds {stored}"
     );
+
+    // crane (go-containerregistry): its own login, then copy, digest and list.
+    let crane_config = dir.path().join("crane-config");
+    let crane = |args: &[&str]| {
+        run(Command::new("crane")
+            .env("DOCKER_CONFIG", &crane_config)
+            .args(args))
+    };
+    crane(&[
+        "auth",
+        "login",
+        &host,
+        "-u",
+        "x-token",
+        "-p",
+        &server.admin_token(),
+    ]);
+    crane(&[
+        "copy",
+        "--insecure",
+        &format!("{host}/clients/multi:latest"),
+        &format!("{host}/clients/crane:v1"),
+    ]);
+    let copied = crane(&["digest", "--insecure", &format!("{host}/clients/crane:v1")]);
+    assert_eq!(json!(copied.trim()), digests["multi"]);
+    let tags = crane(&["ls", "--insecure", &format!("{host}/clients/crane")]);
+    assert_eq!(tags.trim(), "v1");
 }
