@@ -1,14 +1,14 @@
 //! Builds: create (with its push token), show, list, finalize, fail, extend, delete, and
 //! build-scoped pull tokens.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::projects::{pull_token_response, run, visible_project, PullTokenRequest};
-use super::{json, json_body, registry_host, rfc3339, Caller};
+use super::projects::{pull_token_response, visible_project, PullTokenRequest};
+use super::{json, registry_host, rfc3339, Caller, JsonBody, QueryParams};
 use crate::api::AppState;
 use crate::builds::{assemble, random_id, Build, BuildSpec, BuildState, Target};
 use crate::error::{Error, Result};
@@ -102,66 +102,62 @@ async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<Va
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        let project = visible_project(&state, &caller, &project_id).await?;
-        if !caller.manages_project(&project.id) {
-            return Err(Error::denied(
-                "builds are created with a project or admin token",
-            ));
-        }
-        let req: CreateBuild = json_body(body).await?;
-        let spec = BuildSpec {
-            platforms: req.platforms,
-            targets: req
-                .targets
-                .into_iter()
-                .map(|t| match t {
-                    TargetRequest::Name(name) => Target {
-                        name,
-                        platforms: Vec::new(),
-                    },
-                    TargetRequest::Full(t) => t,
-                })
-                .collect(),
-            save_tags: req.save_tags,
-        };
-        spec.validate().map_err(Error::invalid_request)?;
-        let retention = req.retention_secs.unwrap_or(project.retention_secs);
-        if retention < 1 {
-            return Err(Error::invalid_request("retention_secs must be positive"));
-        }
-        let lease = req.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
-        if !(1..=MAX_LEASE_SECS).contains(&lease) {
-            return Err(Error::invalid_request(format!(
-                "lease_secs must be between 1 and {MAX_LEASE_SECS}"
-            )));
-        }
-        let now = state.clock.now_ms();
-        let build = Build {
-            id: random_id(16),
-            project: project.id.clone(),
-            state: BuildState::Building,
-            spec,
-            failure: None,
-            created_at: now,
-            updated_at: now,
-            lease_expires_at: now + lease * 1000,
-            expires_at: now + retention * 1000,
-        };
-        state.meta.create_build(&build).await?;
-        tracing::info!(build = %build.id, project = %build.project, "build created");
-        let mut body = view(&state, &parts.headers, &build).await?;
-        if let Some(auth) = state.access.auth() {
-            body["push_token"] = json!(auth.mint_push(&build));
-            body["username"] = json!("x-token");
-        }
-        Ok(json(StatusCode::CREATED, &body))
-    })
-    .await
+    headers: HeaderMap,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateBuild>,
+) -> Result<Response> {
+    let project = visible_project(&state, &caller, &project_id).await?;
+    if !caller.manages_project(&project.id) {
+        return Err(Error::denied(
+            "builds are created with a project or admin token",
+        ));
+    }
+    let spec = BuildSpec {
+        platforms: req.platforms,
+        targets: req
+            .targets
+            .into_iter()
+            .map(|t| match t {
+                TargetRequest::Name(name) => Target {
+                    name,
+                    platforms: Vec::new(),
+                },
+                TargetRequest::Full(t) => t,
+            })
+            .collect(),
+        save_tags: req.save_tags,
+    };
+    spec.validate().map_err(Error::invalid_request)?;
+    let retention = req.retention_secs.unwrap_or(project.retention_secs);
+    if retention < 1 {
+        return Err(Error::invalid_request("retention_secs must be positive"));
+    }
+    let lease = req.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
+    if !(1..=MAX_LEASE_SECS).contains(&lease) {
+        return Err(Error::invalid_request(format!(
+            "lease_secs must be between 1 and {MAX_LEASE_SECS}"
+        )));
+    }
+    let now = state.clock.now_ms();
+    let build = Build {
+        id: random_id(16),
+        project: project.id.clone(),
+        state: BuildState::Building,
+        spec,
+        failure: None,
+        created_at: now,
+        updated_at: now,
+        lease_expires_at: now + lease * 1000,
+        expires_at: now + retention * 1000,
+    };
+    state.meta.create_build(&build).await?;
+    tracing::info!(build = %build.id, project = %build.project, "build created");
+    let mut body = view(&state, &headers, &build).await?;
+    if let Some(auth) = state.access.auth() {
+        body["push_token"] = json!(auth.mint_push(&build));
+        body["username"] = json!("x-token");
+    }
+    Ok(json(StatusCode::CREATED, &body))
 }
 
 /// A build the caller may see, or 404.
@@ -178,13 +174,10 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
-    })
-    .await
+    caller: Caller,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
 }
 
 #[derive(Deserialize)]
@@ -196,91 +189,85 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
     headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let project = visible_project(&state, &caller, &project_id).await?;
-        let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Error::invalid_request(format!(
-                "limit must be between 1 and {MAX_PAGE}"
-            )));
+    caller: Caller,
+) -> Result<Response> {
+    let project = visible_project(&state, &caller, &project_id).await?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::invalid_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => {
+            let (at, id) = c
+                .split_once('.')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
+                .ok_or_else(|| Error::invalid_request("malformed cursor"))?;
+            Some((at, id.to_owned()))
         }
-        let after = match &q.cursor {
-            None => None,
-            Some(c) => {
-                let (at, id) = c
-                    .split_once('.')
-                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
-                    .ok_or_else(|| Error::invalid_request("malformed cursor"))?;
-                Some((at, id.to_owned()))
-            }
-        };
-        let mut builds = state
-            .meta
-            .list_builds(
-                &project.id,
-                limit + 1,
-                after.as_ref().map(|(a, i)| (*a, i.as_str())),
-            )
-            .await?;
-        let more = builds.len() as i64 > limit;
-        builds.truncate(limit as usize);
-        let next = more
-            .then(|| builds.last().map(|b| format!("{}.{}", b.created_at, b.id)))
-            .flatten();
-        let mut items = Vec::with_capacity(builds.len());
-        let now = state.clock.now_ms();
-        let host = registry_host(&state, &headers);
-        for b in &builds {
-            items.push(json!({
-                "id": b.id,
-                "state": b.state,
-                "image": format!("{host}/{}:{}", b.project, b.id),
-                "platforms": b.spec.platforms,
-                "targets": b.spec.targets.iter().map(|t| &t.name).collect::<Vec<_>>(),
-                "save_tags": b.spec.save_tags,
-                "created_at": rfc3339(b.created_at),
-                "expires_at": rfc3339(b.expires_at),
-                "expired": b.is_expired(now),
-            }));
-        }
-        Ok(json(
-            StatusCode::OK,
-            &json!({ "builds": items, "next_cursor": next }),
-        ))
-    })
-    .await
+    };
+    let mut builds = state
+        .meta
+        .list_builds(
+            &project.id,
+            limit + 1,
+            after.as_ref().map(|(a, i)| (*a, i.as_str())),
+        )
+        .await?;
+    let more = builds.len() as i64 > limit;
+    builds.truncate(limit as usize);
+    let next = more
+        .then(|| builds.last().map(|b| format!("{}.{}", b.created_at, b.id)))
+        .flatten();
+    let mut items = Vec::with_capacity(builds.len());
+    let now = state.clock.now_ms();
+    let host = registry_host(&state, &headers);
+    for b in &builds {
+        items.push(json!({
+            "id": b.id,
+            "state": b.state,
+            "image": format!("{host}/{}:{}", b.project, b.id),
+            "platforms": b.spec.platforms,
+            "targets": b.spec.targets.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "save_tags": b.spec.save_tags,
+            "created_at": rfc3339(b.created_at),
+            "expires_at": rfc3339(b.expires_at),
+            "expired": b.is_expired(now),
+        }));
+    }
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "builds": items, "next_cursor": next }),
+    ))
 }
 
 pub(crate) async fn finalize(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        if !caller.drives_build(&build) {
-            return Err(Error::denied("this credential cannot finalize the build"));
+    caller: Caller,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    if !caller.drives_build(&build) {
+        return Err(Error::denied("this credential cannot finalize the build"));
+    }
+    if build.is_expired(state.clock.now_ms()) {
+        return Err(Error::conflict(format!("build {id} has expired")));
+    }
+    match build.state {
+        BuildState::Failed => return Err(Error::conflict(format!("build {id} has failed"))),
+        BuildState::Saved => {}
+        BuildState::Building => {
+            let images = state.meta.build_images(&build.id).await?;
+            assemble::save(&state, &build, &images, &repo_of(&build)?).await?;
         }
-        if build.is_expired(state.clock.now_ms()) {
-            return Err(Error::conflict(format!("build {id} has expired")));
-        }
-        match build.state {
-            BuildState::Failed => return Err(Error::conflict(format!("build {id} has failed"))),
-            BuildState::Saved => {}
-            BuildState::Building => {
-                let images = state.meta.build_images(&build.id).await?;
-                assemble::save(&state, &build, &images, &repo_of(&build)?).await?;
-            }
-        }
-        let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
-    })
-    .await
+    }
+    let build = visible_build(&state, &caller, &id).await?;
+    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
 }
 
 #[derive(Deserialize)]
@@ -294,58 +281,51 @@ pub(crate) struct FailRequest {
 pub(crate) async fn fail(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        if !caller.drives_build(&build) {
-            return Err(Error::denied("this credential cannot fail the build"));
-        }
-        let req: FailRequest = json_body(body).await?;
-        let mut reason = req.reason.unwrap_or_else(|| "failed".into());
-        reason.truncate(2000);
-        let mut prefix = String::new();
-        if let Some(t) = req.target {
-            prefix.push_str(&format!("target {t}: "));
-        }
-        if let Some(p) = req.platform {
-            prefix.push_str(&format!("platform {p}: "));
-        }
-        let failure = format!("{prefix}{reason}");
-        let now = state.clock.now_ms();
-        if !state
+    headers: HeaderMap,
+    caller: Caller,
+    JsonBody(req): JsonBody<FailRequest>,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    if !caller.drives_build(&build) {
+        return Err(Error::denied("this credential cannot fail the build"));
+    }
+    let mut reason = req.reason.unwrap_or_else(|| "failed".into());
+    reason.truncate(2000);
+    let mut prefix = String::new();
+    if let Some(t) = req.target {
+        prefix.push_str(&format!("target {t}: "));
+    }
+    if let Some(p) = req.platform {
+        prefix.push_str(&format!("platform {p}: "));
+    }
+    let failure = format!("{prefix}{reason}");
+    let now = state.clock.now_ms();
+    if !state
+        .meta
+        .transition_build(
+            &build.id,
+            BuildState::Building,
+            BuildState::Failed,
+            Some(&failure),
+            now,
+        )
+        .await?
+    {
+        let current = state
             .meta
-            .transition_build(
-                &build.id,
-                BuildState::Building,
-                BuildState::Failed,
-                Some(&failure),
-                now,
-            )
+            .build(&id)
             .await?
-        {
-            let current = state
-                .meta
-                .build(&id)
-                .await?
-                .map(|b| b.state.as_str())
-                .unwrap_or("gone");
-            if current != "failed" {
-                return Err(Error::conflict(format!(
-                    "build {id} is {current}, not building"
-                )));
-            }
+            .map(|b| b.state.as_str())
+            .unwrap_or("gone");
+        if current != "failed" {
+            return Err(Error::conflict(format!(
+                "build {id} is {current}, not building"
+            )));
         }
-        tracing::info!(build = %build.id, failure = %failure, "build failed");
-        let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(
-            StatusCode::OK,
-            &view(&state, &parts.headers, &build).await?,
-        ))
-    })
-    .await
+    }
+    tracing::info!(build = %build.id, failure = %failure, "build failed");
+    let build = visible_build(&state, &caller, &id).await?;
+    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
 }
 
 #[derive(Deserialize)]
@@ -360,98 +340,82 @@ pub(crate) struct ExtendRequest {
 pub(crate) async fn extend(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        if !caller.manages_project(&build.project) {
-            return Err(Error::denied(
-                "builds are extended with a project or admin token",
-            ));
+    headers: HeaderMap,
+    caller: Caller,
+    JsonBody(req): JsonBody<ExtendRequest>,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    if !caller.manages_project(&build.project) {
+        return Err(Error::denied(
+            "builds are extended with a project or admin token",
+        ));
+    }
+    let now = state.clock.now_ms();
+    let expires_at = match (req.add_secs, req.expires_in_secs) {
+        (Some(add), None) if add > 0 => build.expires_at.max(now) + add * 1000,
+        (None, Some(secs)) if secs > 0 => now + secs * 1000,
+        _ => {
+            return Err(Error::invalid_request(
+                "give one of add_secs or expires_in_secs, positive",
+            ))
         }
-        let req: ExtendRequest = json_body(body).await?;
-        let now = state.clock.now_ms();
-        let expires_at = match (req.add_secs, req.expires_in_secs) {
-            (Some(add), None) if add > 0 => build.expires_at.max(now) + add * 1000,
-            (None, Some(secs)) if secs > 0 => now + secs * 1000,
-            _ => {
-                return Err(Error::invalid_request(
-                    "give one of add_secs or expires_in_secs, positive",
-                ))
-            }
-        };
-        state
-            .meta
-            .set_build_expiry(&build.id, expires_at, now)
-            .await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        Ok(json(
-            StatusCode::OK,
-            &view(&state, &parts.headers, &build).await?,
-        ))
-    })
-    .await
+    };
+    state
+        .meta
+        .set_build_expiry(&build.id, expires_at, now)
+        .await?;
+    let build = visible_build(&state, &caller, &id).await?;
+    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
 }
 
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        if !caller.manages_project(&build.project) {
-            return Err(Error::denied(
-                "builds are deleted with a project or admin token",
-            ));
-        }
-        let repo = repo_of(&build)?;
-        let tags = state
-            .meta
-            .delete_build(&build.id, state.clock.now_ms())
-            .await?
-            .unwrap_or_default();
-        for tag in tags.iter().filter_map(|t| t.parse().ok()) {
-            state
-                .caches
-                .manifests
-                .invalidate(&(repo.clone(), Reference::Tag(tag)))
-                .await;
-        }
-        // Digest entries carry their expiry; entries of manifests only this build held would
-        // live on until their TTL, so drop this repository's digest entries now.
-        let repo_for_filter = repo.clone();
-        let _ = state
+    caller: Caller,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    if !caller.manages_project(&build.project) {
+        return Err(Error::denied(
+            "builds are deleted with a project or admin token",
+        ));
+    }
+    let repo = repo_of(&build)?;
+    let tags = state
+        .meta
+        .delete_build(&build.id, state.clock.now_ms())
+        .await?
+        .unwrap_or_default();
+    for tag in tags.iter().filter_map(|t| t.parse().ok()) {
+        state
             .caches
             .manifests
-            .invalidate_entries_if(move |(r, reference), _| {
-                *r == repo_for_filter && matches!(reference, Reference::Digest(_))
-            });
-        tracing::info!(build = %build.id, project = %build.project, "build deleted");
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })
-    .await
+            .invalidate(&(repo.clone(), Reference::Tag(tag)))
+            .await;
+    }
+    // Digest entries carry their expiry; entries of manifests only this build held would
+    // live on until their TTL, so drop this repository's digest entries now.
+    let repo_for_filter = repo.clone();
+    let _ = state
+        .caches
+        .manifests
+        .invalidate_entries_if(move |(r, reference), _| {
+            *r == repo_for_filter && matches!(reference, Reference::Digest(_))
+        });
+    tracing::info!(build = %build.id, project = %build.project, "build deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn pull_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        let build = visible_build(&state, &caller, &id).await?;
-        if !caller.manages_project(&build.project) {
-            return Err(Error::denied(
-                "pull tokens are minted with a project or admin token",
-            ));
-        }
-        let req: PullTokenRequest = json_body(body).await?;
-        pull_token_response(&state, &build.project, Some(&build.id), req.ttl()?)
-    })
-    .await
+    caller: Caller,
+    JsonBody(req): JsonBody<PullTokenRequest>,
+) -> Result<Response> {
+    let build = visible_build(&state, &caller, &id).await?;
+    if !caller.manages_project(&build.project) {
+        return Err(Error::denied(
+            "pull tokens are minted with a project or admin token",
+        ));
+    }
+    pull_token_response(&state, &build.project, Some(&build.id), req.ttl()?)
 }

@@ -9,7 +9,8 @@ mod builds;
 pub mod projects;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -82,8 +83,41 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
-/// The authenticated caller of an API request.
+/// The authenticated caller of an API request; as an extractor it answers `401` itself.
 pub(crate) struct Caller(pub Credential);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        Caller::of(state, &parts.headers).await
+    }
+}
+
+/// A JSON request body (at most [`MAX_JSON_BYTES`]; empty reads as `{}`), refused with the
+/// error envelope rather than axum's plain-text rejection.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, _: &AppState) -> Result<Self> {
+        json_body(request.into_body()).await.map(JsonBody)
+    }
+}
+
+/// Query parameters, refused with the error envelope when malformed.
+pub(crate) struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(QueryParams)
+            .map_err(|e| Error::invalid_request(format!("invalid query: {e}")))
+    }
+}
 
 impl Caller {
     /// Resolves the request's credential (everyone is admin under `--no-auth`).
@@ -219,22 +253,20 @@ struct ClockRequest {
 
 /// `POST /api/v1/admin/clock {"advance_secs": N}`: moves the registry clock forward, only with
 /// `--test-clock`, only for the admin.
-async fn advance_clock(State(state): State<AppState>, request: Request) -> Response {
-    let result = async {
-        if !state.test_clock {
-            return Err(Error::not_found("the test clock is off (--test-clock)"));
-        }
-        let (parts, body) = request.into_parts();
-        Caller::of(&state, &parts.headers).await?.require_admin()?;
-        let req: ClockRequest = json_body(body).await?;
-        state.clock.advance(req.advance_secs.saturating_mul(1000));
-        Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({ "now": rfc3339(state.clock.now_ms()) }),
-        ))
+async fn advance_clock(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<ClockRequest>,
+) -> Result<Response> {
+    if !state.test_clock {
+        return Err(Error::not_found("the test clock is off (--test-clock)"));
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    caller.require_admin()?;
+    state.clock.advance(req.advance_secs.saturating_mul(1000));
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "now": rfc3339(state.clock.now_ms()) }),
+    ))
 }
 
 #[cfg(test)]

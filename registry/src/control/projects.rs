@@ -1,12 +1,12 @@
 //! Projects and project tokens (admin only), and project-wide pull tokens.
 
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json, json_body, rfc3339, Caller};
+use super::{json, rfc3339, Caller, JsonBody};
 use crate::api::AppState;
 use crate::auth::{new_secret, secret_hash, PROJECT_TOKEN_PREFIX};
 use crate::builds::{random_id, Project};
@@ -120,48 +120,39 @@ pub(crate) struct CreateProject {
     retention_secs: Option<i64>,
 }
 
-pub(crate) async fn create(State(state): State<AppState>, request: Request) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        Caller::of(&state, &parts.headers).await?.require_admin()?;
-        let req: CreateProject = json_body(body).await?;
-        let project = new_project(
-            &state.meta,
-            req.name,
-            req.retention_secs,
-            state.clock.now_ms(),
-        )
-        .await?;
-        Ok(json(StatusCode::CREATED, &view(&project)))
-    })
-    .await
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateProject>,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let project = new_project(
+        &state.meta,
+        req.name,
+        req.retention_secs,
+        state.clock.now_ms(),
+    )
+    .await?;
+    Ok(json(StatusCode::CREATED, &view(&project)))
 }
 
-pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let projects = state.meta.list_projects().await?;
-        let visible: Vec<_> = projects
-            .iter()
-            .filter(|p| caller.sees_project(&p.id))
-            .map(view)
-            .collect();
-        Ok(json(StatusCode::OK, &json!({ "projects": visible })))
-    })
-    .await
+pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let projects = state.meta.list_projects().await?;
+    let visible: Vec<_> = projects
+        .iter()
+        .filter(|p| caller.sees_project(&p.id))
+        .map(view)
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "projects": visible })))
 }
 
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        let project = visible_project(&state, &caller, &id).await?;
-        Ok(json(StatusCode::OK, &view(&project)))
-    })
-    .await
+    caller: Caller,
+) -> Result<Response> {
+    let project = visible_project(&state, &caller, &id).await?;
+    Ok(json(StatusCode::OK, &view(&project)))
 }
 
 #[derive(Deserialize)]
@@ -174,29 +165,24 @@ pub(crate) struct UpdateProject {
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        caller.require_admin()?;
-        let mut project = visible_project(&state, &caller, &id).await?;
-        let req: UpdateProject = json_body(body).await?;
-        if let Some(name) = req.name {
-            check_name(&name)?;
-            project.name = name;
-        }
-        if let Some(secs) = req.retention_secs {
-            check_retention(secs)?;
-            project.retention_secs = secs;
-        }
-        state
-            .meta
-            .update_project(&project.id, &project.name, project.retention_secs)
-            .await?;
-        Ok(json(StatusCode::OK, &view(&project)))
-    })
-    .await
+    caller: Caller,
+    JsonBody(req): JsonBody<UpdateProject>,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let mut project = visible_project(&state, &caller, &id).await?;
+    if let Some(name) = req.name {
+        check_name(&name)?;
+        project.name = name;
+    }
+    if let Some(secs) = req.retention_secs {
+        check_retention(secs)?;
+        project.retention_secs = secs;
+    }
+    state
+        .meta
+        .update_project(&project.id, &project.name, project.retention_secs)
+        .await?;
+    Ok(json(StatusCode::OK, &view(&project)))
 }
 
 #[derive(Deserialize)]
@@ -208,62 +194,49 @@ pub(crate) struct CreateToken {
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        caller.require_admin()?;
-        let project = visible_project(&state, &caller, &id).await?;
-        let req: CreateToken = json_body(body).await?;
-        let (info, secret) =
-            new_project_token(&state.meta, &project.id, req.name, state.clock.now_ms()).await?;
-        let mut body = token_view(&info);
-        // The only time the secret is ever shown.
-        body["token"] = json!(secret);
-        Ok(json(StatusCode::CREATED, &body))
-    })
-    .await
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateToken>,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let project = visible_project(&state, &caller, &id).await?;
+    let (info, secret) =
+        new_project_token(&state.meta, &project.id, req.name, state.clock.now_ms()).await?;
+    let mut body = token_view(&info);
+    // The only time the secret is ever shown.
+    body["token"] = json!(secret);
+    Ok(json(StatusCode::CREATED, &body))
 }
 
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        caller.require_admin()?;
-        let project = visible_project(&state, &caller, &id).await?;
-        let tokens = state.meta.list_project_tokens(&project.id).await?;
-        let tokens: Vec<_> = tokens.iter().map(token_view).collect();
-        Ok(json(StatusCode::OK, &json!({ "tokens": tokens })))
-    })
-    .await
+    caller: Caller,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let project = visible_project(&state, &caller, &id).await?;
+    let tokens = state.meta.list_project_tokens(&project.id).await?;
+    let tokens: Vec<_> = tokens.iter().map(token_view).collect();
+    Ok(json(StatusCode::OK, &json!({ "tokens": tokens })))
 }
 
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path((id, token)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    run(async {
-        let caller = Caller::of(&state, &headers).await?;
-        caller.require_admin()?;
-        let project = visible_project(&state, &caller, &id).await?;
-        if !state
-            .meta
-            .revoke_project_token(&project.id, &token, state.clock.now_ms())
-            .await?
-        {
-            return Err(Error::not_found(format!(
-                "no live token {token} in project {id}"
-            )));
-        }
-        tracing::info!(project = %project.id, token_id = %token, "project token revoked");
-        Ok(StatusCode::NO_CONTENT.into_response())
-    })
-    .await
+    caller: Caller,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let project = visible_project(&state, &caller, &id).await?;
+    if !state
+        .meta
+        .revoke_project_token(&project.id, &token, state.clock.now_ms())
+        .await?
+    {
+        return Err(Error::not_found(format!(
+            "no live token {token} in project {id}"
+        )));
+    }
+    tracing::info!(project = %project.id, token_id = %token, "project token revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -312,24 +285,14 @@ pub(crate) fn pull_token_response(
 pub(crate) async fn pull_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    run(async {
-        let (parts, body) = request.into_parts();
-        let caller = Caller::of(&state, &parts.headers).await?;
-        let project = visible_project(&state, &caller, &id).await?;
-        if !caller.manages_project(&project.id) {
-            return Err(Error::denied(
-                "pull tokens are minted with a project or admin token",
-            ));
-        }
-        let req: PullTokenRequest = json_body(body).await?;
-        pull_token_response(&state, &project.id, None, req.ttl()?)
-    })
-    .await
-}
-
-/// Runs a handler body, turning its error into the JSON envelope.
-pub(crate) async fn run(f: impl std::future::Future<Output = Result<Response>>) -> Response {
-    f.await.unwrap_or_else(IntoResponse::into_response)
+    caller: Caller,
+    JsonBody(req): JsonBody<PullTokenRequest>,
+) -> Result<Response> {
+    let project = visible_project(&state, &caller, &id).await?;
+    if !caller.manages_project(&project.id) {
+        return Err(Error::denied(
+            "pull tokens are minted with a project or admin token",
+        ));
+    }
+    pull_token_response(&state, &project.id, None, req.ttl()?)
 }
