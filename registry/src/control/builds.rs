@@ -160,6 +160,36 @@ pub(crate) async fn create(
     Ok(json(StatusCode::CREATED, &body))
 }
 
+/// A build the caller may see (else 404) and may act on as `allowed` says (else 403).
+async fn build_for(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    allowed: fn(&Caller, &Build) -> bool,
+    refusal: &str,
+) -> Result<Build> {
+    let build = visible_build(state, caller, id).await?;
+    if !allowed(caller, &build) {
+        return Err(Error::denied(refusal));
+    }
+    Ok(build)
+}
+
+fn manages(caller: &Caller, build: &Build) -> bool {
+    caller.manages_project(&build.project)
+}
+
+/// Answers with the build as it stands now.
+async fn current(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    id: &str,
+) -> Result<Response> {
+    let build = visible_build(state, caller, id).await?;
+    Ok(json(StatusCode::OK, &view(state, headers, &build).await?))
+}
+
 /// A build the caller may see, or 404.
 async fn visible_build(state: &AppState, caller: &Caller, id: &str) -> Result<Build> {
     let not_found = || Error::not_found(format!("build {id} not found"));
@@ -176,8 +206,7 @@ pub(crate) async fn show(
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
+    current(&state, &headers, &caller, &id).await
 }
 
 #[derive(Deserialize)]
@@ -251,10 +280,14 @@ pub(crate) async fn finalize(
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    if !caller.drives_build(&build) {
-        return Err(Error::denied("this credential cannot finalize the build"));
-    }
+    let build = build_for(
+        &state,
+        &caller,
+        &id,
+        Caller::drives_build,
+        "this credential cannot finalize the build",
+    )
+    .await?;
     if build.is_expired(state.clock.now_ms()) {
         return Err(Error::conflict(format!("build {id} has expired")));
     }
@@ -266,8 +299,7 @@ pub(crate) async fn finalize(
             assemble::save(&state, &build, &images, &repo_of(&build)?).await?;
         }
     }
-    let build = visible_build(&state, &caller, &id).await?;
-    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
+    current(&state, &headers, &caller, &id).await
 }
 
 #[derive(Deserialize)]
@@ -285,10 +317,14 @@ pub(crate) async fn fail(
     caller: Caller,
     JsonBody(req): JsonBody<FailRequest>,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    if !caller.drives_build(&build) {
-        return Err(Error::denied("this credential cannot fail the build"));
-    }
+    let build = build_for(
+        &state,
+        &caller,
+        &id,
+        Caller::drives_build,
+        "this credential cannot fail the build",
+    )
+    .await?;
     let mut reason = req.reason.unwrap_or_else(|| "failed".into());
     reason.truncate(2000);
     let mut prefix = String::new();
@@ -324,8 +360,7 @@ pub(crate) async fn fail(
         }
     }
     tracing::info!(build = %build.id, failure = %failure, "build failed");
-    let build = visible_build(&state, &caller, &id).await?;
-    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
+    current(&state, &headers, &caller, &id).await
 }
 
 #[derive(Deserialize)]
@@ -344,12 +379,14 @@ pub(crate) async fn extend(
     caller: Caller,
     JsonBody(req): JsonBody<ExtendRequest>,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    if !caller.manages_project(&build.project) {
-        return Err(Error::denied(
-            "builds are extended with a project or admin token",
-        ));
-    }
+    let build = build_for(
+        &state,
+        &caller,
+        &id,
+        manages,
+        "builds are extended with a project or admin token",
+    )
+    .await?;
     let now = state.clock.now_ms();
     let expires_at = match (req.add_secs, req.expires_in_secs) {
         (Some(add), None) if add > 0 => build.expires_at.max(now) + add * 1000,
@@ -364,8 +401,7 @@ pub(crate) async fn extend(
         .meta
         .set_build_expiry(&build.id, expires_at, now)
         .await?;
-    let build = visible_build(&state, &caller, &id).await?;
-    Ok(json(StatusCode::OK, &view(&state, &headers, &build).await?))
+    current(&state, &headers, &caller, &id).await
 }
 
 pub(crate) async fn delete(
@@ -373,12 +409,14 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    if !caller.manages_project(&build.project) {
-        return Err(Error::denied(
-            "builds are deleted with a project or admin token",
-        ));
-    }
+    let build = build_for(
+        &state,
+        &caller,
+        &id,
+        manages,
+        "builds are deleted with a project or admin token",
+    )
+    .await?;
     let repo = repo_of(&build)?;
     let tags = state
         .meta
@@ -411,11 +449,13 @@ pub(crate) async fn pull_token(
     caller: Caller,
     JsonBody(req): JsonBody<PullTokenRequest>,
 ) -> Result<Response> {
-    let build = visible_build(&state, &caller, &id).await?;
-    if !caller.manages_project(&build.project) {
-        return Err(Error::denied(
-            "pull tokens are minted with a project or admin token",
-        ));
-    }
+    let build = build_for(
+        &state,
+        &caller,
+        &id,
+        manages,
+        "pull tokens are minted with a project or admin token",
+    )
+    .await?;
     pull_token_response(&state, &build.project, Some(&build.id), req.ttl()?)
 }
