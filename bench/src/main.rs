@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
 use reqwest::Client;
 
@@ -222,6 +223,56 @@ async fn measure(
     })
 }
 
+/// The hot manifest GET against a registry with token auth on: the admin token (from its data
+/// directory) buys an access token at `/token`, sent on every request as a real client would.
+async fn auth_cost(
+    reg: &Registry,
+    data: &std::path::Path,
+    pattern: &Arc<Pattern>,
+    sizes: &Sizes,
+) -> anyhow::Result<Load> {
+    let admin = std::fs::read_to_string(data.join("admin-token"))?;
+    let token: serde_json::Value = Client::new()
+        .get(format!("{}/token", reg.url))
+        .query(&[
+            ("service", "depot-registry"),
+            ("scope", "repository:bench/manifests:pull,push"),
+        ])
+        .basic_auth("x-token", Some(admin.trim()))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = token["token"]
+        .as_str()
+        .context("no token in /token answer")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    let c = Client::builder().default_headers(headers).build()?;
+    let base = &reg.url;
+    let layers = image_base(&c, base, "bench/manifests", pattern).await?;
+    put_manifest(
+        &c,
+        base,
+        "bench/manifests",
+        "hot",
+        manifest(&layers.0, &layers.1, u64::MAX),
+    )
+    .await?;
+    settle();
+    eprintln!("[depot, token auth] manifest GET by tag, 32 connections");
+    wrk_with(
+        &format!("{base}/v2/bench/manifests/manifests/hot"),
+        32,
+        sizes.wrk_seconds,
+        &[format!("Authorization: Bearer {token}")],
+    )
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -262,6 +313,9 @@ async fn main() -> anyhow::Result<()> {
     let distribution = Registry::distribution(&work.join("distribution"))?;
     let theirs = measure(&distribution, &client, &pattern, &sizes).await?;
     drop(distribution);
+    let authed = Registry::depot_with_auth(&cli.depot, &work.join("depot-auth"))?;
+    let with_auth = auth_cost(&authed, &work.join("depot-auth"), &pattern, &sizes).await?;
+    drop(authed);
 
     let big = format!("{} MiB", sizes.big / MIB);
     let row = |name: String, unit, d: f64, r: f64, hib| Row {
@@ -373,6 +427,15 @@ async fn main() -> anyhow::Result<()> {
         true,
     ));
     print_table("How cost grows", &scale_rows);
+
+    println!("\nCost of token authentication (depot, the same hot manifest GET, c=32)");
+    println!(
+        "  --no-auth: {:.0} req/s; token auth (Bearer JWT on every request): {:.0} req/s, p99 {:.2} ms ({:.2}x)",
+        ours.manifest_rps_small,
+        with_auth.rps,
+        with_auth.p99_ms,
+        with_auth.rps / ours.manifest_rps_small
+    );
 
     let sha_mbps = sha / MIB as f64;
     println!("\nCeilings measured in this run");

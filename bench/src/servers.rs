@@ -22,10 +22,9 @@ fn free_port() -> anyhow::Result<u16> {
 fn wait_ready(url: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(r) = reqwest::blocking::get(format!("{url}/v2/")) {
-            if r.status().is_success() {
-                return Ok(());
-            }
+        // Any answer will do: with token auth on, `/v2/` says 401.
+        if reqwest::blocking::get(format!("{url}/v2/")).is_ok() {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -33,19 +32,28 @@ fn wait_ready(url: &str) -> anyhow::Result<()> {
 }
 
 impl Registry {
-    /// Our registry, embedded default, from the binary at `bin` (a release build).
+    /// Our registry, embedded default, from the binary at `bin` (a release build), without
+    /// authentication: distribution runs without it too, so both are measured alike.
     pub fn depot(bin: &Path, data: &Path) -> anyhow::Result<Self> {
+        Self::start_depot(bin, data, &["--no-auth"])
+    }
+
+    /// Our registry with token authentication on (its default), for the cost of auth.
+    pub fn depot_with_auth(bin: &Path, data: &Path) -> anyhow::Result<Self> {
+        Self::start_depot(bin, data, &[])
+    }
+
+    fn start_depot(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
         let child = Command::new(bin)
             .args([
                 "serve",
-                // Distribution runs without authentication here too: both are measured alike.
-                "--no-auth",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .env("DEPOT_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -313,7 +313,21 @@ pub struct Load {
 
 /// `wrk` with `connections` connections for `seconds` against `url`.
 pub fn wrk(url: &str, connections: u32, seconds: u32) -> anyhow::Result<Load> {
-    let out = std::process::Command::new("wrk")
+    wrk_with(url, connections, seconds, &[])
+}
+
+/// `wrk` with extra request headers (`Name: value`).
+pub fn wrk_with(
+    url: &str,
+    connections: u32,
+    seconds: u32,
+    headers: &[String],
+) -> anyhow::Result<Load> {
+    let mut cmd = std::process::Command::new("wrk");
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd
         .args([
             "-t2",
             &format!("-c{connections}"),
