@@ -11,15 +11,15 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use crate::digest::Digest;
-use crate::metadata::StoredManifest;
+use crate::metadata::{StoredBlob, StoredManifest};
 use crate::names::{Reference, RepoName};
 
 #[derive(Clone)]
 pub struct Caches {
     /// `(repo, reference)` -> manifest.
     pub manifests: Cache<(RepoName, Reference), StoredManifest>,
-    /// `(repo, digest)` -> size, for blobs the repository may read.
-    pub repo_blobs: Cache<(RepoName, Digest), u64>,
+    /// `(repo, digest)` -> the stored blob, for blobs the repository may read.
+    pub repo_blobs: Cache<(RepoName, Digest), StoredBlob>,
 }
 
 impl Caches {

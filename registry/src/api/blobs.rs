@@ -7,23 +7,24 @@ use axum::response::{IntoResponse, Response};
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
+use crate::metadata::StoredBlob;
 use crate::names::RepoName;
 
-/// Size of `digest` as seen from `repo`, through the cache.
-pub(crate) async fn visible_size(
+/// The blob `digest` as seen from `repo`, through the cache.
+pub(crate) async fn visible_blob(
     state: &AppState,
     repo: &RepoName,
     digest: &Digest,
-) -> Result<Option<u64>> {
+) -> Result<Option<StoredBlob>> {
     let key = (repo.clone(), digest.clone());
-    if let Some(size) = state.caches.repo_blobs.get(&key).await {
-        return Ok(Some(size));
+    if let Some(blob) = state.caches.repo_blobs.get(&key).await {
+        return Ok(Some(blob));
     }
-    let size = state.meta.repo_blob_size(repo, digest).await?;
-    if let Some(size) = size {
-        state.caches.repo_blobs.insert(key, size).await;
+    let blob = state.meta.repo_blob(repo, digest).await?;
+    if let Some(blob) = &blob {
+        state.caches.repo_blobs.insert(key, blob.clone()).await;
     }
-    Ok(size)
+    Ok(blob)
 }
 
 pub(crate) async fn get(
@@ -33,9 +34,10 @@ pub(crate) async fn get(
     digest: &Digest,
     head: bool,
 ) -> Result<Response> {
-    let size = visible_size(state, repo, digest)
+    let blob = visible_blob(state, repo, digest)
         .await?
         .ok_or_else(|| Error::blob_unknown(digest))?;
+    let size = blob.size;
     let range = match call.header(&header::RANGE) {
         Some(value) => parse_range(value, size)?,
         None => None,
@@ -47,7 +49,7 @@ pub(crate) async fn get(
     let body = if head {
         Body::empty()
     } else {
-        state.store.read(digest, span.clone()).await?
+        state.store.read(&blob.location, span.clone()).await?
     };
     let mut response = Response::builder()
         .status(status)

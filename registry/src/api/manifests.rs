@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::{blobs::visible_size, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use super::{blobs::visible_blob, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
 use crate::builds::assemble;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Code, Error, Result};
@@ -161,7 +161,7 @@ pub(crate) async fn put(
 
     // Everything the manifest points at must already be in this repository.
     for d in parsed.blobs.iter().filter(|d| !d.foreign) {
-        match visible_size(state, repo, &d.digest).await? {
+        match visible_blob(state, repo, &d.digest).await?.map(|b| b.size) {
             None => {
                 return Err(
                     Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)

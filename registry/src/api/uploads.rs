@@ -16,8 +16,9 @@ use crate::access::Action;
 use crate::digest::{Algorithm, Digest, ResumableHasher};
 use crate::error::{upload_range, Code, Error, Result};
 use crate::ingest::ingest;
-use crate::metadata::{now_ms, Upload};
+use crate::metadata::{now_ms, StoredBlob, Upload};
 use crate::names::RepoName;
+use crate::storage::Written;
 
 /// Advertised minimum chunk size: small chunks cost a durable write and a database update each.
 pub const CHUNK_MIN_LENGTH: u64 = 1024 * 1024;
@@ -124,11 +125,11 @@ async fn try_mount(
         if !call.identity.may(&from, Action::Pull) {
             continue;
         }
-        if let Some(size) = state.meta.mount_blob(repo, &from, digest).await? {
+        if let Some(blob) = state.meta.mount_blob(repo, &from, digest).await? {
             state
                 .caches
                 .repo_blobs
-                .insert((repo.clone(), digest.clone()), size)
+                .insert((repo.clone(), digest.clone()), blob)
                 .await;
             return Ok(Some(blob_created(repo, digest)));
         }
@@ -145,7 +146,7 @@ async fn monolithic(
 ) -> Result<Response> {
     let id = format!("mono-{}", uuid::Uuid::new_v4());
     let result = async {
-        let mut sink = state.store.append(&id, 0).await?;
+        let mut sink = state.store.append(&id, 0, &[]).await?;
         let (hasher, _) = ingest(
             body,
             sink.as_mut(),
@@ -153,25 +154,28 @@ async fn monolithic(
             None,
         )
         .await?;
-        let size = sink.finish().await?;
-        commit(state, repo, &id, &hasher, size, digest).await
+        let written = sink.finish(true).await?;
+        commit(state, repo, &id, &written, &hasher, digest).await
     }
     .await;
     if result.is_err() {
-        // Best effort: the upload was never visible, and GC reaps what a failure here leaves.
-        let _ = state.store.discard(&id).await;
+        // Best effort (the store finds the upload's pieces by its id): the upload was never
+        // visible, and GC reaps what a failure here leaves.
+        let _ = state.store.discard(&id, &[]).await;
     }
     result?;
     Ok(blob_created(repo, digest))
 }
 
-/// Verifies the digest and publishes the upload's bytes as `digest` in `repo`.
+/// Verifies the digest and publishes the upload's bytes as `digest` in `repo`. Content that is
+/// already stored (same digest, any repository) is not stored twice: the new bytes are dropped
+/// and the stored blob linked.
 async fn commit(
     state: &AppState,
     repo: &RepoName,
     id: &str,
+    written: &Written,
     hasher: &ResumableHasher,
-    size: u64,
     digest: &Digest,
 ) -> Result<()> {
     let actual = hasher.finish();
@@ -181,12 +185,33 @@ async fn commit(
                 .detail(json!({ "expected": digest.to_string(), "actual": actual.to_string() })),
         );
     }
-    state.store.commit(id, digest, size).await?;
-    state.meta.link_blob(repo, digest, size).await?;
+    let size = written.size;
+    let blob = match state.meta.blob(digest).await? {
+        Some(stored) if stored.size == size => {
+            state.store.discard(id, &written.state).await?;
+            stored
+        }
+        _ => StoredBlob {
+            size,
+            location: state.store.commit(id, &written.state, digest, size).await?,
+        },
+    };
+    state.meta.link_blob(repo, digest, &blob).await?;
+    // Two uploads of the same content committed at once: the first link recorded wins, and
+    // the other copy is nobody's.
+    let blob = match state.meta.blob(digest).await? {
+        Some(winner) if winner.location != blob.location => {
+            if let Err(e) = state.store.delete(&blob.location).await {
+                tracing::warn!(location = %blob.location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
+            }
+            winner
+        }
+        _ => blob,
+    };
     state
         .caches
         .repo_blobs
-        .insert((repo.clone(), digest.clone()), size)
+        .insert((repo.clone(), digest.clone()), blob)
         .await;
     Ok(())
 }
@@ -207,6 +232,7 @@ async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<(Upload,
                 repo: repo.to_string(),
                 size: 0,
                 hash_state: ResumableHasher::new(info.algorithm).to_bytes(),
+                store_state: Vec::new(),
                 closed: false,
             },
             false,
@@ -236,16 +262,17 @@ fn content_range(call: &Call, location: &str, current: u64) -> Result<Option<(u6
     }
 }
 
-/// Writes the request body to a session at its current size, durably; returns the new size
-/// and the advanced hasher. The session's row is not touched.
+/// Writes the request body to a session at its current size, durably; returns what the store
+/// holds now and the advanced hasher. The session's row is not touched. `last`: the upload is
+/// committed right after.
 async fn write_chunk(
     state: &AppState,
     call: &Call,
     body: Body,
-    repo: &RepoName,
-    id: &str,
+    (repo, id): (&RepoName, &str),
     up: &Upload,
-) -> Result<(u64, ResumableHasher)> {
+    last: bool,
+) -> Result<(Written, ResumableHasher)> {
     let location = upload_location(repo, id);
     let hasher = ResumableHasher::from_bytes(&up.hash_state)
         .ok_or_else(|| Error::internal("corrupt upload hash state"))?;
@@ -258,21 +285,22 @@ async fn write_chunk(
             ));
         }
     }
-    let mut sink = state.store.append(id, up.size).await?;
+    let mut sink = state.store.append(id, up.size, &up.store_state).await?;
     let (hasher, received) = ingest(body, sink.as_mut(), hasher, expected).await?;
     if expected.is_some_and(|e| e != received) {
         return Err(Error::size_invalid(
             "body is shorter than its Content-Range",
         ));
     }
-    let new_size = sink.finish().await?;
-    if new_size != up.size + received {
+    let written = sink.finish(last).await?;
+    if written.size != up.size + received {
         return Err(Error::internal(format!(
-            "upload {id} holds {new_size} bytes, expected {}",
+            "upload {id} holds {} bytes, expected {}",
+            written.size,
             up.size + received
         )));
     }
-    Ok((new_size, hasher))
+    Ok((written, hasher))
 }
 
 /// Writes a chunk and moves the session's row forward to acknowledge it.
@@ -284,10 +312,18 @@ async fn append(
     id: &str,
     up: Upload,
 ) -> Result<(u64, ResumableHasher)> {
-    let (new_size, hasher) = write_chunk(state, call, body, repo, id, &up).await?;
+    let (written, hasher) = write_chunk(state, call, body, (repo, id), &up, false).await?;
+    let new_size = written.size;
     if !state
         .meta
-        .advance_upload(id, repo, up.size, new_size, &hasher.to_bytes())
+        .advance_upload(
+            id,
+            repo,
+            up.size,
+            new_size,
+            &hasher.to_bytes(),
+            &written.state,
+        )
         .await?
     {
         // Another request moved the session while this one wrote (only possible if the store's
@@ -330,12 +366,17 @@ pub(crate) async fn finish(
         up.hash_state = ResumableHasher::new(digest.algorithm()).to_bytes();
     }
     // The final chunk is written but the row is not advanced: the session ends here either way.
-    let (size, hasher) = if body_is_empty(&body) && call.header(&header::CONTENT_RANGE).is_none() {
+    let (written, hasher) = if body_is_empty(&body) && call.header(&header::CONTENT_RANGE).is_none()
+    {
         let hasher = ResumableHasher::from_bytes(&up.hash_state)
             .ok_or_else(|| Error::internal("corrupt upload hash state"))?;
-        (up.size, hasher)
+        let written = Written {
+            size: up.size,
+            state: up.store_state.clone(),
+        };
+        (written, hasher)
     } else {
-        write_chunk(state, call, body, repo, id, &up).await?
+        write_chunk(state, call, body, (repo, id), &up, true).await?
     };
     if hasher.algorithm() != digest.algorithm() {
         return Err(Error::digest_invalid(format!(
@@ -344,13 +385,13 @@ pub(crate) async fn finish(
             digest.algorithm().as_str()
         )));
     }
-    let committed = commit(state, repo, id, &hasher, size, &digest).await;
+    let committed = commit(state, repo, id, &written, &hasher, &digest).await;
     if let Err(e) = &committed {
         if e.code != Code::DigestInvalid {
             return committed.map(|()| blob_created(repo, &digest));
         }
         // The session cannot succeed any more: free its bytes now rather than at expiry.
-        state.store.discard(id).await?;
+        state.store.discard(id, &written.state).await?;
     }
     // A session that never had a row needs no tombstone: its next use would start afresh,
     // which is harmless, and skipping the write keeps a POST + PUT push to one commit.
@@ -366,8 +407,8 @@ pub(crate) async fn status(state: &AppState, repo: &RepoName, id: &str) -> Resul
 }
 
 pub(crate) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
-    session(state, repo, id).await?;
+    let (up, _) = session(state, repo, id).await?;
     state.meta.close_upload(id, repo).await?;
-    state.store.discard(id).await?;
+    state.store.discard(id, &up.store_state).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -127,7 +127,10 @@ async fn config_platform(state: &AppState, digest: &Digest, size: u64) -> Result
     if size > MAX_CONFIG_BYTES {
         return Ok(None);
     }
-    let body: Body = state.store.read(digest, 0..size).await?;
+    let Some(blob) = state.meta.blob(digest).await? else {
+        return Ok(None);
+    };
+    let body: Body = state.store.read(&blob.location, 0..size).await?;
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::with_capacity(size as usize);
     while let Some(chunk) = stream.next().await {

@@ -37,8 +37,15 @@ pub struct Metadata {
 struct LinkRequest {
     repo: RepoName,
     digest: Digest,
-    size: u64,
+    blob: StoredBlob,
     done: oneshot::Sender<Result<()>>,
+}
+
+/// A stored blob: its size and where the blob store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub size: u64,
+    pub location: String,
 }
 
 /// Most links one group commit carries.
@@ -50,6 +57,8 @@ pub struct Upload {
     pub repo: String,
     pub size: u64,
     pub hash_state: Vec<u8>,
+    /// The blob store's state for the session (see [`crate::storage::Written`]).
+    pub store_state: Vec<u8>,
     /// Finished or cancelled: the id no longer names a session.
     pub closed: bool,
 }
@@ -179,19 +188,16 @@ impl Metadata {
 
     // ---- blobs -----------------------------------------------------------------------------
 
-    /// Size of `digest` if `repo` may read it.
-    pub async fn repo_blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+    /// The blob `digest` if `repo` may read it.
+    pub async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredBlob>> {
         let row = sqlx::query(
-            "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
+            "SELECT b.size, b.location FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64, _>("size"))
-            .transpose()?
-            .map(|s| s as u64))
+        row.as_ref().map(stored_blob).transpose()
     }
 
     /// Repositories that hold `digest` (at most `limit`), for mounting without `from`.
@@ -207,17 +213,25 @@ impl Metadata {
             .collect()
     }
 
-    /// Records that `digest` (of `size` bytes) is stored and that `repo` may read it.
+    /// Records that `digest` is stored (at `blob.location`) and that `repo` may read it.
     ///
     /// Links requested at about the same time share one transaction (group commit): a durable
     /// commit costs a disk flush, and concurrent pushes of small blobs would otherwise queue
     /// behind each other's flushes on the single writer.
-    pub async fn link_blob(&self, repo: &RepoName, digest: &Digest, size: u64) -> Result<()> {
+    ///
+    /// If the digest is already recorded (another upload of the same content won a race), the
+    /// recorded location stays: [`Metadata::blob`] tells the caller which one that is.
+    pub async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        blob: &StoredBlob,
+    ) -> Result<()> {
         let (done, result) = oneshot::channel();
         let request = LinkRequest {
             repo: repo.clone(),
             digest: digest.clone(),
-            size,
+            blob: blob.clone(),
             done,
         };
         if self.links.send(request).await.is_err() {
@@ -234,12 +248,12 @@ impl Metadata {
         repo: &RepoName,
         from: &RepoName,
         digest: &Digest,
-    ) -> Result<Option<u64>> {
-        let Some(size) = self.repo_blob_size(from, digest).await? else {
+    ) -> Result<Option<StoredBlob>> {
+        let Some(blob) = self.repo_blob(from, digest).await? else {
             return Ok(None);
         };
-        self.link_blob(repo, digest, size).await?;
-        Ok(Some(size))
+        self.link_blob(repo, digest, &blob).await?;
+        Ok(Some(blob))
     }
 
     /// Removes `repo`'s link to `digest`; false if there was none. The bytes stay for GC.
@@ -252,16 +266,14 @@ impl Metadata {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Whether `digest` is recorded as stored at all (any repository).
-    pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+    /// The blob `digest` if it is stored at all (any repository), read through the writer so a
+    /// link just committed is seen.
+    pub async fn blob(&self, digest: &Digest) -> Result<Option<StoredBlob>> {
+        let row = sqlx::query("SELECT size, location FROM blobs WHERE digest = $1")
             .bind(digest.as_str())
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.write)
             .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64, _>("size"))
-            .transpose()?
-            .map(|s| s as u64))
+        row.as_ref().map(stored_blob).transpose()
     }
 
     // ---- uploads ---------------------------------------------------------------------------
@@ -269,16 +281,18 @@ impl Metadata {
     pub async fn upload(&self, id: &str) -> Result<Option<Upload>> {
         // Read through the writer pool: a session is read right after its last write, possibly
         // by a request that raced with it, and must see the latest size.
-        let row = sqlx::query("SELECT repo, size, hash_state FROM uploads WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.write)
-            .await?;
+        let row =
+            sqlx::query("SELECT repo, size, hash_state, store_state FROM uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.write)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let size: i64 = row.try_get("size")?;
         Ok(Some(Upload {
             repo: row.try_get("repo")?,
             size: size.max(0) as u64,
             hash_state: row.try_get("hash_state")?,
+            store_state: row.try_get("store_state")?,
             closed: size < 0,
         }))
     }
@@ -292,17 +306,19 @@ impl Metadata {
         old_size: u64,
         new_size: u64,
         hash_state: &[u8],
+        store_state: &[u8],
     ) -> Result<bool> {
         let now = now_ms();
         if old_size == 0 {
             let created = sqlx::query(
-                "INSERT INTO uploads (id, repo, size, hash_state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+                "INSERT INTO uploads (id, repo, size, hash_state, store_state, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(repo.as_str())
             .bind(new_size as i64)
             .bind(hash_state.to_vec())
+            .bind(store_state.to_vec())
             .bind(now)
             .execute(&self.write)
             .await?;
@@ -311,10 +327,11 @@ impl Metadata {
             }
         }
         let done = sqlx::query(
-            "UPDATE uploads SET size = $1, hash_state = $2, updated_at = $3 WHERE id = $4 AND size = $5",
+            "UPDATE uploads SET size = $1, hash_state = $2, store_state = $3, updated_at = $4 WHERE id = $5 AND size = $6",
         )
         .bind(new_size as i64)
         .bind(hash_state.to_vec())
+        .bind(store_state.to_vec())
         .bind(now)
         .bind(id)
         .bind(old_size as i64)
@@ -651,9 +668,10 @@ async fn commit_links(write: &AnyPool, batch: &[LinkRequest]) -> Result<(), sqlx
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO blobs (digest, size, location, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(link.digest.as_str())
-            .bind(link.size as i64)
+            .bind(link.blob.size as i64)
+            .bind(&link.blob.location)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -665,6 +683,13 @@ async fn commit_links(write: &AnyPool, batch: &[LinkRequest]) -> Result<(), sqlx
             .await?;
     }
     tx.commit().await
+}
+
+fn stored_blob(row: &AnyRow) -> Result<StoredBlob> {
+    Ok(StoredBlob {
+        size: row.try_get::<i64, _>("size")?.max(0) as u64,
+        location: row.try_get("location")?,
+    })
 }
 
 fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
@@ -695,38 +720,63 @@ pub(crate) mod suite {
         let d2 = Digest::of(Algorithm::Sha256, b"two");
 
         // Blobs are per repository.
-        db.link_blob(&a, &d1, 3).await.unwrap();
-        db.link_blob(&a, &d1, 3).await.unwrap();
-        assert_eq!(db.repo_blob_size(&a, &d1).await.unwrap(), Some(3));
-        assert_eq!(db.repo_blob_size(&b, &d1).await.unwrap(), None);
+        let stored = StoredBlob {
+            size: 3,
+            location: "loc-1".into(),
+        };
+        db.link_blob(&a, &d1, &stored).await.unwrap();
+        // A second link with another location (a lost race) keeps the first location.
+        let loser = StoredBlob {
+            size: 3,
+            location: "loc-2".into(),
+        };
+        db.link_blob(&a, &d1, &loser).await.unwrap();
+        assert_eq!(db.repo_blob(&a, &d1).await.unwrap(), Some(stored.clone()));
+        assert_eq!(db.repo_blob(&b, &d1).await.unwrap(), None);
         assert_eq!(db.mount_blob(&b, &a, &d2).await.unwrap(), None);
-        assert_eq!(db.mount_blob(&b, &a, &d1).await.unwrap(), Some(3));
+        assert_eq!(
+            db.mount_blob(&b, &a, &d1).await.unwrap(),
+            Some(stored.clone())
+        );
         assert_eq!(
             db.repos_with_blob(&d1, 10).await.unwrap(),
             vec!["team/a", "team/b"]
         );
         assert!(db.unlink_blob(&b, &d1).await.unwrap());
         assert!(!db.unlink_blob(&b, &d1).await.unwrap());
-        assert_eq!(db.blob_size(&d1).await.unwrap(), Some(3));
+        assert_eq!(db.blob(&d1).await.unwrap(), Some(stored));
 
         // Uploads get a row with their first chunk and move forward only from where they stand.
         assert!(db.upload("u1").await.unwrap().is_none());
-        assert!(db.advance_upload("u1", &a, 0, 10, b"s1").await.unwrap());
-        assert!(!db.advance_upload("u1", &a, 0, 20, b"s2").await.unwrap());
-        assert!(db.advance_upload("u1", &a, 10, 15, b"s3").await.unwrap());
+        assert!(db
+            .advance_upload("u1", &a, 0, 10, b"s1", b"t1")
+            .await
+            .unwrap());
+        assert!(!db
+            .advance_upload("u1", &a, 0, 20, b"s2", b"t2")
+            .await
+            .unwrap());
+        assert!(db
+            .advance_upload("u1", &a, 10, 15, b"s3", b"t3")
+            .await
+            .unwrap());
         let up = db.upload("u1").await.unwrap().unwrap();
         assert_eq!(
             (
                 up.size,
                 up.hash_state.as_slice(),
+                up.store_state.as_slice(),
                 up.repo.as_str(),
                 up.closed
             ),
-            (15, &b"s3"[..], "team/a", false)
+            (15, &b"s3"[..], &b"t3"[..], "team/a", false)
         );
         db.close_upload("u1", &a).await.unwrap();
         assert!(db.upload("u1").await.unwrap().unwrap().closed);
-        assert!(!db.advance_upload("u1", &a, 15, 20, b"s4").await.unwrap());
+        assert!(!db
+            .advance_upload("u1", &a, 15, 20, b"s4", b"t4")
+            .await
+            .unwrap());
         db.close_upload("u2", &a).await.unwrap();
         assert!(db.upload("u2").await.unwrap().unwrap().closed);
         assert!(db.delete_upload("u1").await.unwrap());

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BlobSink, BlobStore};
+use super::{BlobSink, BlobStore, Written};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 
@@ -44,6 +44,14 @@ impl FileStore {
 
     fn upload_path(&self, upload: &str) -> PathBuf {
         self.root.join("uploads").join(upload)
+    }
+
+    /// The path of the blob at `location` (a file store's locations are digests).
+    fn location_path(&self, location: &str) -> Result<PathBuf> {
+        let digest: Digest = location
+            .parse()
+            .map_err(|_| Error::internal(format!("not a file-store location: {location:?}")))?;
+        Ok(self.blob_path(&digest))
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -72,7 +80,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FileStore {
-    async fn append(&self, upload: &str, offset: u64) -> Result<Box<dyn BlobSink>> {
+    async fn append(&self, upload: &str, offset: u64, _state: &[u8]) -> Result<Box<dyn BlobSink>> {
         let path = self.upload_path(upload);
         let file = blocking(move || {
             let mut file = OpenOptions::new()
@@ -106,9 +114,16 @@ impl BlobStore for FileStore {
         Ok(Box::new(FileSink::start(file, offset)))
     }
 
-    async fn commit(&self, upload: &str, digest: &Digest, size: u64) -> Result<()> {
+    async fn commit(
+        &self,
+        upload: &str,
+        _state: &[u8],
+        digest: &Digest,
+        size: u64,
+    ) -> Result<String> {
         let from = self.upload_path(upload);
         let to = self.blob_path(digest);
+        let location = digest.to_string();
         blocking(move || {
             if to.exists() {
                 // Already stored (by another upload of the same content, or by this one before a
@@ -142,10 +157,11 @@ impl BlobStore for FileStore {
             sync_dir(dir)?;
             Ok(())
         })
-        .await
+        .await?;
+        Ok(location)
     }
 
-    async fn discard(&self, upload: &str) -> Result<()> {
+    async fn discard(&self, upload: &str, _state: &[u8]) -> Result<()> {
         let path = self.upload_path(upload);
         blocking(move || match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -154,8 +170,8 @@ impl BlobStore for FileStore {
         .await
     }
 
-    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<Body> {
-        let path = self.blob_path(digest);
+    async fn read(&self, location: &str, range: Range<u64>) -> Result<Body> {
+        let path = self.location_path(location)?;
         let mapped = blocking(move || {
             let file = match File::open(path) {
                 Ok(f) => f,
@@ -168,20 +184,20 @@ impl BlobStore for FileStore {
             map_range(&file, range).map(Some)
         })
         .await?;
-        let bytes = mapped.ok_or_else(|| Error::blob_unknown(digest))?;
+        let bytes = mapped.ok_or_else(|| Error::blob_unknown(location))?;
         Ok(Body::from(bytes))
     }
 
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
-        match tokio::fs::metadata(self.blob_path(digest)).await {
+    async fn stat(&self, location: &str) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.location_path(location)?).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn delete(&self, digest: &Digest) -> Result<()> {
-        match tokio::fs::remove_file(self.blob_path(digest)).await {
+    async fn delete(&self, location: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.location_path(location)?).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
@@ -285,13 +301,17 @@ impl BlobSink for FileSink {
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<u64> {
+    async fn finish(self: Box<Self>, _last: bool) -> Result<Written> {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Message::Finish(reply)).await.is_err() {
             return Err(Self::gone());
         }
         match answer.await {
-            Ok(result) => Ok(result?),
+            // The file itself is the state: nothing to carry between requests.
+            Ok(result) => Ok(Written {
+                size: result?,
+                state: Vec::new(),
+            }),
             Err(_) => Err(Self::gone()),
         }
     }
@@ -307,6 +327,29 @@ mod tests {
         let store = FileStore::open(dir.path()).unwrap();
         crate::storage::suite::run(&store).await;
         // Nothing is left in uploads/ after commits and discards.
+        assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_writer_per_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let _first = store.append("u", 0, &[]).await.unwrap();
+        assert!(store.append("u", 0, &[]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn committing_stored_content_again_keeps_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        let digest = Digest::of(crate::digest::Algorithm::Sha256, b"same");
+        for id in ["a", "b"] {
+            let mut sink = store.append(id, 0, &[]).await.unwrap();
+            sink.write(Bytes::from_static(b"same")).await.unwrap();
+            sink.finish(true).await.unwrap();
+            let location = store.commit(id, &[], &digest, 4).await.unwrap();
+            assert_eq!(location, digest.to_string());
+        }
         assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
     }
 }

@@ -1,8 +1,15 @@
 //! Blob byte storage behind one trait, so the filesystem store (embedded default) and object
 //! stores share the upload pipeline, the handlers and one test suite.
 //!
-//! The store knows nothing of repositories or sessions' metadata: it keeps upload bytes under an
-//! upload id and committed blobs under their digest. What a repository may see lives in SQL.
+//! The store knows nothing of repositories: it keeps upload bytes under an upload id and returns,
+//! when an upload is committed, the *location* of the blob (an opaque string: for files the
+//! digest, for an object store the object's key). SQL maps each digest to its location, so a
+//! store never has to move or copy bytes to put a blob under its digest.
+//!
+//! A store may also keep per-upload *state* between requests (for an object store: the multipart
+//! upload and its parts). The state is returned by [`BlobSink::finish`] and saved by the caller
+//! in the session's row together with its size, in the same compare-and-set, so whichever
+//! request wins a race also decides which bytes the session holds.
 
 pub mod file;
 
@@ -20,26 +27,42 @@ pub use file::FileStore;
 /// Where blob bytes live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Opens a writer that appends to upload `upload` at `offset`, discarding any bytes past
-    /// `offset` left by an interrupted request. Fails with `BLOB_UPLOAD_INVALID` (416) when
-    /// another request is writing to the same upload.
-    async fn append(&self, upload: &str, offset: u64) -> Result<Box<dyn BlobSink>>;
+    /// Opens a writer that appends to upload `upload` at `offset`, given the `state` the previous
+    /// request's [`BlobSink::finish`] returned (empty for a new upload), discarding any bytes
+    /// past `offset` left by an interrupted request. May fail with `BLOB_UPLOAD_INVALID` (416)
+    /// when another request is writing to the same upload.
+    async fn append(&self, upload: &str, offset: u64, state: &[u8]) -> Result<Box<dyn BlobSink>>;
 
-    /// Makes the first `size` bytes of `upload` the blob `digest`, atomically and durably; the
-    /// upload is gone afterwards. If the blob is already stored, the upload's bytes are dropped.
-    async fn commit(&self, upload: &str, digest: &Digest, size: u64) -> Result<()>;
+    /// Makes the first `size` bytes of `upload` a committed blob (digest `digest`, already
+    /// verified by the caller), durably, and returns its location. The upload is gone afterwards.
+    async fn commit(
+        &self,
+        upload: &str,
+        state: &[u8],
+        digest: &Digest,
+        size: u64,
+    ) -> Result<String>;
 
-    /// Forgets an upload's bytes (cancelled, failed or abandoned). Unknown uploads are fine.
-    async fn discard(&self, upload: &str) -> Result<()>;
+    /// Forgets an upload's bytes (cancelled, failed, abandoned, or a duplicate of a stored
+    /// blob). Unknown uploads are fine.
+    async fn discard(&self, upload: &str, state: &[u8]) -> Result<()>;
 
-    /// Streams `range` of a committed blob.
-    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<Body>;
+    /// Streams `range` of the committed blob at `location`.
+    async fn read(&self, location: &str, range: Range<u64>) -> Result<Body>;
 
-    /// The size of a committed blob, if stored.
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
+    /// The size of the committed blob at `location`, if it is there.
+    async fn stat(&self, location: &str) -> Result<Option<u64>>;
 
     /// Removes a committed blob's bytes (garbage collection). Missing blobs are fine.
-    async fn delete(&self, digest: &Digest) -> Result<()>;
+    async fn delete(&self, location: &str) -> Result<()>;
+}
+
+/// What a request's writer leaves behind: the upload's total length and the store's state for
+/// the next request (to be saved with the session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub size: u64,
+    pub state: Vec<u8>,
 }
 
 /// Receives one request's worth of upload bytes.
@@ -47,8 +70,10 @@ pub trait BlobStore: Send + Sync + 'static {
 pub trait BlobSink: Send {
     async fn write(&mut self, chunk: Bytes) -> Result<()>;
 
-    /// Makes every byte written so far durable and returns the upload's total length.
-    async fn finish(self: Box<Self>) -> Result<u64>;
+    /// Makes every byte written so far durable. `last` says no bytes will follow (the upload is
+    /// committed next), so a store may write its final piece where it belongs instead of
+    /// staging it for a later request.
+    async fn finish(self: Box<Self>, last: bool) -> Result<Written>;
 }
 
 #[cfg(test)]
@@ -58,62 +83,86 @@ pub(crate) mod suite {
     use crate::digest::Algorithm;
     use http_body_util::BodyExt;
 
-    async fn read_all(store: &dyn BlobStore, digest: &Digest, range: Range<u64>) -> Vec<u8> {
-        let body = store.read(digest, range).await.unwrap();
+    async fn read_all(store: &dyn BlobStore, location: &str, range: Range<u64>) -> Vec<u8> {
+        let body = store.read(location, range).await.unwrap();
         body.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    /// Writes `data` to a fresh upload in `pieces` requests, each resuming from the state the
+    /// previous one left, and commits it.
+    async fn upload(store: &dyn BlobStore, id: &str, data: &[u8], pieces: &[usize]) -> String {
+        let digest = Digest::of(Algorithm::Sha256, data);
+        let mut state = Vec::new();
+        let mut offset = 0usize;
+        for (i, &end) in pieces.iter().enumerate() {
+            let mut sink = store.append(id, offset as u64, &state).await.unwrap();
+            // Uneven frames, as a socket delivers them.
+            for frame in data[offset..end].chunks(70_001) {
+                sink.write(Bytes::copy_from_slice(frame)).await.unwrap();
+            }
+            let written = sink.finish(i + 1 == pieces.len()).await.unwrap();
+            assert_eq!(written.size, end as u64);
+            state = written.state;
+            offset = end;
+        }
+        store
+            .commit(id, &state, &digest, data.len() as u64)
+            .await
+            .unwrap()
     }
 
     pub async fn run(store: &dyn BlobStore) {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
-        let digest = Digest::of(Algorithm::Sha256, &data);
-        assert_eq!(store.stat(&digest).await.unwrap(), None);
 
-        // Two requests, the second after an interrupted one that left extra bytes behind.
-        let mut sink = store.append("u1", 0).await.unwrap();
+        // One request, then three (resuming from the saved state each time).
+        let one = upload(store, "u1", &data, &[data.len()]).await;
+        assert_eq!(store.stat(&one).await.unwrap(), Some(data.len() as u64));
+        assert_eq!(read_all(store, &one, 0..data.len() as u64).await, data);
+        assert_eq!(read_all(store, &one, 5..70_000).await, &data[5..70_000]);
+        let three = upload(store, "u2", &data, &[1, 100_000, data.len()]).await;
+        assert_eq!(read_all(store, &three, 0..data.len() as u64).await, data);
+
+        // A request cut short leaves bytes past the acknowledged offset; the next request from
+        // that offset (and its state) replaces them.
+        let mut sink = store.append("u3", 0, &[]).await.unwrap();
         sink.write(Bytes::copy_from_slice(&data[..100_000]))
             .await
             .unwrap();
-        assert_eq!(sink.finish().await.unwrap(), 100_000);
-        let mut sink = store.append("u1", 100_000).await.unwrap();
+        let first = sink.finish(false).await.unwrap();
+        let mut sink = store.append("u3", 100_000, &first.state).await.unwrap();
         sink.write(Bytes::from_static(b"garbage from a dropped request"))
             .await
             .unwrap();
         drop(sink);
-        let mut sink = store.append("u1", 100_000).await.unwrap();
-        // A second writer on the same upload is refused while the first holds it.
-        assert!(store.append("u1", 100_000).await.is_err());
+        let mut sink = store.append("u3", 100_000, &first.state).await.unwrap();
         sink.write(Bytes::copy_from_slice(&data[100_000..]))
             .await
             .unwrap();
-        assert_eq!(sink.finish().await.unwrap(), data.len() as u64);
-        store
-            .commit("u1", &digest, data.len() as u64)
+        let done = sink.finish(true).await.unwrap();
+        let digest = Digest::of(Algorithm::Sha256, &data);
+        let resumed = store
+            .commit("u3", &done.state, &digest, data.len() as u64)
             .await
             .unwrap();
+        assert_eq!(read_all(store, &resumed, 0..data.len() as u64).await, data);
 
-        assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
-        assert_eq!(read_all(store, &digest, 0..data.len() as u64).await, data);
-        assert_eq!(read_all(store, &digest, 5..70_000).await, &data[5..70_000]);
+        // The empty blob.
+        let empty = upload(store, "u4", b"", &[0]).await;
+        assert_eq!(store.stat(&empty).await.unwrap(), Some(0));
+        assert_eq!(read_all(store, &empty, 0..0).await, b"");
 
-        // Committing the same content again keeps one copy and leaves no upload behind.
-        let mut sink = store.append("u2", 0).await.unwrap();
-        sink.write(Bytes::copy_from_slice(&data)).await.unwrap();
-        sink.finish().await.unwrap();
-        store
-            .commit("u2", &digest, data.len() as u64)
-            .await
-            .unwrap();
-        assert_eq!(read_all(store, &digest, 0..data.len() as u64).await, data);
-
-        // Discarded uploads vanish; discarding twice is fine.
-        let mut sink = store.append("u3", 0).await.unwrap();
+        // Discarded uploads vanish; discarding twice, or an unknown upload, is fine.
+        let mut sink = store.append("u5", 0, &[]).await.unwrap();
         sink.write(Bytes::from_static(b"x")).await.unwrap();
-        sink.finish().await.unwrap();
-        store.discard("u3").await.unwrap();
-        store.discard("u3").await.unwrap();
+        let written = sink.finish(false).await.unwrap();
+        store.discard("u5", &written.state).await.unwrap();
+        store.discard("u5", &written.state).await.unwrap();
+        store.discard("never", &[]).await.unwrap();
 
-        store.delete(&digest).await.unwrap();
-        assert_eq!(store.stat(&digest).await.unwrap(), None);
-        store.delete(&digest).await.unwrap();
+        for location in [&one, &three, &resumed, &empty] {
+            store.delete(location).await.unwrap();
+            assert_eq!(store.stat(location).await.unwrap(), None);
+            store.delete(location).await.unwrap();
+        }
     }
 }
