@@ -29,6 +29,23 @@ pub struct ServeConfig {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Where blob bytes go: `file:DIR` or `s3://BUCKET[/PREFIX]`; default files under --data-dir.
+    #[arg(long, env = "DEPOT_STORAGE")]
+    pub storage: Option<String>,
+
+    /// S3 endpoint URL, for S3-compatible stores (Garage, MinIO, ...); AWS when unset.
+    /// Credentials come from the standard AWS environment and profile chain.
+    #[arg(long, env = "DEPOT_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: from the AWS chain, else us-east-1).
+    #[arg(long, env = "DEPOT_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
+    #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+
     #[command(flatten)]
     pub auth: AuthConfig,
 }
@@ -96,6 +113,10 @@ impl ServeConfig {
             shutdown_grace_secs: 30,
             cache_ttl_secs: 5,
             database_url: None,
+            storage: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_force_path_style: false,
             auth: AuthConfig {
                 auth_service: "depot-registry".into(),
                 token_ttl_secs: 300,

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
-use crate::storage::FileStore;
+use crate::storage::{s3, s3_client, BlobStore, FileStore, S3Options, S3Store};
 use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
@@ -28,7 +28,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.check()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Metadata::connect(&config.database_url()).await?;
-    let store = FileStore::open(&config.data_dir)?;
+    let store = open_store(config).await?;
     let key = meta.upload_key().await.map_err(startup_error)?;
     let upload_ids = UploadIds::new(&key);
     let clock = Clock::default();
@@ -43,12 +43,47 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     Ok(AppState {
         upload_ids,
         meta,
-        store: Arc::new(store),
+        store,
         caches: Caches::new(Duration::from_secs(config.cache_ttl_secs)),
         access,
         clock,
         test_clock: config.auth.test_clock,
     })
+}
+
+/// The blob store `--storage` names: files under a directory, or an S3 bucket (checked to be
+/// reachable, so a wrong bucket or endpoint fails at start rather than at the first push).
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match config.storage.as_deref() {
+        None => Ok(Arc::new(FileStore::open(&config.data_dir)?)),
+        Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
+            std::path::Path::new(&spec["file:".len()..]),
+        )?)),
+        Some(spec) => {
+            let (bucket, prefix) = s3::parse_url(spec).ok_or_else(|| {
+                anyhow::anyhow!("--storage must be file:DIR or s3://BUCKET[/PREFIX], not {spec:?}")
+            })?;
+            let options = S3Options {
+                endpoint: config.s3_endpoint.clone(),
+                region: config.s3_region.clone(),
+                force_path_style: config.s3_force_path_style,
+            };
+            let client = s3_client(&options).await;
+            client
+                .head_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "bucket {bucket} is not reachable: {}",
+                        e.into_service_error()
+                    )
+                })?;
+            tracing::info!(%bucket, %prefix, "blobs are stored in S3");
+            Ok(Arc::new(S3Store::new(client, bucket, prefix)))
+        }
+    }
 }
 
 fn startup_error(e: Error) -> anyhow::Error {

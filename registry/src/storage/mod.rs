@@ -12,6 +12,7 @@
 //! request wins a race also decides which bytes the session holds.
 
 pub mod file;
+pub mod s3;
 
 use std::ops::Range;
 
@@ -23,6 +24,46 @@ use crate::digest::Digest;
 use crate::error::Result;
 
 pub use file::FileStore;
+pub use s3::S3Store;
+
+/// How to reach an S3-compatible store; credentials come from the standard AWS chain
+/// (environment, profile, instance role).
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL for S3-compatible servers (Garage, MinIO, s3s); AWS when unset.
+    pub endpoint: Option<String>,
+    /// Region; from the AWS chain when unset, else `us-east-1`.
+    pub region: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub force_path_style: bool,
+}
+
+/// An S3 client for `options`, with bounded timeouts: a store that stops answering turns into
+/// a `503` for the client, never a hung request.
+pub async fn s3_client(options: &S3Options) -> aws_sdk_s3::Client {
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(options.force_path_style)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if shared.region().is_none() {
+        builder = builder.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
 
 /// Where blob bytes live.
 #[async_trait]
