@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Run the registry (with no flags: 127.0.0.1:5000, SQLite and blobs under ./depot-data,
     /// token authentication with the admin token in ./depot-data/admin-token).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Manage projects and tokens directly in the database (bootstrap, scripts).
     Admin {
         #[command(flatten)]
