@@ -1,17 +1,18 @@
 //! In-process caches in front of the metadata database, so hot manifest GETs and blob existence
 //! checks cost no SQL query.
 //!
-//! Manifests by digest never change, only disappear, so those entries live until evicted or
-//! invalidated by a delete in this process. Tags move, so tag entries also expire after a short
-//! time-to-live: that bounds how long another process sharing the database can serve an old tag
-//! target (the production backends issue replaces this with explicit cross-replica invalidation).
+//! Entries are dropped when this process changes what they describe. With several replicas on
+//! one PostgreSQL database, each change is also announced with `NOTIFY` and every replica drops
+//! its entries for that repository as the notification arrives ([`Caches::follow`]); the short
+//! time-to-live is only a backstop. Expiry needs none of this: entries carry their build's
+//! expiry and are not served past it.
 
 use std::time::Duration;
 
 use moka::future::Cache;
 
 use crate::digest::Digest;
-use crate::metadata::{StoredBlob, StoredManifest};
+use crate::metadata::{StoredBlob, StoredManifest, CACHE_CHANNEL};
 use crate::names::{Reference, RepoName};
 
 #[derive(Clone)]
@@ -33,7 +34,64 @@ impl Caches {
                 .time_to_live(tag_ttl)
                 .support_invalidation_closures()
                 .build(),
-            repo_blobs: Cache::builder().max_capacity(1_000_000).build(),
+            repo_blobs: Cache::builder()
+                .max_capacity(1_000_000)
+                .support_invalidation_closures()
+                .build(),
         }
+    }
+
+    /// Drops every cached lookup of `repo` (what another replica changed).
+    pub fn forget_repo(&self, repo: &str) {
+        let name = repo.to_owned();
+        let _ = self
+            .manifests
+            .invalidate_entries_if(move |(r, _), _| r.as_str() == name);
+        let name = repo.to_owned();
+        let _ = self
+            .repo_blobs
+            .invalidate_entries_if(move |(r, _), _| r.as_str() == name);
+    }
+
+    /// Drops everything (notifications may have been missed).
+    pub fn forget_all(&self) {
+        self.manifests.invalidate_all();
+        self.repo_blobs.invalidate_all();
+    }
+
+    /// Keeps this replica's caches in step with the others: listens on PostgreSQL for the
+    /// repositories other replicas changed and forgets their lookups. If the connection drops,
+    /// notifications may be lost, so everything is forgotten once it is back.
+    pub fn follow(&self, postgres_url: &str) {
+        let caches = self.clone();
+        let url = postgres_url.to_owned();
+        tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => {
+                        if let Err(e) = listener.listen(CACHE_CHANNEL).await {
+                            tracing::warn!(cause = %e, "cache invalidation: LISTEN failed");
+                        } else {
+                            caches.forget_all();
+                            loop {
+                                match listener.try_recv().await {
+                                    Ok(Some(n)) => caches.forget_repo(n.payload()),
+                                    // The connection dropped and will be re-established: what
+                                    // was announced meanwhile is unknown.
+                                    Ok(None) => caches.forget_all(),
+                                    Err(e) => {
+                                        tracing::warn!(cause = %e, "cache invalidation: connection lost");
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(cause = %e, "cache invalidation: cannot connect"),
+                }
+                caches.forget_all();
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
     }
 }

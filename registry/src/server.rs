@@ -40,11 +40,15 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     } else {
         Access::with_auth(auth(config, &meta, &clock).await?)
     };
+    let caches = Caches::new(Duration::from_secs(config.cache_ttl_secs));
+    if let Some(url) = meta.postgres_url() {
+        caches.follow(url);
+    }
     Ok(AppState {
         upload_ids,
         meta,
         store,
-        caches: Caches::new(Duration::from_secs(config.cache_ttl_secs)),
+        caches,
         access,
         clock,
         test_clock: config.auth.test_clock,

@@ -117,6 +117,7 @@ pub(crate) async fn delete(state: &AppState, repo: &RepoName, digest: &Digest) -
         .repo_blobs
         .invalidate(&(repo.clone(), digest.clone()))
         .await;
+    state.announce(repo).await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

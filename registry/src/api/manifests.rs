@@ -217,6 +217,7 @@ pub(crate) async fn put(
             .manifests
             .invalidate(&(repo.clone(), Reference::Tag(t.clone())))
             .await;
+        state.announce(repo).await;
     }
     if owner.is_some() {
         // The digest entry may hold an earlier (expired) lifetime of the same bytes.
@@ -291,5 +292,6 @@ pub(crate) async fn delete(
             }
         }
     }
+    state.announce(repo).await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

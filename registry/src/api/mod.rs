@@ -21,6 +21,7 @@ use crate::clock::Clock;
 use crate::endpoint::Endpoint;
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
+use crate::names::RepoName;
 use crate::storage::BlobStore;
 use crate::upload_id::UploadIds;
 
@@ -43,6 +44,16 @@ pub struct AppState {
     pub clock: Clock,
     /// Whether the admin may move `clock` forward (`--test-clock`).
     pub test_clock: bool,
+}
+
+impl AppState {
+    /// Tells the other replicas that `repo` changed (after the change committed), so none serves
+    /// a stale cached lookup. A failure is logged, not returned: the change itself is done.
+    pub(crate) async fn announce(&self, repo: &RepoName) {
+        if let Err(e) = self.meta.notify_changed(repo).await {
+            tracing::warn!(%repo, cause = %e.message, "announcing a change to other replicas failed");
+        }
+    }
 }
 
 /// A request after routing: who is asking and the raw parts handlers need (the body travels

@@ -306,5 +306,6 @@ async fn point_tag(
         .manifests
         .invalidate(&(repo.clone(), crate::names::Reference::Tag(tag)))
         .await;
+    state.announce(repo).await;
     Ok(())
 }

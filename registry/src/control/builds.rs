@@ -12,7 +12,7 @@ use super::{json, registry_host, rfc3339, Caller, JsonBody, QueryParams};
 use crate::api::AppState;
 use crate::builds::{assemble, random_id, Build, BuildSpec, BuildState, Target};
 use crate::error::{Error, Result};
-use crate::names::{Reference, RepoName};
+use crate::names::RepoName;
 
 /// Default and longest time builders may push to a build that is still `building`.
 pub const DEFAULT_LEASE_SECS: i64 = 3 * 3600;
@@ -401,6 +401,10 @@ pub(crate) async fn extend(
         .meta
         .set_build_expiry(&build.id, expires_at, now)
         .await?;
+    // Cached lookups carry the old expiry: an earlier one must not be served past.
+    let repo = repo_of(&build)?;
+    state.caches.forget_repo(repo.as_str());
+    state.announce(&repo).await;
     current(&state, &headers, &caller, &id).await
 }
 
@@ -418,27 +422,14 @@ pub(crate) async fn delete(
     )
     .await?;
     let repo = repo_of(&build)?;
-    let tags = state
+    state
         .meta
         .delete_build(&build.id, state.clock.now_ms())
-        .await?
-        .unwrap_or_default();
-    for tag in tags.iter().filter_map(|t| t.parse().ok()) {
-        state
-            .caches
-            .manifests
-            .invalidate(&(repo.clone(), Reference::Tag(tag)))
-            .await;
-    }
-    // Digest entries carry their expiry; entries of manifests only this build held would
-    // live on until their TTL, so drop this repository's digest entries now.
-    let repo_for_filter = repo.clone();
-    let _ = state
-        .caches
-        .manifests
-        .invalidate_entries_if(move |(r, reference), _| {
-            *r == repo_for_filter && matches!(reference, Reference::Digest(_))
-        });
+        .await?;
+    // Its tags, and digest entries of manifests only this build held would live on until evicted: forget
+    // the repository's lookups here and on every replica.
+    state.caches.forget_repo(repo.as_str());
+    state.announce(&repo).await;
     tracing::info!(build = %build.id, project = %build.project, "build deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

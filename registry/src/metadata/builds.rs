@@ -360,12 +360,13 @@ impl Metadata {
     /// Total bytes of a manifest and everything it references (children of an index included).
     pub async fn image_size(&self, repo: &RepoName, digest: &str) -> Result<u64> {
         let row = sqlx::query(
-            "SELECT COALESCE((SELECT size FROM manifests WHERE repo = $1 AND digest = $2), 0) \
+            // SUM of BIGINT is NUMERIC on PostgreSQL: cast back so both dialects return BIGINT.
+            "SELECT CAST(COALESCE((SELECT size FROM manifests WHERE repo = $1 AND digest = $2), 0) \
               + COALESCE((SELECT SUM(b.size) FROM manifest_refs r JOIN blobs b ON b.digest = r.child \
                           WHERE r.repo = $1 AND r.kind = 'blob' AND (r.manifest = $2 OR r.manifest IN \
                           (SELECT child FROM manifest_refs WHERE repo = $1 AND manifest = $2 AND kind = 'manifest'))), 0) \
               + COALESCE((SELECT SUM(m.size) FROM manifest_refs r JOIN manifests m ON m.repo = r.repo AND m.digest = r.child \
-                          WHERE r.repo = $1 AND r.manifest = $2 AND r.kind = 'manifest'), 0) AS total",
+                          WHERE r.repo = $1 AND r.manifest = $2 AND r.kind = 'manifest'), 0) AS BIGINT) AS total",
         )
         .bind(repo.as_str())
         .bind(digest)

@@ -31,7 +31,14 @@ pub struct Metadata {
     read: AnyPool,
     write: AnyPool,
     links: mpsc::Sender<LinkRequest>,
+    /// The PostgreSQL URL, when the database is shared by replicas (cache invalidation is
+    /// broadcast through it); `None` for SQLite.
+    postgres_url: Option<String>,
 }
+
+/// The PostgreSQL channel on which replicas announce repositories whose tags or manifests
+/// changed, so every other replica drops its cached lookups for them.
+pub const CACHE_CHANNEL: &str = "depot_cache";
 
 /// A blob link waiting for the next group commit.
 struct LinkRequest {
@@ -155,7 +162,29 @@ impl Metadata {
         migrator.run(&write).await?;
         let (links, queue) = mpsc::channel(4 * MAX_LINK_BATCH);
         tokio::spawn(group_commit_links(write.clone(), queue));
-        Ok(Metadata { read, write, links })
+        Ok(Metadata {
+            read,
+            write,
+            links,
+            postgres_url: (!sqlite).then(|| url.to_owned()),
+        })
+    }
+
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
+    }
+
+    /// Tells the other replicas that `repo`'s tags, manifests or blob links changed (after the
+    /// change committed). Nothing to do on SQLite, which one process owns.
+    pub async fn notify_changed(&self, repo: &RepoName) -> Result<()> {
+        if self.postgres_url.is_some() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CACHE_CHANNEL)
+                .bind(repo.as_str())
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -959,6 +988,7 @@ pub(crate) mod suite {
             .is_none());
         assert_eq!(db.list_tags(&r, 10, None, 1_500).await.unwrap(), vec!["b2"]);
         assert_eq!(db.tag_owner(&r, "b1").await.unwrap().as_deref(), Some("b1"));
+        assert_eq!(db.image_size(&r, shared.digest.as_str()).await.unwrap(), 6);
         assert!(db
             .build_has_manifest("b1", &r, shared.digest.as_str())
             .await
