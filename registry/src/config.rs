@@ -46,6 +46,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
     pub s3_force_path_style: bool,
 
+    /// MiB of recently read blob chunks kept in memory with S3 storage; concurrent pulls of the
+    /// same blob share one S3 request per chunk through it.
+    #[arg(long, env = "DEPOT_S3_READ_CACHE_MIB", default_value_t = 256)]
+    pub s3_read_cache_mib: u64,
+
     #[command(flatten)]
     pub auth: AuthConfig,
 }
@@ -117,6 +122,7 @@ impl ServeConfig {
             s3_endpoint: None,
             s3_region: None,
             s3_force_path_style: false,
+            s3_read_cache_mib: 256,
             auth: AuthConfig {
                 auth_service: "depot-registry".into(),
                 token_ttl_secs: 300,

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
+use crate::storage::coalesce::{self, Coalescer};
 use crate::storage::{s3, s3_client, BlobStore, FileStore, S3Options, S3Store};
 use crate::upload_id::UploadIds;
 
@@ -29,6 +30,17 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Metadata::connect(&config.database_url()).await?;
     let store = open_store(config).await?;
+    // Object-store reads go through the coalescing chunk cache; files are served by mmap.
+    let reads = config
+        .storage
+        .as_deref()
+        .filter(|s| s.starts_with("s3://"))
+        .map(|_| {
+            Coalescer::new(
+                config.s3_read_cache_mib * 1024 * 1024,
+                coalesce::DEFAULT_CHUNK_SIZE,
+            )
+        });
     let key = meta.upload_key().await.map_err(startup_error)?;
     let upload_ids = UploadIds::new(&key);
     let clock = Clock::default();
@@ -48,6 +60,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         upload_ids,
         meta,
         store,
+        reads,
         caches,
         access,
         clock,

@@ -466,3 +466,43 @@ fn hostile_input_gets_json_errors_not_crashes() {
     // The server is still healthy.
     assert_eq!(c.get(format!("{base}/v2/")).send().unwrap().status(), 200);
 }
+
+#[test]
+fn pushing_stored_content_again_writes_nothing_and_still_checks_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (c, base) = (client(), server.url());
+    let data = random_bytes(200_000);
+    let digest = push_blob(&c, &base, "first/repo", &data);
+    let files_before = walk(&dir.path().join("blobs")).len();
+
+    // The same content into another repository: linked, readable there, no second file.
+    assert_eq!(push_blob(&c, &base, "second/repo", &data), digest);
+    let got = c
+        .get(format!("{base}/v2/second/repo/blobs/{digest}"))
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().unwrap() == data);
+    assert_eq!(walk(&dir.path().join("blobs")).len(), files_before);
+    assert_eq!(walk(&dir.path().join("uploads")).len(), 0);
+
+    // Other bytes claiming that digest are refused, and link nothing.
+    let mut forged = data.clone();
+    forged[0] ^= 1;
+    let resp = c
+        .post(format!(
+            "{base}/v2/third/repo/blobs/uploads/?digest={digest}"
+        ))
+        .body(forged)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["errors"][0]["code"], "DIGEST_INVALID");
+    let head = c
+        .head(format!("{base}/v2/third/repo/blobs/{digest}"))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 404);
+}

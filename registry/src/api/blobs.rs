@@ -48,6 +48,10 @@ pub(crate) async fn get(
     };
     let body = if head {
         Body::empty()
+    } else if let Some(reads) = &state.reads {
+        reads
+            .read(state.store.clone(), &blob.location, size, span.clone())
+            .await?
     } else {
         state.store.read(&blob.location, span.clone()).await?
     };

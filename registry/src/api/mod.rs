@@ -22,6 +22,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Code, Error, Result};
 use crate::metadata::Metadata;
 use crate::names::RepoName;
+use crate::storage::coalesce::Coalescer;
 use crate::storage::BlobStore;
 use crate::upload_id::UploadIds;
 
@@ -38,6 +39,9 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 pub struct AppState {
     pub meta: Metadata,
     pub store: Arc<dyn BlobStore>,
+    /// Coalesced, cached reads in front of an object store (`None` for files, which the page
+    /// cache already serves).
+    pub reads: Option<Coalescer>,
     pub caches: Caches,
     pub access: Access,
     pub upload_ids: UploadIds,

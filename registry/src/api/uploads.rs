@@ -18,7 +18,7 @@ use crate::error::{upload_range, Code, Error, Result};
 use crate::ingest::ingest;
 use crate::metadata::{now_ms, StoredBlob, Upload};
 use crate::names::RepoName;
-use crate::storage::Written;
+use crate::storage::{BlobSink, Written};
 
 /// Advertised minimum chunk size: small chunks cost a durable write and a database update each.
 pub const CHUNK_MIN_LENGTH: u64 = 1024 * 1024;
@@ -144,6 +144,32 @@ async fn monolithic(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
+    if let Some(stored) = state.meta.blob(digest).await? {
+        // Already stored (a common layer pushed again): verify the bytes as they arrive but
+        // write them nowhere, then link the stored blob. No store request at all.
+        let (hasher, received) = ingest(
+            body,
+            &mut DiscardSink::default(),
+            ResumableHasher::new(digest.algorithm()),
+            None,
+        )
+        .await?;
+        let actual = hasher.finish();
+        if &actual != digest || received != stored.size {
+            return Err(
+                Error::digest_invalid("digest did not match uploaded content").detail(
+                    json!({ "expected": digest.to_string(), "actual": actual.to_string() }),
+                ),
+            );
+        }
+        state.meta.link_blob(repo, digest, &stored).await?;
+        state
+            .caches
+            .repo_blobs
+            .insert((repo.clone(), digest.clone()), stored)
+            .await;
+        return Ok(blob_created(repo, digest));
+    }
     let id = format!("mono-{}", uuid::Uuid::new_v4());
     let result = async {
         let mut sink = state.store.append(&id, 0, &[]).await?;
@@ -165,6 +191,27 @@ async fn monolithic(
     }
     result?;
     Ok(blob_created(repo, digest))
+}
+
+/// A sink that keeps nothing: for bytes whose blob is already stored.
+#[derive(Default)]
+struct DiscardSink {
+    received: u64,
+}
+
+#[async_trait::async_trait]
+impl BlobSink for DiscardSink {
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+        self.received += chunk.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, _last: bool) -> Result<Written> {
+        Ok(Written {
+            size: self.received,
+            state: Vec::new(),
+        })
+    }
 }
 
 /// Verifies the digest and publishes the upload's bytes as `digest` in `repo`. Content that is

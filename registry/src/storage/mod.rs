@@ -11,6 +11,7 @@
 //! in the session's row together with its size, in the same compare-and-set, so whichever
 //! request wins a race also decides which bytes the session holds.
 
+pub mod coalesce;
 pub mod file;
 pub mod s3;
 
