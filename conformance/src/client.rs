@@ -16,6 +16,9 @@ pub struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The registry redirected (e.g. a blob GET to object storage): the headers are the final
+    /// server's.
+    pub redirected: bool,
 }
 
 impl Resp {
@@ -116,6 +119,7 @@ impl Client {
         let resp = req.send().map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        let redirected = resp.url().as_str() != url;
         let body = resp
             .bytes()
             .map_err(|e| format!("{method} {url}: reading body: {e}"))?
@@ -124,6 +128,7 @@ impl Client {
             status,
             headers,
             body,
+            redirected,
         })
     }
 

@@ -46,6 +46,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
     pub s3_force_path_style: bool,
 
+    /// Blob GETs redirect (307) to presigned S3 URLs instead of streaming through the registry:
+    /// `on`, `off`, or `auto` (on for AWS, off with --s3-endpoint, which clients may not reach).
+    #[arg(long, env = "DEPOT_S3_REDIRECT", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub s3_redirect: String,
+
     /// MiB of recently read blob chunks kept in memory with S3 storage; concurrent pulls of the
     /// same blob share one S3 request per chunk through it.
     #[arg(long, env = "DEPOT_S3_READ_CACHE_MIB", default_value_t = 256)]
@@ -123,6 +128,7 @@ impl ServeConfig {
             s3_region: None,
             s3_force_path_style: false,
             s3_read_cache_mib: 256,
+            s3_redirect: "auto".into(),
             auth: AuthConfig {
                 auth_service: "depot-registry".into(),
                 token_ttl_secs: 300,

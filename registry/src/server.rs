@@ -97,8 +97,15 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> 
                         e.into_service_error()
                     )
                 })?;
-            tracing::info!(%bucket, %prefix, "blobs are stored in S3");
-            Ok(Arc::new(S3Store::new(client, bucket, prefix)))
+            let redirect = match config.s3_redirect.as_str() {
+                "on" => true,
+                "off" => false,
+                _ => config.s3_endpoint.is_none(),
+            };
+            tracing::info!(%bucket, %prefix, redirect, "blobs are stored in S3");
+            Ok(Arc::new(
+                S3Store::new(client, bucket, prefix).with_redirects(redirect),
+            ))
         }
     }
 }

@@ -46,6 +46,20 @@ pub(crate) async fn get(
         Some(r) => (StatusCode::PARTIAL_CONTENT, r),
         None => (StatusCode::OK, 0..size),
     };
+    if !head {
+        if let Some(url) = state.store.direct_url(&blob.location).await? {
+            // The client fetches the bytes (and its Range) from the object store directly.
+            return Ok((
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, url),
+                    (DOCKER_CONTENT_DIGEST, digest.to_string()),
+                    (header::CONTENT_LENGTH, "0".to_owned()),
+                ],
+            )
+                .into_response());
+        }
+    }
     let body = if head {
         Body::empty()
     } else if let Some(reads) = &state.reads {

@@ -97,6 +97,12 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a committed blob's bytes (garbage collection). Missing blobs are fine.
     async fn delete(&self, location: &str) -> Result<()>;
+
+    /// A URL clients may fetch the blob at `location` from directly for a while (a presigned
+    /// object-store URL), or `None` when the registry must serve it itself.
+    async fn direct_url(&self, _location: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// What a request's writer leaves behind: the upload's total length and the store's state for

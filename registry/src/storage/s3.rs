@@ -32,6 +32,9 @@ use crate::error::{Error, Result};
 /// parts, so 16 MiB parts carry blobs up to 160 GB.
 pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 
+/// How long a presigned blob URL stays valid: long enough to start a large download.
+const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Where blobs live in a bucket.
 #[derive(Clone)]
 pub struct S3Store {
@@ -40,6 +43,8 @@ pub struct S3Store {
     /// Key prefix, empty or ending in `/`.
     prefix: String,
     part_size: usize,
+    /// Send clients to presigned URLs for blob GETs instead of streaming through the registry.
+    redirect: bool,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -114,7 +119,14 @@ impl S3Store {
             bucket,
             prefix,
             part_size: DEFAULT_PART_SIZE,
+            redirect: false,
         }
+    }
+
+    /// Answers blob GETs with a redirect to a presigned URL (clients must reach the endpoint).
+    pub fn with_redirects(mut self, on: bool) -> Self {
+        self.redirect = on;
+        self
     }
 
     /// Uses parts of `bytes` (at least 5 MiB on real S3; tests go lower where the server allows).
@@ -454,6 +466,23 @@ impl BlobStore for S3Store {
                 }
             }
         }
+    }
+
+    async fn direct_url(&self, location: &str) -> Result<Option<String>> {
+        if !self.redirect {
+            return Ok(None);
+        }
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(PRESIGNED_FOR)
+            .map_err(|e| Error::internal(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(location)
+            .presigned(config)
+            .await
+            .map_err(|e| unavailable("presigning GetObject", e.into_service_error()))?;
+        Ok(Some(request.uri().to_owned()))
     }
 
     async fn delete(&self, location: &str) -> Result<()> {
