@@ -137,13 +137,17 @@ impl Metadata {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
+        // A database that stops answering turns into a 503 within this bound, never a hang.
+        let acquire = std::time::Duration::from_secs(5);
         let read = AnyPoolOptions::new()
             .max_connections(if sqlite { 8 } else { 16 })
+            .acquire_timeout(acquire)
             .connect(url)
             .await?;
         let write = if sqlite {
             let write = AnyPoolOptions::new()
                 .max_connections(1)
+                .acquire_timeout(acquire)
                 .connect(url)
                 .await?;
             // WAL lets readers proceed while the writer commits; it persists in the file.
