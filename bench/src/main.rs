@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use reqwest::Client;
 
-use servers::Registry;
+use servers::{Registry, S3Server};
 use workloads::*;
 
 #[derive(Debug, Parser)]
@@ -33,6 +33,9 @@ struct Cli {
     /// Where the registries keep their data (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Also run both registries on one real S3 server (s3s-fs) and count its requests.
+    #[arg(long)]
+    s3: bool,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -223,6 +226,65 @@ async fn measure(
     })
 }
 
+/// Blob workloads with S3 storage, and the S3 requests each pushed blob costs.
+struct S3Figures {
+    mono_mbps: f64,
+    chunked_mbps: f64,
+    pull_mbps: f64,
+    small_blobs_per_s: f64,
+    requests_per_small_blob: f64,
+    requests_per_big_blob: f64,
+}
+
+async fn measure_s3(
+    reg: &Registry,
+    s3: &S3Server,
+    c: &Client,
+    pattern: &Arc<Pattern>,
+    sizes: &Sizes,
+) -> anyhow::Result<S3Figures> {
+    let base = reg.url.as_str();
+    let big = sizes.big / 4;
+    eprintln!("[{} on S3] monolithic push of {} MiB", reg.name, big / MIB);
+    let blob = pattern.blob(big);
+    let before = s3.requests().await?;
+    let t = Instant::now();
+    push_monolithic(c, base, "bench/big", &blob).await?;
+    let mono = t.elapsed().as_secs_f64();
+    let big_requests = s3.requests().await? - before;
+
+    eprintln!("[{} on S3] chunked push (16 MiB PATCHes)", reg.name);
+    let chunked_blob = pattern.blob(big);
+    let t = Instant::now();
+    push_chunked(c, base, "bench/chunked", &chunked_blob, 16 * MIB).await?;
+    let chunked = t.elapsed().as_secs_f64();
+
+    eprintln!("[{} on S3] pull", reg.name);
+    let t = Instant::now();
+    let n = pull(c, base, "bench/big", &blob.digest).await?;
+    let pull_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(n == blob.size, "pulled {n} bytes of {}", blob.size);
+
+    let count = sizes.small_count / 2;
+    eprintln!(
+        "[{} on S3] {count} pushes of 64 KiB at concurrency 16",
+        reg.name
+    );
+    let before = s3.requests().await?;
+    let small = many_pushes(c, base, pattern, count, 64 * 1024, 16).await?;
+    let small_requests = s3.requests().await? - before;
+
+    let mbps = |bytes: u64, secs: f64| bytes as f64 / MIB as f64 / secs;
+    Ok(S3Figures {
+        mono_mbps: mbps(big, mono),
+        chunked_mbps: mbps(big, chunked),
+        pull_mbps: mbps(big, pull_s),
+        small_blobs_per_s: small,
+        requests_per_small_blob: small_requests as f64 / count as f64,
+        requests_per_big_blob: big_requests as f64,
+    })
+}
+
 /// The hot manifest GET against a registry with token auth on: the admin token (from its data
 /// directory) buys an access token at `/token`, sent on every request as a real client would.
 async fn auth_cost(
@@ -313,6 +375,18 @@ async fn main() -> anyhow::Result<()> {
     let distribution = Registry::distribution(&work.join("distribution"))?;
     let theirs = measure(&distribution, &client, &pattern, &sizes).await?;
     drop(distribution);
+    let s3_figures = if cli.s3 {
+        let s3 = S3Server::start(&work.join("s3"), &["depot", "distribution"])?;
+        let reg = Registry::depot_s3(&cli.depot, &work.join("depot-s3"), &s3.endpoint, "depot")?;
+        let ours = measure_s3(&reg, &s3, &client, &pattern, &sizes).await?;
+        drop(reg);
+        let reg =
+            Registry::distribution_s3(&work.join("distribution-s3"), &s3.endpoint, "distribution")?;
+        let theirs = measure_s3(&reg, &s3, &client, &pattern, &sizes).await?;
+        Some((ours, theirs))
+    } else {
+        None
+    };
     let authed = Registry::depot_with_auth(&cli.depot, &work.join("depot-auth"))?;
     let with_auth = auth_cost(&authed, &work.join("depot-auth"), &pattern, &sizes).await?;
     drop(authed);
@@ -427,6 +501,58 @@ async fn main() -> anyhow::Result<()> {
         true,
     ));
     print_table("How cost grows", &scale_rows);
+
+    if let Some((ours, theirs)) = &s3_figures {
+        let quarter = format!("{} MiB", sizes.big / 4 / MIB);
+        let rows = vec![
+            row(
+                format!("push {quarter}, monolithic"),
+                "MiB/s",
+                ours.mono_mbps,
+                theirs.mono_mbps,
+                true,
+            ),
+            row(
+                format!("push {quarter}, 16 MiB chunks"),
+                "MiB/s",
+                ours.chunked_mbps,
+                theirs.chunked_mbps,
+                true,
+            ),
+            row(
+                format!("pull {quarter}"),
+                "MiB/s",
+                ours.pull_mbps,
+                theirs.pull_mbps,
+                true,
+            ),
+            row(
+                format!("{} pushes of 64 KiB, c=16", sizes.small_count / 2),
+                "blobs/s",
+                ours.small_blobs_per_s,
+                theirs.small_blobs_per_s,
+                true,
+            ),
+            row(
+                "S3 requests per 64 KiB blob pushed".into(),
+                "requests",
+                ours.requests_per_small_blob,
+                theirs.requests_per_small_blob,
+                false,
+            ),
+            row(
+                format!("S3 requests for the {quarter} push"),
+                "requests",
+                ours.requests_per_big_blob,
+                theirs.requests_per_big_blob,
+                false,
+            ),
+        ];
+        print_table(
+            "S3 mode: both registries on one s3s-fs server (loopback)",
+            &rows,
+        );
+    }
 
     println!("\nCost of token authentication (depot, the same hot manifest GET, c=32)");
     println!(

@@ -31,6 +31,141 @@ fn wait_ready(url: &str) -> anyhow::Result<()> {
     bail!("{url} did not come up")
 }
 
+/// Credentials of the bench's S3 server (loopback only).
+/// (Garage wants `GK` + 24 hex digits and 64 hex digits.)
+pub const S3_ACCESS_KEY: &str = "GK0123456789abcdef01234567";
+pub const S3_SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// A real S3 server for the S3 mode: Garage, single node on loopback. (s3s-fs, used by the
+/// tests, cannot serve distribution: its s3 driver needs `ListMultipartUploads`.) Requests are
+/// counted from Garage's own metrics.
+pub struct S3Server {
+    pub endpoint: String,
+    admin: String,
+    child: Child,
+}
+
+/// The `garage` binary: on the PATH, or where `.ci/setup --garage` / the README install it.
+fn garage_binary() -> anyhow::Result<std::path::PathBuf> {
+    let cached = std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/garage-install/bin/garage");
+    if cached.exists() {
+        return Ok(cached);
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v garage"])
+        .output()?;
+    if found.status.success() {
+        return Ok(String::from_utf8(found.stdout)?.trim().into());
+    }
+    bail!("S3 mode needs Garage: cargo install garage --locked --root ~/.cache/garage-install")
+}
+
+impl S3Server {
+    /// Starts a one-node Garage under `root` with the buckets `buckets`, writable with the
+    /// bench's key.
+    pub fn start(root: &Path, buckets: &[&str]) -> anyhow::Result<Self> {
+        let garage = garage_binary()?;
+        std::fs::create_dir_all(root)?;
+        let (s3_port, rpc_port, admin_port) = (free_port()?, free_port()?, free_port()?);
+        let config = root.join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "metadata_dir = \"{root}/meta\"\ndata_dir = \"{root}/data\"\ndb_engine = \"sqlite\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc_port}\"\n\
+                 rpc_public_addr = \"127.0.0.1:{rpc_port}\"\nrpc_secret = \"{secret}\"\n\
+                 [s3_api]\ns3_region = \"us-east-1\"\napi_bind_addr = \"127.0.0.1:{s3_port}\"\n\
+                 root_domain = \".s3.localhost\"\n[admin]\napi_bind_addr = \"127.0.0.1:{admin_port}\"\n",
+                root = root.display(),
+                secret = "0".repeat(64),
+            ),
+        )?;
+        let child = Command::new(&garage)
+            .arg("-c")
+            .arg(&config)
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(root.join("garage.log"))?)
+            .spawn()
+            .context("starting garage")?;
+        let cli = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(&garage)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .output()?;
+            if !out.status.success() {
+                bail!("garage {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let node = loop {
+            if let Ok(id) = cli(&["node", "id", "-q"]) {
+                break id.trim().split('@').next().unwrap_or("").to_owned();
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "garage did not start (see {})",
+                    root.join("garage.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        cli(&["layout", "assign", "-z", "dc1", "-c", "10G", &node])?;
+        cli(&["layout", "apply", "--version", "1"])?;
+        cli(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "bench",
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+        ])?;
+        for b in buckets {
+            cli(&["bucket", "create", b])?;
+            cli(&[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                b,
+                "--key",
+                S3_ACCESS_KEY,
+            ])?;
+        }
+        Ok(S3Server {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            child,
+        })
+    }
+
+    /// S3 API requests served so far (Garage's `api_s3_request_counter`, all endpoints).
+    pub async fn requests(&self) -> anyhow::Result<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("api_s3_request_counter"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Registry {
     /// Our registry, embedded default, from the binary at `bin` (a release build), without
     /// authentication: distribution runs without it too, so both are measured alike.
@@ -55,6 +190,8 @@ impl Registry {
             .arg(data)
             .args(extra)
             .env("DEPOT_LOG", "warn")
+            .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -68,21 +205,62 @@ impl Registry {
         Ok(r)
     }
 
+    /// Our registry storing blobs in `bucket` on the S3 server at `endpoint` (streaming reads,
+    /// no redirects: distribution is configured alike), metadata in SQLite.
+    pub fn depot_s3(bin: &Path, data: &Path, endpoint: &str, bucket: &str) -> anyhow::Result<Self> {
+        let storage = format!("s3://{bucket}/registry");
+        Self::start_depot(
+            bin,
+            data,
+            &[
+                "--no-auth",
+                "--storage",
+                &storage,
+                "--s3-endpoint",
+                endpoint,
+                "--s3-region",
+                "us-east-1",
+                "--s3-force-path-style",
+                "--s3-redirect",
+                "off",
+            ],
+        )
+    }
+
     /// CNCF distribution 2.8 (`docker-registry`), filesystem driver.
     pub fn distribution(data: &Path) -> anyhow::Result<Self> {
+        let storage = format!(
+            "  filesystem: {{ rootdirectory: {} }}\n",
+            data.join("root").display()
+        );
+        Self::start_distribution(data, &storage)
+    }
+
+    /// CNCF distribution 2.8 with its `s3` driver on `bucket` at `endpoint`, 16 MiB chunks (our
+    /// part size), redirects off.
+    pub fn distribution_s3(data: &Path, endpoint: &str, bucket: &str) -> anyhow::Result<Self> {
+        let storage = format!(
+            "  s3: {{ accesskey: {S3_ACCESS_KEY}, secretkey: {S3_SECRET_KEY}, region: us-east-1, regionendpoint: \"{endpoint}\", bucket: {bucket}, secure: false, v4auth: true, chunksize: 16777216, rootdirectory: /registry }}\n  redirect: {{ disable: true }}\n"
+        );
+        Self::start_distribution(data, &storage)
+    }
+
+    fn start_distribution(data: &Path, storage: &str) -> anyhow::Result<Self> {
         let port = free_port()?;
         let config = data.join("config.yml");
         std::fs::create_dir_all(data)?;
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{ level: error, accesslog: {{ disabled: true }} }}\nstorage:\n  filesystem: {{ rootdirectory: {} }}\n  delete: {{ enabled: true }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n",
-                data.join("root").display()
+                "version: 0.1\nlog: {{ level: error, accesslog: {{ disabled: true }} }}\nstorage:\n{storage}  delete: {{ enabled: true }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n"
             ),
         )?;
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
+            // Go's AWS SDK refuses to start when a CA bundle is set but unusable by its
+            // transport; the S3 server here is plain HTTP on loopback anyway.
+            .env_remove("AWS_CA_BUNDLE")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
