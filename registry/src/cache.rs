@@ -21,6 +21,10 @@ pub struct Caches {
     pub manifests: Cache<(RepoName, Reference), StoredManifest>,
     /// `(repo, digest)` -> the stored blob, for blobs the repository may read.
     pub repo_blobs: Cache<(RepoName, Digest), StoredBlob>,
+    /// digest -> where it is stored, whichever repository holds it: lets a re-push of a common
+    /// layer find it without a query. A stored blob's location never changes; only garbage
+    /// collection removes blobs, and it must announce what it removed.
+    pub stored: Cache<Digest, StoredBlob>,
 }
 
 impl Caches {
@@ -38,6 +42,7 @@ impl Caches {
                 .max_capacity(1_000_000)
                 .support_invalidation_closures()
                 .build(),
+            stored: Cache::builder().max_capacity(1_000_000).build(),
         }
     }
 
@@ -57,6 +62,7 @@ impl Caches {
     pub fn forget_all(&self) {
         self.manifests.invalidate_all();
         self.repo_blobs.invalidate_all();
+        self.stored.invalidate_all();
     }
 
     /// Keeps this replica's caches in step with the others: listens on PostgreSQL for the

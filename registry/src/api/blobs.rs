@@ -27,6 +27,22 @@ pub(crate) async fn visible_blob(
     Ok(blob)
 }
 
+/// Where `digest` is stored, if anywhere (any repository), through the cache.
+pub(crate) async fn stored_blob(state: &AppState, digest: &Digest) -> Result<Option<StoredBlob>> {
+    if let Some(blob) = state.caches.stored.get(digest).await {
+        return Ok(Some(blob));
+    }
+    let blob = state.meta.blob(digest).await?;
+    if let Some(blob) = &blob {
+        state
+            .caches
+            .stored
+            .insert(digest.clone(), blob.clone())
+            .await;
+    }
+    Ok(blob)
+}
+
 pub(crate) async fn get(
     state: &AppState,
     call: &Call,

@@ -26,6 +26,8 @@ use crate::storage::coalesce::Coalescer;
 use crate::storage::BlobStore;
 use crate::upload_id::UploadIds;
 
+pub(crate) use blobs::stored_blob;
+
 pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");

@@ -11,6 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::blobs::stored_blob;
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH};
 use crate::access::Action;
 use crate::digest::{Algorithm, Digest, ResumableHasher};
@@ -144,7 +145,7 @@ async fn monolithic(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
-    if let Some(stored) = state.meta.blob(digest).await? {
+    if let Some(stored) = stored_blob(state, digest).await? {
         // Already stored (a common layer pushed again): verify the bytes as they arrive but
         // write them nowhere, then link the stored blob. No store request at all.
         let (hasher, received) = ingest(
@@ -233,7 +234,7 @@ async fn commit(
         );
     }
     let size = written.size;
-    let blob = match state.meta.blob(digest).await? {
+    let blob = match stored_blob(state, digest).await? {
         Some(stored) if stored.size == size => {
             state.store.discard(id, &written.state).await?;
             stored
@@ -255,6 +256,11 @@ async fn commit(
         }
         _ => blob,
     };
+    state
+        .caches
+        .stored
+        .insert(digest.clone(), blob.clone())
+        .await;
     state
         .caches
         .repo_blobs

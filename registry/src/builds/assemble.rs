@@ -127,7 +127,7 @@ async fn config_platform(state: &AppState, digest: &Digest, size: u64) -> Result
     if size > MAX_CONFIG_BYTES {
         return Ok(None);
     }
-    let Some(blob) = state.meta.blob(digest).await? else {
+    let Some(blob) = crate::api::stored_blob(state, digest).await? else {
         return Ok(None);
     };
     let body: Body = state.store.read(&blob.location, 0..size).await?;
