@@ -549,7 +549,7 @@ async fn main() -> anyhow::Result<()> {
             ),
         ];
         print_table(
-            "S3 mode: both registries on one s3s-fs server (loopback)",
+            "S3 mode: both registries on one Garage server (loopback)",
             &rows,
         );
     }

@@ -90,6 +90,12 @@ impl S3Server {
             .stderr(std::fs::File::create(root.join("garage.log"))?)
             .spawn()
             .context("starting garage")?;
+        // From here on, dropping `server` stops Garage, whatever fails.
+        let server = S3Server {
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+            child,
+        };
         let cli = |args: &[&str]| -> anyhow::Result<String> {
             let out = Command::new(&garage)
                 .arg("-c")
@@ -101,20 +107,21 @@ impl S3Server {
             }
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         };
+        // The node answers its RPC port a moment after it writes its id: retry until it does.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let node = loop {
-            if let Ok(id) = cli(&["node", "id", "-q"]) {
-                break id.trim().split('@').next().unwrap_or("").to_owned();
+        loop {
+            let attempt = cli(&["node", "id", "-q"]).and_then(|id| {
+                let node = id.trim().split('@').next().unwrap_or("").to_owned();
+                cli(&["layout", "assign", "-z", "dc1", "-c", "10G", &node])
+            });
+            match attempt {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context(format!("see {}", root.join("garage.log").display())))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "garage did not start (see {})",
-                    root.join("garage.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        cli(&["layout", "assign", "-z", "dc1", "-c", "10G", &node])?;
+        }
         cli(&["layout", "apply", "--version", "1"])?;
         cli(&[
             "key",
@@ -138,11 +145,7 @@ impl S3Server {
                 S3_ACCESS_KEY,
             ])?;
         }
-        Ok(S3Server {
-            endpoint: format!("http://127.0.0.1:{s3_port}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
-            child,
-        })
+        Ok(server)
     }
 
     /// S3 API requests served so far (Garage's `api_s3_request_counter`, all endpoints).

@@ -5,7 +5,7 @@
 //! fetched through a bounded in-memory cache whose loader runs once per key however many readers
 //! ask at the same moment (moka's `try_get_with` makes the others wait for that one fetch), so
 //! concurrent and closely following pulls share one store request per chunk. Memory is bounded by
-//! the cache's capacity; a response holds one chunk at a time.
+//! the cache's capacity; a response holds the chunk being sent and a few fetched ahead.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -19,8 +19,11 @@ use moka::future::Cache;
 use super::BlobStore;
 use crate::error::{Error, Result};
 
+/// Chunks fetched ahead of the one being sent, per response.
+const READ_AHEAD: usize = 4;
+
 /// Default chunk: large enough that a chunk costs one request's latency for many megabytes.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Shared, bounded chunk cache in front of a store's reads.
 #[derive(Clone)]
@@ -76,14 +79,18 @@ impl Coalescer {
         let head = self.slice(head, first, &range);
         let this = self.clone();
         let location = location.to_owned();
-        let rest = futures::stream::iter(first + 1..=last).then(move |index| {
-            let (this, store, location, range) =
-                (this.clone(), store.clone(), location.clone(), range.clone());
-            async move {
-                let chunk = this.chunk(&store, &location, size, index).await?;
-                Ok::<_, std::io::Error>(this.slice(chunk, index, &range))
-            }
-        });
+        // The next chunks are fetched while the current one is sent (in order, a few ahead),
+        // so a pull is not one store round trip per chunk slower than a single object GET.
+        let rest = futures::stream::iter(first + 1..=last)
+            .map(move |index| {
+                let (this, store, location, range) =
+                    (this.clone(), store.clone(), location.clone(), range.clone());
+                async move {
+                    let chunk = this.chunk(&store, &location, size, index).await?;
+                    Ok::<_, std::io::Error>(this.slice(chunk, index, &range))
+                }
+            })
+            .buffered(READ_AHEAD);
         Ok(Body::from_stream(
             futures::stream::once(async move { Ok(head) }).chain(rest),
         ))
