@@ -112,8 +112,8 @@ impl Postgres {
         let parent = dir.parent().unwrap();
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
         let data = dir.join("pg");
-        run_as_postgres(Command::new("chown").args(["postgres"]).arg(dir));
-        run_as_postgres(
+        run_ok(Command::new("chown").args(["postgres"]).arg(dir));
+        run_ok(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(bin.join("initdb"))
@@ -126,7 +126,7 @@ impl Postgres {
             port: free_port(),
         };
         pg.pg_ctl("start");
-        run_as_postgres(
+        run_ok(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(pg.bin.join("createdb"))
@@ -151,7 +151,7 @@ impl Postgres {
         if action == "start" {
             cmd.args(["-o", &options]);
         }
-        run_as_postgres(cmd.arg(action));
+        run_ok(cmd.arg(action));
     }
 
     fn url(&self) -> String {
@@ -171,7 +171,8 @@ impl Drop for Postgres {
     }
 }
 
-fn run_as_postgres(cmd: &mut Command) {
+/// Runs `cmd` (as root, or through `runuser`), which must succeed.
+fn run_ok(cmd: &mut Command) {
     let out = cmd.output().expect("run a PostgreSQL command");
     assert!(
         out.status.success(),

@@ -299,20 +299,15 @@ impl Auth {
 
     /// Where clients fetch tokens: `<public-url>/token`, or built from the request's host.
     pub fn realm(&self, headers: &HeaderMap) -> String {
-        if let Some(base) = &self.public_url {
-            return format!("{base}/token");
+        format!("{}/token", self.base_url(headers))
+    }
+
+    /// The registry's base URL as clients see it: `--public-url`, or built from the request.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        match &self.public_url {
+            Some(base) => base.clone(),
+            None => request_base_url(headers),
         }
-        let host = headers
-            .get("x-forwarded-host")
-            .or_else(|| headers.get(header::HOST))
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("localhost");
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| *s == "https" || *s == "http")
-            .unwrap_or("http");
-        format!("{scheme}://{host}/token")
     }
 
     /// A 401 with the Bearer challenge telling the client where to get a token for `scope`.
@@ -342,6 +337,22 @@ impl Auth {
             .message(message)
             .header(header::WWW_AUTHENTICATE, value)
     }
+}
+
+/// `scheme://host` of the request as the client addressed it (behind a proxy, from
+/// `X-Forwarded-Host` and `X-Forwarded-Proto`).
+pub fn request_base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| *s == "https" || *s == "http")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
 }
 
 /// The secret in an `Authorization` header: a Bearer token, or the password of Basic

@@ -220,21 +220,14 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// The host clients reach the registry at, for image names in answers.
 pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {
-    let realm = match state.access.auth() {
-        Some(auth) => auth.realm(headers),
-        None => format!(
-            "http://{}/token",
-            headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("localhost")
-        ),
+    let base = match state.access.auth() {
+        Some(auth) => auth.base_url(headers),
+        None => crate::auth::request_base_url(headers),
     };
-    realm
-        .trim_end_matches("/token")
-        .split_once("://")
-        .map(|(_, host)| host.to_owned())
-        .unwrap_or(realm)
+    match base.split_once("://") {
+        Some((_, host)) => host.to_owned(),
+        None => base,
+    }
 }
 
 /// The OpenAPI document of this API (`GET /api/v1/openapi.json`, no credentials needed).

@@ -383,19 +383,15 @@ impl Metadata {
         digest: &crate::digest::Digest,
         owner: &super::Owner,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tags (repo, name, digest, updated_at, build_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at, \
-             build_id = excluded.build_id, expires_at = excluded.expires_at",
-        )
-        .bind(repo.as_str())
-        .bind(tag.as_str())
-        .bind(digest.as_str())
-        .bind(super::now_ms())
-        .bind(&owner.build_id)
-        .bind(owner.expires_at)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(super::UPSERT_TAG)
+            .bind(repo.as_str())
+            .bind(tag.as_str())
+            .bind(digest.as_str())
+            .bind(super::now_ms())
+            .bind(&owner.build_id)
+            .bind(owner.expires_at)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 

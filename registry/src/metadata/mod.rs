@@ -40,6 +40,11 @@ pub struct Metadata {
 /// changed, so every other replica drops its cached lookups for them.
 pub const CACHE_CHANNEL: &str = "depot_cache";
 
+/// Points a tag at a manifest, with its owning build and expiry (`NULL`: nobody's, never).
+const UPSERT_TAG: &str = "INSERT INTO tags (repo, name, digest, updated_at, build_id, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, \
+     updated_at = excluded.updated_at, build_id = excluded.build_id, expires_at = excluded.expires_at";
+
 /// A blob link waiting for the next group commit.
 struct LinkRequest {
     repo: RepoName,
@@ -552,19 +557,15 @@ impl Metadata {
             }
         }
         if let Some(tag) = tag {
-            sqlx::query(
-                "INSERT INTO tags (repo, name, digest, updated_at, build_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at, \
-                 build_id = excluded.build_id, expires_at = excluded.expires_at",
-            )
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .bind(m.digest.as_str())
-            .bind(now)
-            .bind(owner.map(|o| o.build_id.clone()))
-            .bind(owner.map(|o| o.expires_at))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_TAG)
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .bind(m.digest.as_str())
+                .bind(now)
+                .bind(owner.map(|o| o.build_id.clone()))
+                .bind(owner.map(|o| o.expires_at))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -12,6 +12,11 @@ pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?} (run .ci/setup to install it): {e}"));
+    succeeded(cmd, out)
+}
+
+/// The standard output of a command that must have succeeded (else both outputs, in the panic).
+fn succeeded(cmd: &Command, out: std::process::Output) -> String {
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n{}",
@@ -37,13 +42,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> String {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    succeeded(cmd, out)
 }
 
 pub fn skopeo(args: &[&str]) -> String {
