@@ -12,6 +12,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `depot-registry` binary: Cargo's for this package's tests; for other packages' tests
+/// (which share this module), the one built beside them in the same target directory.
+pub fn registry_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_depot-registry") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            let bin = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps")
+                .join("depot-registry");
+            assert!(
+                bin.exists(),
+                "{} is missing: build the workspace first (cargo build --workspace)",
+                bin.display()
+            );
+            bin
+        }
+    }
+}
+
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
@@ -31,7 +53,7 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_depot-registry"))
+        let mut child = Command::new(registry_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

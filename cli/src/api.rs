@@ -1,0 +1,206 @@
+//! The depot registry's control plane (`/api/v1`): projects, builds, pull tokens.
+
+use anyhow::{anyhow, Context as _, Result};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::Context;
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    /// `None` against a registry started with `--no-auth`.
+    token: Option<String>,
+}
+
+/// A build as `GET /api/v1/builds/<id>` describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Build {
+    pub id: String,
+    pub project: String,
+    pub state: String,
+    #[serde(default)]
+    pub failure: Option<String>,
+    #[serde(default)]
+    pub expired: bool,
+    #[serde(default)]
+    pub images: Vec<BuildImage>,
+}
+
+/// One saved output of a build (a target of a bake build, or the build's one image).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BuildImage {
+    /// Empty for a build without targets.
+    pub target: String,
+    pub tag: String,
+    /// `<registry host>/<project>:<tag>`.
+    pub name: String,
+    pub digest: String,
+}
+
+/// A row of `GET /api/v1/projects/<p>/builds`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct BuildSummary {
+    pub id: String,
+    pub state: String,
+    pub image: String,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub save_tags: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(default)]
+    pub expired: bool,
+}
+
+#[derive(Deserialize)]
+struct BuildPage {
+    builds: Vec<BuildSummary>,
+    next_cursor: Option<String>,
+}
+
+/// A minted pull token.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct PullToken {
+    pub token: String,
+    pub username: String,
+    pub expires_at: String,
+}
+
+impl Api {
+    pub fn new(http: reqwest::Client, ctx: &Context) -> Api {
+        Api {
+            http,
+            base: ctx.registry.clone(),
+            token: ctx.token.clone(),
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Option<T>> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the depot registry at {}", self.base))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(match status.as_u16() {
+                401 => anyhow!("the registry refused the token ({message}); run `depot login` or check DEPOT_TOKEN"),
+                _ => anyhow!("{method} {url}: {status}: {message}"),
+            });
+        }
+        Ok(Some(resp.json().await.with_context(|| {
+            format!("{method} {url}: answer is not the expected JSON")
+        })?))
+    }
+
+    /// Checks the token against the registry (any credential may list projects).
+    pub async fn check_token(&self) -> Result<()> {
+        self.projects().await.map(|_| ())
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Value>> {
+        let v: Value = self
+            .call(reqwest::Method::GET, "/projects", None)
+            .await?
+            .ok_or_else(|| anyhow!("this registry has no /api/v1/projects"))?;
+        Ok(v["projects"].as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn build(&self, id: &str) -> Result<Option<Build>> {
+        self.call(reqwest::Method::GET, &format!("/builds/{id}"), None)
+            .await
+    }
+
+    /// One page of a project's builds, newest first.
+    pub async fn builds_page(
+        &self,
+        project: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<BuildSummary>, Option<String>)> {
+        let mut path = format!("/projects/{project}/builds?limit={limit}");
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: BuildPage = self
+            .call(reqwest::Method::GET, &path, None)
+            .await?
+            .ok_or_else(|| anyhow!("project {project} not found (or not visible to this token)"))?;
+        Ok((page.builds, page.next_cursor))
+    }
+
+    /// The newest live build of `project` carrying save tag `tag`.
+    pub async fn build_with_save_tag(
+        &self,
+        project: &str,
+        tag: &str,
+    ) -> Result<Option<BuildSummary>> {
+        let mut cursor = None;
+        loop {
+            let (builds, next) = self.builds_page(project, 100, cursor.as_deref()).await?;
+            if let Some(b) = builds
+                .into_iter()
+                .find(|b| !b.expired && b.save_tags.iter().any(|t| t == tag))
+            {
+                return Ok(Some(b));
+            }
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// A pull token for a build, or (`build` = `None`) for the whole project.
+    pub async fn pull_token(
+        &self,
+        project: Option<&str>,
+        build: Option<&str>,
+        ttl_secs: Option<u64>,
+    ) -> Result<PullToken> {
+        let path = match (build, project) {
+            (Some(b), _) => format!("/builds/{b}/pull-token"),
+            (None, Some(p)) => format!("/projects/{p}/pull-token"),
+            (None, None) => return Err(anyhow!("a pull token needs a build or a project")),
+        };
+        let body = match ttl_secs {
+            Some(t) => json!({ "ttl_secs": t }),
+            None => json!({}),
+        };
+        self.call(reqwest::Method::POST, &path, Some(body))
+            .await?
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} not found, or this registry issues no tokens (--no-auth)",
+                    build
+                        .map(|b| format!("build {b}"))
+                        .unwrap_or_else(|| format!("project {}", project.unwrap_or_default()))
+                )
+            })
+    }
+}

@@ -1,0 +1,158 @@
+//! Where the CLI's settings come from: flags and environment (through clap), the token stored
+//! by `depot login`, and the project named by a `depot.json` in this directory or a parent.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:5000";
+
+/// What `depot login` keeps (`<config dir>/depot/credentials.json`, mode 0600).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Stored {
+    pub registry: Option<String>,
+    pub token: Option<String>,
+}
+
+pub fn stored_path() -> Result<PathBuf> {
+    let dir =
+        dirs::config_dir().context("no configuration directory (set HOME or XDG_CONFIG_HOME)")?;
+    Ok(dir.join("depot").join("credentials.json"))
+}
+
+pub fn load_stored() -> Result<Stored> {
+    let path = stored_path()?;
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid JSON", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stored::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes the stored credentials readable by the user only: the file is created 0600 (never
+/// briefly world-readable) and replaced atomically.
+pub fn save_stored(stored: &Stored) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = stored_path()?;
+    let dir = path.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(".credentials.json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(stored)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Removes the stored token; returns whether there was one.
+pub fn forget_stored() -> Result<bool> {
+    let path = stored_path()?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// `depot.json`: `{"id": "<project>"}`.
+#[derive(Deserialize)]
+struct ProjectFile {
+    id: String,
+}
+
+/// The project of the nearest `depot.json` at or above `dir`.
+pub fn project_from_files(dir: &Path) -> Result<Option<String>> {
+    for d in dir.ancestors() {
+        let path = d.join("depot.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let f: ProjectFile = serde_json::from_slice(&bytes).with_context(|| {
+                    format!("{} must be {{\"id\": \"<project id>\"}}", path.display())
+                })?;
+                return Ok(Some(f.id));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    Ok(None)
+}
+
+/// The settings every command works with.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Base URL of the depot registry, without a trailing slash.
+    pub registry: String,
+    pub token: Option<String>,
+    project: Option<String>,
+}
+
+impl Context {
+    pub fn resolve(
+        registry: Option<String>,
+        project: Option<String>,
+        token: Option<String>,
+    ) -> Result<Context> {
+        let stored = load_stored()?;
+        let registry = registry
+            .or(stored.registry)
+            .unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
+        if !registry.starts_with("http://") && !registry.starts_with("https://") {
+            bail!(
+                "--registry must be a URL such as https://registry.example.com (got {registry:?})"
+            );
+        }
+        let project = match project {
+            Some(p) => Some(p),
+            None => project_from_files(&std::env::current_dir()?)?,
+        };
+        Ok(Context {
+            registry: registry.trim_end_matches('/').to_owned(),
+            token: token.or(stored.token),
+            project,
+        })
+    }
+
+    pub fn project(&self) -> Result<&str> {
+        self.project.as_deref().context(
+            "no project: pass --project, set DEPOT_PROJECT_ID, or add a depot.json with {\"id\": \"<project>\"}",
+        )
+    }
+
+    /// `host[:port]` of the registry, as image names use it.
+    pub fn host(&self) -> &str {
+        self.registry
+            .split_once("://")
+            .map(|(_, h)| h)
+            .unwrap_or(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depot_json_is_found_in_a_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(project_from_files(&nested).unwrap(), None);
+        std::fs::write(dir.path().join("a/depot.json"), r#"{"id": "k3j9x2m1pq"}"#).unwrap();
+        assert_eq!(
+            project_from_files(&nested).unwrap().as_deref(),
+            Some("k3j9x2m1pq")
+        );
+        std::fs::write(dir.path().join("a/b/depot.json"), "{}").unwrap();
+        assert!(project_from_files(&nested).is_err());
+    }
+}

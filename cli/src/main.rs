@@ -1,0 +1,192 @@
+//! `depot`: pull a build by its ID into Docker or to disk, promote it to any number of
+//! registries in parallel, and manage the login, pull tokens and listings around that.
+
+mod api;
+mod config;
+mod image;
+mod list;
+mod oci;
+mod progress;
+mod pull;
+mod push;
+mod source;
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use config::Context;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "depot",
+    version,
+    about = "Pull and promote container builds saved in a depot registry",
+    after_help = "Examples:
+  echo \"$DEPOT_TOKEN\" | depot login --registry https://registry.example.com --token-stdin
+  depot pull q8wm3k0z7c2f4n1x
+  depot push -t ghcr.io/acme/app:v1 -t docker.io/acme/app:v1 q8wm3k0z7c2f4n1x
+  depot list builds --project k3j9x2m1pq"
+)]
+struct Cli {
+    /// URL of the depot registry [default: the one saved by `depot login`, else http://127.0.0.1:5000]
+    #[arg(long, global = true, env = "DEPOT_REGISTRY")]
+    registry: Option<String>,
+    /// Project ID [default: the "id" of the nearest depot.json]
+    #[arg(long, global = true, env = "DEPOT_PROJECT_ID")]
+    project: Option<String>,
+    /// API token [default: the one saved by `depot login`]
+    #[arg(long, global = true, env = "DEPOT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save a token (and the registry URL) for later commands
+    #[command(after_help = "Examples:
+  echo \"$TOKEN\" | depot login --registry https://registry.example.com --token-stdin
+  depot login --token depot_pt_...      (prompted for when neither is given on a terminal)
+
+The token is checked against the registry, then saved (mode 0600) in
+~/.config/depot/credentials.json ($XDG_CONFIG_HOME/depot/credentials.json).")]
+    Login {
+        /// Read the token from standard input
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Forget the saved token
+    #[command(after_help = "Example:\n  depot logout")]
+    Logout,
+    /// Print a short-lived pull token, for `docker login -u x-token --password-stdin`
+    #[command(after_help = "Examples:
+  depot pull-token q8wm3k0z7c2f4n1x | docker login registry.example.com -u x-token --password-stdin
+  depot pull-token --project k3j9x2m1pq --ttl 3600")]
+    PullToken {
+        /// Only this build (default: the whole project)
+        build: Option<String>,
+        /// Lifetime in seconds (default: the registry's, 1 hour)
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// List projects or builds
+    List(list::Args),
+    /// Pull a build into the local Docker daemon, or write it to disk
+    Pull(pull::Args),
+    /// Copy a build to one or more registries, all at once
+    Push(push::Args),
+}
+
+fn http() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("depot-cli/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(15))
+        // No overall timeout: a large blob may take long; stalls are caught by reads that
+        // make no progress for this long.
+        .read_timeout(std::time::Duration::from_secs(120))
+        .pool_max_idle_per_host(16)
+        .build()
+        .context("building the HTTP client")
+}
+
+async fn login(
+    cli_token: Option<String>,
+    registry: Option<String>,
+    token_stdin: bool,
+) -> Result<()> {
+    let token = if token_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim().to_owned()
+    } else if let Some(t) = cli_token {
+        t
+    } else if std::io::stdin().is_terminal() {
+        eprint!("Token: ");
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim().to_owned()
+    } else {
+        bail!("no token given: pass --token-stdin (and pipe it in) or --token");
+    };
+    if token.is_empty() {
+        bail!("the token is empty");
+    }
+    let stored = config::load_stored()?;
+    let ctx = Context::resolve(registry.or(stored.registry), None, Some(token.clone()))?;
+    api::Api::new(http()?, &ctx)
+        .check_token()
+        .await
+        .with_context(|| format!("checking the token with {}", ctx.registry))?;
+    let path = config::save_stored(&config::Stored {
+        registry: Some(ctx.registry.clone()),
+        token: Some(token),
+    })?;
+    eprintln!(
+        "Logged in to {} (token saved in {})",
+        ctx.registry,
+        path.display()
+    );
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Login { token_stdin } => login(cli.token, cli.registry, token_stdin).await,
+        Command::Logout => {
+            if config::forget_stored()? {
+                eprintln!("Logged out (saved token removed)");
+            } else {
+                eprintln!("Not logged in");
+            }
+            Ok(())
+        }
+        command => {
+            let ctx = Context::resolve(cli.registry, cli.project, cli.token)?;
+            let http = http()?;
+            match command {
+                Command::PullToken { build, ttl } => {
+                    let api = api::Api::new(http, &ctx);
+                    let project = if build.is_some() {
+                        None
+                    } else {
+                        Some(ctx.project()?)
+                    };
+                    let t = api.pull_token(project, build.as_deref(), ttl).await?;
+                    println!("{}", t.token);
+                    eprintln!("user x-token, expires {}", t.expires_at);
+                    Ok(())
+                }
+                Command::List(args) => list::run(&ctx, &http, args).await,
+                Command::Pull(args) => pull::run(&ctx, &http, args).await,
+                Command::Push(args) => push::run(&ctx, &http, args).await,
+                Command::Login { .. } | Command::Logout => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,515 @@
+//! `depot push`: promote a build's image to one or more registries at once.
+//!
+//! Every destination gets the same bytes, so digests do not change. Each blob is first asked
+//! for (`HEAD`, all destinations in parallel); then mounted where a destination registry
+//! already holds it in another repository; what is left is read from the depot registry once
+//! and streamed to every destination that still lacks it ([`fanout`]). Several destinations
+//! in one registry get one upload and mounts. Manifests follow once all of a destination's
+//! blobs have landed, children before their index. A destination that fails is reported and
+//! the others carry on.
+
+mod fanout;
+mod locations;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures::future::join_all;
+use futures::StreamExt;
+use indicatif::HumanBytes;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::api::Api;
+use crate::config::Context;
+use crate::image::{Blob, Graph, Manifest};
+use crate::oci::manifest::Platform;
+use crate::oci::{creds, Registry, Started, UploadError};
+use crate::progress::{short, Bar, Progress};
+use crate::source::{self, Source};
+use locations::Locations;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  depot push -t ghcr.io/acme/app:v1.2 q8wm3k0z7c2f4n1x
+  depot push -t ghcr.io/acme/app:v1.2 -t docker.io/acme/app:v1.2 -t 10.0.0.5:5000/app:v1.2 \\
+      --insecure-registry 10.0.0.5:5000 q8wm3k0z7c2f4n1x
+  depot push --platform linux/arm64 -t ghcr.io/acme/app:arm64 latest
+  depot push --target api -t ghcr.io/acme/api:v1 q8wm3k0z7c2f4n1x
+
+Credentials for destinations come from the Docker config (~/.docker/config.json or
+$DOCKER_CONFIG/config.json: auths, credsStore, credHelpers), as `docker login` leaves them.")]
+pub struct Args {
+    /// Destination REGISTRY/REPOSITORY[:TAG] (repeat for more; all are pushed in parallel)
+    #[arg(short = 't', long = "tag", value_name = "DEST", required = true)]
+    pub tags: Vec<String>,
+    /// Push only this platform's image of a multi-platform build (OS/ARCH[/VARIANT])
+    #[arg(long)]
+    pub platform: Option<Platform>,
+    /// The bake target to push (required when the build has several)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Talk plain HTTP to every destination
+    #[arg(long)]
+    pub insecure: bool,
+    /// Talk plain HTTP to this destination registry (HOST[:PORT]; repeat, or comma-separate)
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST",
+        env = "DEPOT_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// No progress, only errors and the summary
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Blobs copied at once
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
+    /// Size of the chunks uploads are sent in, in MiB (memory stays a few chunks)
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub chunk_mib: u16,
+    /// Attempts per request before a destination is given up (backoff 0.5 s doubling to 8 s)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retries: u32,
+    /// The build ID, or a save tag of the project
+    #[arg(value_name = "BUILD_ID|SAVE_TAG")]
+    pub build: String,
+}
+
+/// One destination repository (several `-t` of one repository share it).
+pub struct Dest {
+    pub reg: Arc<Registry>,
+    pub host: String,
+    pub repo: String,
+    pub tags: Vec<String>,
+    pub label: String,
+    pub bar: Bar,
+    pub progress: Progress,
+    stats: Mutex<Stats>,
+    failure: Mutex<Option<String>>,
+    finished: Mutex<Option<f64>>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct Stats {
+    pushed_bytes: u64,
+    mounted_bytes: u64,
+    skipped_bytes: u64,
+    blobs_pushed: u32,
+    blobs_mounted: u32,
+    blobs_skipped: u32,
+}
+
+impl Dest {
+    fn failed(&self) -> bool {
+        self.failure.lock().unwrap().is_some()
+    }
+
+    fn fail(&self, why: String) {
+        let mut f = self.failure.lock().unwrap();
+        if f.is_none() {
+            self.bar.abandon(&format!("failed: {why}"));
+            *f = Some(why);
+        }
+    }
+}
+
+/// Parses a destination; a missing tag means `latest`, a digest is refused.
+fn parse_dest(s: &str) -> Result<(String, String, String)> {
+    let r: oci_spec::distribution::Reference = s
+        .parse()
+        .map_err(|e| anyhow!("-t {s}: not an image reference ({e})"))?;
+    if r.digest().is_some() {
+        bail!("-t {s}: a destination is a tag, not a digest");
+    }
+    if !s.contains('/')
+        || !s
+            .split('/')
+            .next()
+            .is_some_and(|h| h.contains('.') || h.contains(':') || h == "localhost")
+    {
+        // `app:v1` would silently mean Docker Hub's `library/app`; promotion should be explicit.
+        bail!("-t {s}: name the registry (e.g. ghcr.io/acme/app:v1 or docker.io/acme/app:v1)");
+    }
+    Ok((
+        r.registry().to_owned(),
+        r.repository().to_owned(),
+        r.tag().unwrap_or("latest").to_owned(),
+    ))
+}
+
+pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
+    let started = Instant::now();
+    let progress = Progress::new(args.quiet || args.json);
+    let api = Api::new(http.clone(), ctx);
+    let source_reg = Arc::new(source::registry(http, ctx, &progress)?);
+    let targets: Vec<String> = args.target.iter().cloned().collect();
+    let source = source::resolve(&api, source_reg, ctx, &args.build, &targets).await?;
+    let image = match source.images.as_slice() {
+        [one] => one.clone(),
+        many => bail!(
+            "{} has targets {}: name one with --target",
+            source.what,
+            many.iter()
+                .map(|i| i.target.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let graph = Graph::read(&source, &image.digest, args.platform.as_ref(), true)
+        .await
+        .with_context(|| format!("reading {} ({})", source.what, image.name))?;
+    let total = graph.size();
+
+    // Destinations, grouped by repository; one client (credentials, tokens) per registry.
+    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
+    let mut dests: Vec<Dest> = Vec::new();
+    for t in &args.tags {
+        let (host, repo, tag) = parse_dest(t)?;
+        if let Some(d) = dests.iter_mut().find(|d| d.host == host && d.repo == repo) {
+            if !d.tags.contains(&tag) {
+                d.tags.push(tag);
+            }
+            continue;
+        }
+        let reg = match registries.get(&host) {
+            Some(r) => r.clone(),
+            None => {
+                let creds = creds::for_host(&host).map_err(|e| anyhow!(e))?;
+                let insecure = args.insecure || args.insecure_registries.contains(&host);
+                let p = progress.clone();
+                let mut r = Registry::new(http.clone(), &host, insecure, creds)
+                    .on_retry(move |m| p.note(&m));
+                r.retry.attempts = args.retries;
+                let r = Arc::new(r);
+                registries.insert(host.clone(), r.clone());
+                r
+            }
+        };
+        let label = format!("{host}/{repo}");
+        dests.push(Dest {
+            reg,
+            bar: progress.bar(label.clone(), total),
+            label,
+            host,
+            repo,
+            tags: vec![tag],
+            progress: progress.clone(),
+            stats: Mutex::default(),
+            failure: Mutex::default(),
+            finished: Mutex::default(),
+        });
+    }
+    progress.line(&format!(
+        "pushing {} ({}, {} in {} blobs) to {} destination(s)",
+        source.what,
+        short(&graph.top.digest),
+        HumanBytes(total),
+        graph.blobs.len(),
+        dests.len()
+    ));
+
+    let copy = Copy {
+        source: &source,
+        dests: &dests,
+        locations: Locations::load(),
+        chunk: usize::from(args.chunk_mib) << 20,
+        source_bytes: AtomicU64::new(0),
+    };
+    futures::stream::iter(graph.blobs.iter())
+        .map(|b| copy.blob(b))
+        .buffer_unordered(usize::from(args.parallel))
+        .collect::<Vec<()>>()
+        .await;
+    join_all(dests.iter().map(|d| push_manifests(d, &graph, started))).await;
+    copy.locations.save();
+
+    report(
+        &source, &graph, &dests, &copy, started, args.json, &progress,
+    )
+}
+
+/// The state shared by the blob copies of one push.
+struct Copy<'a> {
+    source: &'a Source,
+    dests: &'a [Dest],
+    locations: Locations,
+    chunk: usize,
+    source_bytes: AtomicU64,
+}
+
+impl Copy<'_> {
+    async fn blob(&self, blob: &Blob) {
+        let digest = &blob.desc.digest;
+        let size = blob.desc.size;
+        let live: Vec<&Dest> = self.dests.iter().filter(|d| !d.failed()).collect();
+        let present = join_all(live.iter().map(|d| d.reg.blob_exists(&d.repo, digest))).await;
+        let mut lacking = Vec::new();
+        for (d, p) in live.into_iter().zip(present) {
+            match p {
+                Ok(true) => {
+                    let mut s = d.stats.lock().unwrap();
+                    s.skipped_bytes += size;
+                    s.blobs_skipped += 1;
+                    d.bar.inc(size);
+                    self.locations.record(digest, &d.host, &d.repo);
+                }
+                Ok(false) => lacking.push(d),
+                Err(e) => d.fail(format!("{} ({}): {e}", blob.label, short(digest))),
+            }
+        }
+        // Mount where the registry already holds the blob elsewhere.
+        let mounted = join_all(lacking.iter().map(|d| self.mount(d, blob))).await;
+        let lacking: Vec<&Dest> = lacking
+            .into_iter()
+            .zip(mounted)
+            .filter_map(|(d, m)| (!m).then_some(d))
+            .collect();
+        // One upload per registry; its other repositories mount from it afterwards.
+        let mut first: Vec<&Dest> = Vec::new();
+        let mut later: Vec<&Dest> = Vec::new();
+        for d in lacking {
+            if first.iter().any(|f| f.host == d.host) {
+                later.push(d);
+            } else {
+                first.push(d);
+            }
+        }
+        self.upload(first, blob).await;
+        let mounted = join_all(later.iter().map(|d| self.mount(d, blob))).await;
+        let rest: Vec<&Dest> = later
+            .into_iter()
+            .zip(mounted)
+            .filter_map(|(d, m)| (!m).then_some(d))
+            .collect();
+        self.upload(rest, blob).await;
+    }
+
+    /// Tries to mount the blob from repositories of the same registry known to hold it.
+    async fn mount(&self, d: &Dest, blob: &Blob) -> bool {
+        let digest = &blob.desc.digest;
+        for from in self
+            .locations
+            .candidates(digest, &d.host, &d.repo)
+            .into_iter()
+            .take(3)
+        {
+            match d.reg.mount(&d.repo, digest, &from).await {
+                Ok(Started::Mounted) => {
+                    let mut s = d.stats.lock().unwrap();
+                    s.mounted_bytes += blob.desc.size;
+                    s.blobs_mounted += 1;
+                    d.bar.inc(blob.desc.size);
+                    self.locations.record(digest, &d.host, &d.repo);
+                    return true;
+                }
+                // Not there any more, or not readable with these credentials: upload instead.
+                Ok(Started::Upload(up)) => up.cancel().await,
+                Err(_) => {}
+            }
+        }
+        false
+    }
+
+    /// Streams the blob to `dests`; sessions the registries lost are started again (reading
+    /// the source again for them only), twice at most.
+    async fn upload(&self, mut dests: Vec<&Dest>, blob: &Blob) {
+        let digest = &blob.desc.digest;
+        for pass in 0..3 {
+            if dests.is_empty() {
+                return;
+            }
+            let outcomes = match fanout::fan_out(
+                &self.source.reg,
+                &self.source.project,
+                &blob.desc,
+                &dests,
+                self.chunk,
+                &self.source_bytes,
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    for d in &dests {
+                        d.fail(format!(
+                            "reading {} ({}) from the depot registry: {e}",
+                            blob.label,
+                            short(digest)
+                        ));
+                    }
+                    return;
+                }
+            };
+            let mut again = Vec::new();
+            for (d, outcome) in dests.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        let mut s = d.stats.lock().unwrap();
+                        s.pushed_bytes += blob.desc.size;
+                        s.blobs_pushed += 1;
+                        self.locations.record(digest, &d.host, &d.repo);
+                    }
+                    Err(UploadError::Lost(why)) if pass < 2 => {
+                        d.progress.note(&format!(
+                            "{}: {} ({}): {why}; uploading it again",
+                            d.label,
+                            blob.label,
+                            short(digest)
+                        ));
+                        again.push(d);
+                    }
+                    Err(e) => d.fail(format!("{} ({}): {e}", blob.label, short(digest))),
+                }
+            }
+            dests = again;
+        }
+    }
+}
+
+/// Pushes the manifests of a destination whose blobs all landed: children, then the top one
+/// under every tag.
+async fn push_manifests(d: &Dest, graph: &Graph, started: Instant) {
+    if d.failed() {
+        return;
+    }
+    let result: Result<()> = async {
+        for m in graph.children.iter() {
+            put(d, &m.digest, m).await?;
+        }
+        for tag in &d.tags {
+            put(d, tag, &graph.top).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            *d.finished.lock().unwrap() = Some(started.elapsed().as_secs_f64());
+            d.bar.finish(&format!("pushed :{}", d.tags.join(", :")));
+        }
+        Err(e) => d.fail(format!("{e:#}")),
+    }
+}
+
+async fn put(d: &Dest, reference: &str, m: &Manifest) -> Result<()> {
+    let reported = d
+        .reg
+        .put_manifest(&d.repo, reference, &m.media_type, m.bytes.clone())
+        .await
+        .with_context(|| format!("manifest {} as {reference}", short(&m.digest)))?;
+    if let Some(r) = reported {
+        if r != m.digest {
+            bail!(
+                "{} stored manifest {} as {r}: digests would change",
+                d.host,
+                m.digest
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(
+    source: &Source,
+    graph: &Graph,
+    dests: &[Dest],
+    copy: &Copy<'_>,
+    started: Instant,
+    as_json: bool,
+    progress: &Progress,
+) -> Result<()> {
+    let read = copy.source_bytes.load(Ordering::Relaxed);
+    let failed: Vec<&Dest> = dests.iter().filter(|d| d.failed()).collect();
+    if as_json {
+        let rows: Vec<_> = dests
+            .iter()
+            .map(|d| {
+                let s = d.stats.lock().unwrap().clone();
+                json!({
+                    "destination": d.label,
+                    "tags": d.tags,
+                    "ok": !d.failed(),
+                    "error": *d.failure.lock().unwrap(),
+                    "seconds": *d.finished.lock().unwrap(),
+                    "stats": s,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "source": source.what,
+                "digest": graph.top.digest,
+                "image_bytes": graph.size(),
+                "source_bytes_read": read,
+                "seconds": started.elapsed().as_secs_f64(),
+                "destinations": rows,
+            }))?
+        );
+    } else {
+        for d in dests {
+            let s = d.stats.lock().unwrap().clone();
+            match &*d.failure.lock().unwrap() {
+                None => eprintln!(
+                    "ok     {}:{}  pushed {}, mounted {}, already there {}  in {:.1}s",
+                    d.label,
+                    d.tags.join(",:"),
+                    HumanBytes(s.pushed_bytes),
+                    HumanBytes(s.mounted_bytes),
+                    HumanBytes(s.skipped_bytes),
+                    d.finished.lock().unwrap().unwrap_or_default()
+                ),
+                Some(why) => eprintln!("FAILED {}: {why}", d.label),
+            }
+        }
+        progress.line(&format!(
+            "{} {} read from the depot registry once; {:.1}s",
+            source.what,
+            HumanBytes(read),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{} of {} destination(s) failed: {}",
+            failed.len(),
+            dests.len(),
+            failed
+                .iter()
+                .map(|d| d.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_name_their_registry() {
+        assert_eq!(
+            parse_dest("ghcr.io/acme/app:v1").unwrap(),
+            ("ghcr.io".into(), "acme/app".into(), "v1".into())
+        );
+        assert_eq!(
+            parse_dest("127.0.0.1:5000/app").unwrap(),
+            ("127.0.0.1:5000".into(), "app".into(), "latest".into())
+        );
+        assert_eq!(parse_dest("docker.io/acme/app:v1").unwrap().0, "docker.io");
+        assert!(parse_dest("app:v1").is_err());
+        assert!(parse_dest("acme/app:v1").is_err());
+        assert!(parse_dest("ghcr.io/acme/app@sha256:0123456789012345678901234567890123456789012345678901234567890123").is_err());
+    }
+}
