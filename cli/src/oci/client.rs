@@ -187,13 +187,17 @@ impl Registry {
                 rb = rb.body(body.clone());
             }
             let header = self.auth.lock().unwrap().header(&self.creds, &req.scopes);
+            let authorized = header.is_some();
             if let Some(h) = header {
                 rb = rb.header(AUTHORIZATION, h);
             }
             let resp = rb.send().await?;
             if resp.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
-                if self.answer_challenge(&resp, &req.scopes).await? {
+                if self
+                    .answer_challenge(&resp, &req.scopes, authorized)
+                    .await?
+                {
                     continue;
                 }
             }
@@ -232,8 +236,14 @@ impl Registry {
         }
     }
 
-    /// Learns from a `401`. Returns whether the request is worth sending again.
-    async fn answer_challenge(&self, resp: &Response, scopes: &[String]) -> Result<bool> {
+    /// Learns from a `401` to a request sent with (`authorized`) or without credentials.
+    /// Returns whether the request is worth sending again.
+    async fn answer_challenge(
+        &self,
+        resp: &Response,
+        scopes: &[String],
+        authorized: bool,
+    ) -> Result<bool> {
         let Some(challenge) = resp
             .headers()
             .get(WWW_AUTHENTICATE)
@@ -244,9 +254,10 @@ impl Registry {
         };
         match &challenge {
             Challenge::Basic => {
-                let first = self.auth.lock().unwrap().challenge.is_none();
                 self.auth.lock().unwrap().challenge = Some(Challenge::Basic);
-                Ok(first && !matches!(self.creds, Credentials::Anonymous))
+                // Credentials that were sent and refused are wrong; unsent ones are worth a try
+                // (parallel requests may have gone out before the first challenge was learned).
+                Ok(!authorized && !matches!(self.creds, Credentials::Anonymous))
             }
             Challenge::Bearer {
                 realm,

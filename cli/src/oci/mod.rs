@@ -36,7 +36,7 @@ pub struct Descriptor {
 /// What went wrong talking to a registry, with what the registry said.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    #[error("{}", http_message(.0))]
     Http(#[from] reqwest::Error),
     #[error("{method} {url}: {status} {message}")]
     Status {
@@ -63,13 +63,29 @@ impl Error {
     }
 }
 
+/// A transport error with its causes ("connection refused") and without URL queries.
+fn http_message(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), client::short_url(u.as_str()));
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Reads an error answer into an [`Error`], keeping the registry's OCI error message if it sent
 /// one (`{"errors": [{"code", "message"}]}`).
 pub(crate) async fn status_error(method: &str, resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
-    let url = resp.url().to_string();
+    // Without the query: upload `_state` tokens are long and say nothing to a user.
+    let url = client::short_url(resp.url().as_str()).to_owned();
     let body = resp.text().await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()

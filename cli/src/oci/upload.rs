@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, Response, StatusCode};
 
-use super::client::{scope, short_url, transient_error, transient_status, Registry, Req};
+use super::client::{scope, transient_error, transient_status, Registry, Req};
 use super::{status_error, Error};
 
 #[derive(Debug, thiserror::Error)]
@@ -245,7 +245,7 @@ impl<'a> Upload<'a> {
             || text.contains("BLOB_UPLOAD_INVALID")
             || status == StatusCode::RANGE_NOT_SATISFIABLE
         {
-            UploadError::Lost(format!("{} {}", short_url(&self.location), text))
+            UploadError::Lost(text)
         } else {
             UploadError::Failed(err)
         }

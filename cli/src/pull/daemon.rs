@@ -36,6 +36,9 @@ pub enum Transfer {
 pub struct Daemon {
     docker: Docker,
     pub platform: Platform,
+    /// What the daemon presents to the registry when it pulls.
+    pub creds: Option<DockerCredentials>,
+    pub transfer: Transfer,
 }
 
 /// `name:tag` split at the tag's colon (not a registry port's).
@@ -66,7 +69,12 @@ impl Daemon {
             architecture: v.arch.unwrap_or_else(|| Platform::host().architecture),
             variant: None,
         };
-        Ok(Daemon { docker, platform })
+        Ok(Daemon {
+            docker,
+            platform,
+            creds: None,
+            transfer: Transfer::Auto,
+        })
     }
 
     /// Puts `graph` (one platform) into the daemon under `name`; returns how it got there.
@@ -76,11 +84,10 @@ impl Daemon {
         graph: &Graph,
         name: &str,
         platform: Option<&Platform>,
-        creds: Option<DockerCredentials>,
-        transfer: Transfer,
         progress: &Progress,
     ) -> Result<&'static str> {
-        let how = match transfer {
+        let creds = self.creds.clone();
+        let how = match self.transfer {
             Transfer::Archive => {
                 self.stream_archive(source, graph, name, progress).await?;
                 "streamed as an archive"

@@ -220,12 +220,13 @@ async fn to_daemon(
     tags: &[Vec<String>],
     progress: &Progress,
 ) -> Result<()> {
-    let daemon = Daemon::connect().await?;
+    let mut daemon = Daemon::connect().await?;
     let platform = args
         .platform
         .clone()
         .unwrap_or_else(|| daemon.platform.clone());
-    let creds = daemon_credentials(ctx, api, source).await;
+    daemon.creds = daemon_credentials(ctx, api, source).await;
+    daemon.transfer = args.transfer;
     for (image, extra) in source.images.iter().zip(tags) {
         let what = about(source, image, Some(&platform));
         let graph = Graph::read(
@@ -240,15 +241,7 @@ async fn to_daemon(
         let pick =
             (!graph.children.is_empty() || graph.top.digest != image.digest).then_some(&platform);
         let how = daemon
-            .load(
-                source,
-                &graph,
-                &image.name,
-                pick,
-                creds.clone(),
-                args.transfer,
-                progress,
-            )
+            .load(source, &graph, &image.name, pick, progress)
             .await
             .with_context(|| what.clone())?;
         progress.line(&format!("{} ({}): {how}", image.name, graph.images[0].0));

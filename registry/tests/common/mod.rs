@@ -153,5 +153,8 @@ pub fn sha256(data: &[u8]) -> String {
 }
 
 pub fn random_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|_| rand::random::<u8>()).collect()
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
 }
