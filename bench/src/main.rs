@@ -4,6 +4,7 @@
 //!
 //! Not a test: nothing here asserts. `--smoke` runs everything at 1/10 size.
 
+mod promote;
 mod servers;
 mod workloads;
 
@@ -27,6 +28,12 @@ struct Cli {
     /// The depot-registry binary (a release build).
     #[arg(long, default_value = "target/release/depot-registry")]
     depot: PathBuf,
+    /// The depot CLI binary (a release build), for the promotion workload.
+    #[arg(long, default_value = "target/release/depot")]
+    cli: PathBuf,
+    /// Run only the promotion workload (`depot push` to 1 and 3 registries vs skopeo).
+    #[arg(long)]
+    promotion_only: bool,
     /// Run every workload at 1/10 of its size.
     #[arg(long)]
     smoke: bool,
@@ -335,6 +342,46 @@ async fn auth_cost(
     )
 }
 
+fn print_promotion(p: &promote::Promotion) {
+    println!(
+        "\nPromotion: a {} MiB, 5-layer image from depot to fresh distribution 2.8 registries",
+        p.image_bytes / MIB
+    );
+    println!("  depot push to 1 destination:   {:>7.2} s", p.one_secs);
+    println!(
+        "  depot push to 3 destinations:  {:>7.2} s  ({:.2}x the time of one; goal <= 1.3x)",
+        p.three_secs,
+        p.three_secs / p.one_secs
+    );
+    println!(
+        "  3 sequential skopeo copy runs: {:>7.2} s  (depot push to 3 takes {:.2}x of it; goal <= 0.5x)",
+        p.skopeo_three_secs,
+        p.three_secs / p.skopeo_three_secs
+    );
+    println!(
+        "  bytes our registry sent during the 3-destination push: {:.2}x the image ({} MiB; the CLI counted {} MiB read)",
+        p.source_bytes_sent as f64 / p.image_bytes as f64,
+        p.source_bytes_sent / MIB,
+        p.cli_bytes_read / MIB
+    );
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "  CPU during the 3-destination push: destinations {:.1} s, depot registry {:.1} s, CLI {:.1} s ({:.1} s of wall time on {} cores)",
+        p.cpu.0, p.cpu.1, p.cpu.2, p.three_secs, cores
+    );
+    let floor = (p.cpu.0 + p.cpu.1 + p.cpu.2) / cores as f64;
+    println!(
+        "  that CPU spread over every core takes {floor:.1} s: the 3-destination push ran at {:.0}% of this machine's floor",
+        100.0 * floor / p.three_secs
+    );
+    println!(
+        "  CLI peak memory during the 3-destination push: {} MiB",
+        p.cli_peak_rss / MIB
+    );
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -365,6 +412,11 @@ async fn main() -> anyhow::Result<()> {
         },
         std::thread::available_parallelism()?
     );
+    if cli.promotion_only {
+        let p = promote::measure(&cli.cli, &cli.depot, &work, &client, &pattern, sizes.big).await?;
+        print_promotion(&p);
+        return Ok(());
+    }
     let sha = sha256_ceiling(&pattern, sizes.big);
     let loopback = loopback_ceiling(&client, &pattern.blob(sizes.big)).await?;
     let disk = disk_ceiling(&pattern, &work, sizes.big)?;
@@ -387,6 +439,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let promotion =
+        promote::measure(&cli.cli, &cli.depot, &work, &client, &pattern, sizes.big).await?;
     let authed = Registry::depot_with_auth(&cli.depot, &work.join("depot-auth"))?;
     let with_auth = auth_cost(&authed, &work.join("depot-auth"), &pattern, &sizes).await?;
     drop(authed);
@@ -562,6 +616,8 @@ async fn main() -> anyhow::Result<()> {
         with_auth.p99_ms,
         with_auth.rps / ours.manifest_rps_small
     );
+
+    print_promotion(&promotion);
 
     let sha_mbps = sha / MIB as f64;
     println!("\nCeilings measured in this run");

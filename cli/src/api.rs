@@ -142,19 +142,17 @@ impl Api {
         project: &str,
         limit: u32,
         cursor: Option<&str>,
-    ) -> Result<(Vec<BuildSummary>, Option<String>)> {
+    ) -> Result<Option<(Vec<BuildSummary>, Option<String>)>> {
         let mut path = format!("/projects/{project}/builds?limit={limit}");
         if let Some(c) = cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: BuildPage = self
-            .call(reqwest::Method::GET, &path, None)
-            .await?
-            .ok_or_else(|| anyhow!("project {project} not found (or not visible to this token)"))?;
-        Ok((page.builds, page.next_cursor))
+        let page: Option<BuildPage> = self.call(reqwest::Method::GET, &path, None).await?;
+        Ok(page.map(|p| (p.builds, p.next_cursor)))
     }
 
-    /// The newest live build of `project` carrying save tag `tag`.
+    /// The newest live build of `project` carrying save tag `tag` (none either when the
+    /// repository is not a project: a registry without auth serves any repository).
     pub async fn build_with_save_tag(
         &self,
         project: &str,
@@ -162,7 +160,10 @@ impl Api {
     ) -> Result<Option<BuildSummary>> {
         let mut cursor = None;
         loop {
-            let (builds, next) = self.builds_page(project, 100, cursor.as_deref()).await?;
+            let Some((builds, next)) = self.builds_page(project, 100, cursor.as_deref()).await?
+            else {
+                return Ok(None);
+            };
             if let Some(b) = builds
                 .into_iter()
                 .find(|b| !b.expired && b.save_tags.iter().any(|t| t == tag))

@@ -58,7 +58,14 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
             let mut cursor: Option<String> = None;
             while (rows.len() as u32) < limit {
                 let want = (limit - rows.len() as u32).min(100);
-                let (page, next) = api.builds_page(project, want, cursor.as_deref()).await?;
+                let (page, next) = api
+                    .builds_page(project, want, cursor.as_deref())
+                    .await?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "project {project} not found (or not visible to this token)"
+                        )
+                    })?;
                 rows.extend(
                     page.into_iter()
                         .map(|b| serde_json::to_value(b).unwrap_or_default()),

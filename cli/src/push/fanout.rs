@@ -1,7 +1,7 @@
 //! One blob, read once from the source, streamed to every destination that lacks it.
 //!
 //! The reader cuts the blob into windows of `chunk` bytes; each window is a shared `Bytes`
-//! sent to every destination's uploader through a channel of depth 2. Memory is bounded by a
+//! sent to every destination's uploader through a channel of depth 1. Memory is bounded by a
 //! few windows whatever the blob size or the number of destinations, and the slowest
 //! destination paces the read. A destination that fails drops out; the others go on.
 
@@ -41,7 +41,9 @@ pub async fn fan_out(
     for (dest, session) in dests.iter().zip(sessions) {
         match session {
             Ok(up) => {
-                let (tx, rx) = mpsc::channel(2);
+                // Depth 1: with the window being read, the one queued, the one held back and the
+                // one being sent, at most four windows of a blob are in memory.
+                let (tx, rx) = mpsc::channel(1);
                 senders.push(Some(tx));
                 uploads.push(Either::Left(upload(up, rx, desc, dest)));
             }
