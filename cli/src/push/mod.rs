@@ -72,8 +72,8 @@ pub struct Args {
     /// Blobs copied at once
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub parallel: u16,
-    /// Size of the chunks uploads are sent in, in MiB (memory stays within about
-    /// 4 × chunk × --parallel; smaller chunks cost registries more requests)
+    /// Size of the chunks uploads are sent in, in MiB (memory grows with chunk × --parallel;
+    /// smaller chunks cost registries more requests)
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub chunk_mib: u16,
     /// Attempts per request before a destination is given up (backoff 0.5 s doubling to 8 s)
