@@ -72,21 +72,27 @@ fn promotes_to_many_registries_at_once() {
     let admin2 = depot2.admin_token();
     let path = docker_config(&f, &basic.host(), &depot2.host(), &admin2);
     let insecure = format!("{},{},{}", open.host(), basic.host(), depot2.host());
+    // `depot push --json` of the build to `dests`, which must succeed; its summary.
+    let push = |dests: &[String]| -> Value {
+        let mut cmd = f.depot();
+        cmd.env("PATH", &path)
+            .env("DEPOT_INSECURE_REGISTRIES", &insecure)
+            .args(["push", "--json"]);
+        for d in dests {
+            cmd.args(["-t", d]);
+        }
+        summary(&ok(cmd.arg(&multi)).0)
+    };
 
-    let (stdout, stderr) = ok(f
-        .depot()
-        .env("PATH", &path)
-        .env("DEPOT_INSECURE_REGISTRIES", &insecure)
-        .args(["push", "--json"])
-        .args(["-t", &format!("{}/one/app:v1", open.host())])
-        .args(["-t", &format!("{}/one/app:latest", open.host())])
-        .args(["-t", &format!("{}/two/app:v1", open.host())])
-        .args(["-t", &format!("{}/team/app:v1", basic.host())])
-        .args(["-t", &format!("{}/promoted:v1", depot2.host())])
-        .arg(&multi));
-    let s = summary(&stdout);
+    let s = push(&[
+        format!("{}/one/app:v1", open.host()),
+        format!("{}/one/app:latest", open.host()),
+        format!("{}/two/app:v1", open.host()),
+        format!("{}/team/app:v1", basic.host()),
+        format!("{}/promoted:v1", depot2.host()),
+    ]);
     // Each source blob was read once, however many destinations took it.
-    assert_eq!(s["source_bytes_read"], s["image_bytes"], "{s}\n{stderr}");
+    assert_eq!(s["source_bytes_read"], s["image_bytes"], "{s}");
     assert_eq!(s["digest"], index);
     // One registry, two repositories: one upload, one mount.
     let two = dest(&s, &format!("{}/two/app", open.host()));
@@ -126,18 +132,7 @@ fn promotes_to_many_registries_at_once() {
     ]);
 
     // Again: everything is already there; nothing is read from the source.
-    let (stdout, _) = ok(f
-        .depot()
-        .env("PATH", &path)
-        .env("DEPOT_INSECURE_REGISTRIES", &insecure)
-        .args([
-            "push",
-            "--json",
-            "-t",
-            &format!("{}/team/app:v2", basic.host()),
-            &multi,
-        ]));
-    let s = summary(&stdout);
+    let s = push(&[format!("{}/team/app:v2", basic.host())]);
     assert_eq!(s["source_bytes_read"], 0, "{s}");
     assert_eq!(
         dest(&s, &format!("{}/team/app", basic.host()))["stats"]["blobs_pushed"],
@@ -146,18 +141,7 @@ fn promotes_to_many_registries_at_once() {
 
     // A new repository of a registry that received the blobs before: mounted, from what the
     // CLI remembers of the last push.
-    let (stdout, _) = ok(f
-        .depot()
-        .env("PATH", &path)
-        .env("DEPOT_INSECURE_REGISTRIES", &insecure)
-        .args([
-            "push",
-            "--json",
-            "-t",
-            &format!("{}/three/app:v1", open.host()),
-            &multi,
-        ]));
-    let s = summary(&stdout);
+    let s = push(&[format!("{}/three/app:v1", open.host())]);
     let three = dest(&s, &format!("{}/three/app", open.host()));
     assert_eq!(three["stats"]["blobs_pushed"], 0, "{three}");
     assert_eq!(s["source_bytes_read"], 0, "{s}");

@@ -212,28 +212,18 @@ fn basic(user: &str, pass: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
 }
 
-/// Parses `k="v",k2="v2"` challenge parameters.
+/// Parses `k="v",k2="v2"` challenge parameters (keys lowercased; unparsable input gives none).
 fn parse_params(s: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut rest = s.trim();
-    while let Some((key, after)) = rest.split_once('=') {
-        let key = key.trim().trim_start_matches(',').trim().to_owned();
-        let after = after.trim_start();
-        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (&quoted[..end], &quoted[end + 1..]),
-                None => (quoted, ""),
-            }
-        } else {
-            match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
-            }
-        };
-        out.insert(key, value.to_owned());
-        rest = next.trim_start_matches(',').trim();
-    }
-    out
+    http_auth::parse_challenges(&format!("Bearer {s}"))
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| {
+            c.params
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_unescaped()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn base64(input: &[u8]) -> String {

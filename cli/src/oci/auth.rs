@@ -58,51 +58,33 @@ pub(crate) enum Challenge {
 }
 
 impl Challenge {
+    /// The challenge to answer in a `WWW-Authenticate` value (which may offer several):
+    /// Bearer with a realm if offered, else Basic.
     pub fn parse(header: &str) -> Option<Challenge> {
-        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
-        if scheme.eq_ignore_ascii_case("basic") {
-            return Some(Challenge::Basic);
-        }
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let params = parse_params(rest);
-        Some(Challenge::Bearer {
-            realm: params.get("realm")?.clone(),
-            service: params.get("service").cloned(),
-            scope: params.get("scope").cloned(),
+        let offered = http_auth::parse_challenges(header).ok()?;
+        let param = |c: &http_auth::ChallengeRef<'_>, name: &str| {
+            c.params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_unescaped())
+        };
+        let bearer = offered.iter().find_map(|c| {
+            if !c.scheme.eq_ignore_ascii_case("bearer") {
+                return None;
+            }
+            Some(Challenge::Bearer {
+                realm: param(c, "realm")?,
+                service: param(c, "service"),
+                scope: param(c, "scope"),
+            })
+        });
+        bearer.or_else(|| {
+            offered
+                .iter()
+                .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
+                .then_some(Challenge::Basic)
         })
     }
-}
-
-/// `key="value",key2="value, with comma",key3=bare` into a map.
-fn parse_params(s: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut rest = s.trim();
-    while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else {
-            break;
-        };
-        let key = key
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
-        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (&quoted[..end], &quoted[end + 1..]),
-                None => (quoted, ""),
-            }
-        } else {
-            match after.find(',') {
-                Some(end) => (&after[..end], &after[end..]),
-                None => (after, ""),
-            }
-        };
-        out.insert(key, value.to_owned());
-        rest = after.trim_start_matches(',').trim();
-    }
-    out
 }
 
 /// Tokens and the learned scheme of one registry.
