@@ -207,6 +207,43 @@ fn promotes_to_many_registries_at_once() {
     assert!(err.contains("name the registry"), "{err}");
 }
 
+#[test]
+fn busy_registries_are_waited_for_as_they_ask() {
+    let f = Fixture::new();
+    let (multi, index) = f.multi();
+    let upstream = Distribution::start(&f.dir.path().join("busy"), None);
+    let proxy = common::FaultProxy::start(
+        &upstream.host(),
+        vec![
+            ("HEAD", "/blobs/", 503),
+            ("POST", "/blobs/uploads/", 429),
+            ("PUT", "/blobs/uploads/", 429),
+            ("PUT", "/manifests/", 503),
+        ],
+    );
+    let (_, stderr) = ok(f
+        .depot()
+        .env("DEPOT_INSECURE_REGISTRIES", &proxy.host)
+        .args(["push", "-t", &format!("{}/app:v1", proxy.host), &multi]));
+    // Each setback was said, and waited for as long as `Retry-After` asked.
+    assert!(
+        stderr.contains("answered 503 Service Unavailable; retrying in 1.0s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("answered 429 Too Many Requests; retrying in 1.0s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("answered 429 Too Many Requests; asking where it stands in 1.0s"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sha256(&remote_manifest(&upstream.host(), "app:v1", None)),
+        index
+    );
+}
+
 /// Bytes of upload data a distribution registry holds for `repo` right now.
 fn upload_bytes(root: &Path, repo: &str) -> u64 {
     let dir = root.join(format!("docker/registry/v2/repositories/{repo}/_uploads"));

@@ -51,7 +51,7 @@ pub(crate) fn transient_error(e: &reqwest::Error) -> bool {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as "soon").
-fn retry_after(resp: &Response) -> Option<Duration> {
+pub(crate) fn retry_after(resp: &Response) -> Option<Duration> {
     let v = resp.headers().get(RETRY_AFTER)?.to_str().ok()?;
     Some(Duration::from_secs(
         v.trim().parse::<u64>().unwrap_or(1).min(60),

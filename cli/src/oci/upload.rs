@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, Response, StatusCode};
 
-use super::client::{scope, transient_error, transient_status, Registry, Req};
+use super::client::{retry_after, scope, transient_error, transient_status, Registry, Req};
 use super::{status_error, Error};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,18 @@ pub struct Upload<'a> {
     location: String,
     /// Bytes the registry holds.
     offset: u64,
+}
+
+/// How an upload request went.
+enum Answer {
+    Done(Response),
+    Retry(Setback),
+}
+
+/// A failure worth retrying: why, and how long the registry asked us to wait (`Retry-After`).
+struct Setback {
+    why: String,
+    wait: Option<std::time::Duration>,
 }
 
 /// What starting an upload with a mount attempt gave.
@@ -134,21 +146,16 @@ impl<'a> Upload<'a> {
                 )
                 .body(part.clone());
             let outcome = self.reg.send_once(&req).await;
-            let why = match outcome {
-                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+            match self.answer("PATCH", outcome, StatusCode::ACCEPTED).await? {
+                Answer::Done(resp) => {
                     self.location = location_of(self.reg, &resp)?;
                     self.offset = held(&resp).unwrap_or(self.offset + part.len() as u64);
-                    continue;
                 }
-                Ok(resp) if transient_status(resp.status()) => {
-                    format!("answered {}", resp.status())
+                Answer::Retry(setback) => {
+                    failures += 1;
+                    self.recover(&mut failures, setback).await?;
                 }
-                Ok(resp) => return Err(self.refused("PATCH", resp).await),
-                Err(Error::Http(e)) if transient_error(&e) => e.to_string(),
-                Err(e) => return Err(e.into()),
-            };
-            failures += 1;
-            self.recover(&mut failures, why).await?;
+            }
         }
         Ok(())
     }
@@ -180,26 +187,46 @@ impl<'a> Upload<'a> {
                     &format!("{}-{}", self.offset, self.offset + part.len() as u64 - 1),
                 );
             }
-            let why = match self.reg.send_once(&req).await {
-                Ok(resp) if resp.status() == StatusCode::CREATED => return Ok(()),
-                Ok(resp) if transient_status(resp.status()) => {
-                    format!("answered {}", resp.status())
-                }
-                Ok(resp) => return Err(self.refused("PUT", resp).await),
-                Err(Error::Http(e)) if transient_error(&e) => e.to_string(),
-                Err(e) => return Err(e.into()),
+            let outcome = self.reg.send_once(&req).await;
+            let Answer::Retry(setback) = self.answer("PUT", outcome, StatusCode::CREATED).await?
+            else {
+                return Ok(());
             };
             failures += 1;
             // The PUT may have landed before the connection broke.
             if let Ok(true) = self.reg.blob_exists(&self.repo, digest).await {
                 return Ok(());
             }
-            self.recover(&mut failures, why).await?;
+            self.recover(&mut failures, setback).await?;
         }
     }
 
-    /// After a failed request: waits, then asks the registry where the upload stands.
-    async fn recover(&mut self, failures: &mut u32, why: String) -> Result<(), UploadError> {
+    /// Sorts an answer: the expected success, a setback worth retrying, or a refusal.
+    async fn answer(
+        &self,
+        method: &str,
+        outcome: Result<Response, Error>,
+        ok: StatusCode,
+    ) -> Result<Answer, UploadError> {
+        match outcome {
+            Ok(resp) if resp.status() == ok => Ok(Answer::Done(resp)),
+            Ok(resp) if transient_status(resp.status()) => Ok(Answer::Retry(Setback {
+                why: format!("answered {}", resp.status()),
+                wait: retry_after(&resp),
+            })),
+            Ok(resp) => Err(self.refused(method, resp).await),
+            Err(Error::Http(e)) if transient_error(&e) => Ok(Answer::Retry(Setback {
+                why: Error::Http(e).to_string(),
+                wait: None,
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a setback: waits (as the registry asked, else with backoff), then asks the
+    /// registry where the upload stands.
+    async fn recover(&mut self, failures: &mut u32, setback: Setback) -> Result<(), UploadError> {
+        let Setback { why, mut wait } = setback;
         loop {
             if *failures >= self.reg.retry.attempts {
                 return Err(UploadError::Failed(Error::other(format!(
@@ -207,7 +234,9 @@ impl<'a> Upload<'a> {
                     self.reg.host, self.repo
                 ))));
             }
-            let wait = self.reg.retry.delay(*failures - 1);
+            let wait = wait
+                .take()
+                .unwrap_or_else(|| self.reg.retry.delay(*failures - 1));
             self.reg.note_retry(format!(
                 "upload to {}/{}: {why}; asking where it stands in {:.1}s",
                 self.reg.host,
