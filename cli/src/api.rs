@@ -37,6 +37,37 @@ pub struct BuildImage {
     /// `<registry host>/<project>:<tag>`.
     pub name: String,
     pub digest: String,
+    #[serde(default)]
+    pub media_type: String,
+}
+
+/// A build just created: what builders need to push into it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreatedBuild {
+    pub id: String,
+    /// `<registry host>/<project>:<build-id>`.
+    pub image: String,
+    /// `None` against a registry started with `--no-auth`.
+    #[serde(default)]
+    pub push_token: Option<String>,
+}
+
+/// What `POST /projects/<p>/builds` is asked for.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct NewBuild {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<NewTarget>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub save_tags: Vec<String>,
+}
+
+/// A bake target of a new build, with the platforms it will push.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewTarget {
+    pub name: String,
+    pub platforms: Vec<String>,
 }
 
 /// A row of `GET /api/v1/projects/<p>/builds`.
@@ -175,6 +206,52 @@ impl Api {
                 None => return Ok(None),
             }
         }
+    }
+
+    pub async fn create_build(&self, project: &str, spec: &NewBuild) -> Result<CreatedBuild> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/projects/{project}/builds"),
+            Some(serde_json::to_value(spec)?),
+        )
+        .await?
+        .ok_or_else(|| anyhow!("project {project} not found (or this token cannot see it)"))
+    }
+
+    /// Saves the build with what has arrived (a no-op for a build already saved).
+    pub async fn finalize_build(&self, id: &str) -> Result<Build> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/builds/{id}/finalize"),
+            None,
+        )
+        .await?
+        .ok_or_else(|| anyhow!("build {id} not found"))
+    }
+
+    /// Marks the build failed, saying why and (when one failed) which target and platform.
+    pub async fn fail_build(
+        &self,
+        id: &str,
+        reason: &str,
+        target: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<()> {
+        let mut body = json!({ "reason": reason });
+        if let Some(t) = target.filter(|t| !t.is_empty()) {
+            body["target"] = json!(t);
+        }
+        if let Some(p) = platform {
+            body["platform"] = json!(p);
+        }
+        let _: Option<Value> = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/builds/{id}/fail"),
+                Some(body),
+            )
+            .await?;
+        Ok(())
     }
 
     /// A pull token for a build, or (`build` = `None`) for the whole project.

@@ -93,7 +93,7 @@ pub struct Context {
     /// Base URL of the depot registry, without a trailing slash.
     pub registry: String,
     pub token: Option<String>,
-    project: Option<String>,
+    pub(crate) project: Option<String>,
 }
 
 impl Context {

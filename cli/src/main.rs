@@ -2,6 +2,7 @@
 //! registries in parallel, and manage the login, pull tokens and listings around that.
 
 mod api;
+mod build;
 mod config;
 mod image;
 mod list;
@@ -23,9 +24,10 @@ use config::Context;
 #[command(
     name = "depot",
     version,
-    about = "Pull and promote container builds saved in a depot registry",
+    about = "Build container images into a depot registry, pull them by build ID, promote them",
     after_help = "Examples:
   echo \"$DEPOT_TOKEN\" | depot login --registry https://registry.example.com --token-stdin
+  depot build --save --platform linux/amd64,linux/arm64 .
   depot pull q8wm3k0z7c2f4n1x
   depot push -t ghcr.io/acme/app:v1 -t docker.io/acme/app:v1 q8wm3k0z7c2f4n1x
   depot list builds --project k3j9x2m1pq"
@@ -72,6 +74,10 @@ The token is checked against the registry, then saved (mode 0600) in
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Build an image (with --save: into the depot registry, under a new build ID)
+    Build(build::BuildArgs),
+    /// Build the targets of a bake or Compose file (with --save: all into one build)
+    Bake(build::BakeArgs),
     /// List projects or builds
     List(list::Args),
     /// Pull a build into the local Docker daemon, or write it to disk
@@ -159,6 +165,8 @@ async fn run(cli: Cli) -> Result<()> {
                     eprintln!("user x-token, expires {}", t.expires_at);
                     Ok(())
                 }
+                Command::Build(args) => build::run_build(&ctx, &http, args).await,
+                Command::Bake(args) => build::run_bake(&ctx, &http, args).await,
                 Command::List(args) => list::run(&ctx, &http, args).await,
                 Command::Pull(args) => pull::run(&ctx, &http, args).await,
                 Command::Push(args) => push::run(&ctx, &http, args).await,
@@ -170,6 +178,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Run as `docker-credential-depot-build` by buildx during `depot build --builder buildx`.
+    if let Some(code) = build::credhelper::serve_if_invoked() {
+        return code;
+    }
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

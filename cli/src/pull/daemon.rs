@@ -182,35 +182,44 @@ impl Daemon {
             drop(writer);
             r
         };
-        let load = async {
-            let mut answers = self.docker.import_image_stream(
-                ImportImageOptions {
-                    quiet: true,
-                    ..Default::default()
-                },
-                ReaderStream::new(reader),
-                None,
-            );
-            let mut failure = None;
-            while let Some(a) = answers.next().await {
-                match a {
-                    Ok(info) => {
-                        if let Some(m) = info.error_detail.and_then(|e| e.message) {
-                            failure = Some(m);
-                        }
-                    }
-                    Err(e) => failure = Some(e.to_string()),
-                }
-            }
-            failure
-        };
-        let (written, failure) = futures::join!(write, load);
+        let (written, loaded) = futures::join!(write, self.import(reader));
         // The writer's error explains a daemon's complaint about a truncated archive.
         written?;
-        if let Some(f) = failure {
-            bail!("the daemon refused the image archive: {f}");
+        loaded
+    }
+
+    /// Sends a `docker save` archive file to `POST /images/load`.
+    pub async fn load_archive_file(&self, path: &std::path::Path) -> Result<()> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        self.import(file).await
+    }
+
+    async fn import(&self, archive: impl tokio::io::AsyncRead + Send + 'static) -> Result<()> {
+        let mut answers = self.docker.import_image_stream(
+            ImportImageOptions {
+                quiet: true,
+                ..Default::default()
+            },
+            ReaderStream::new(archive),
+            None,
+        );
+        let mut failure = None;
+        while let Some(a) = answers.next().await {
+            match a {
+                Ok(info) => {
+                    if let Some(m) = info.error_detail.and_then(|e| e.message) {
+                        failure = Some(m);
+                    }
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
         }
-        Ok(())
+        match failure {
+            Some(f) => bail!("the daemon refused the image archive: {f}"),
+            None => Ok(()),
+        }
     }
 
     /// Checks that `name` in the daemon is the image we meant (its ID is its config digest).

@@ -16,8 +16,8 @@ use crate::image::Graph;
 use crate::oci::manifest::Platform;
 use crate::progress::Progress;
 use crate::source::{self, Source, SourceImage};
-pub use daemon::Transfer;
-use daemon::{split_tag, Daemon};
+use daemon::split_tag;
+pub use daemon::{Daemon, Transfer};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -53,6 +53,24 @@ pub struct Args {
     /// The build ID, or a save tag of the project
     #[arg(value_name = "BUILD_ID|SAVE_TAG")]
     pub build: String,
+}
+
+impl Args {
+    /// A pull of `build` into the daemon, every other option at its default (what
+    /// `depot build --save --load` does). Parsed, so the defaults live in one place.
+    pub fn of(build: &str, quiet: bool) -> Result<Args> {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut argv: Vec<&str> = vec!["pull"];
+        if quiet {
+            argv.push("--quiet");
+        }
+        argv.extend(["--", build]);
+        Ok(<Cmd as clap::Parser>::try_parse_from(argv)?.args)
+    }
 }
 
 #[derive(Debug, Clone)]

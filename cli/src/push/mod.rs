@@ -84,6 +84,26 @@ pub struct Args {
     pub build: String,
 }
 
+impl Args {
+    /// A push of `build` (one `target` of a bake build) to `tags`, every other option at its
+    /// default (what `depot build --save --push` does). Parsed, so the defaults live in one place.
+    pub fn to(tags: &[String], target: Option<&str>, build: &str, quiet: bool) -> Result<Args> {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut argv: Vec<String> = vec!["push".into()];
+        argv.extend(tags.iter().map(|t| format!("--tag={t}")));
+        argv.extend(target.map(|t| format!("--target={t}")));
+        if quiet {
+            argv.push("--quiet".into());
+        }
+        argv.extend(["--".into(), build.to_owned()]);
+        Ok(<Cmd as clap::Parser>::try_parse_from(argv)?.args)
+    }
+}
+
 /// One destination repository (several `-t` of one repository share it).
 pub struct Dest {
     pub reg: Arc<Registry>,
@@ -123,7 +143,7 @@ impl Dest {
 }
 
 /// Parses a destination; a missing tag means `latest`, a digest is refused.
-fn parse_dest(s: &str) -> Result<(String, String, String)> {
+pub fn parse_dest(s: &str) -> Result<(String, String, String)> {
     let r: oci_spec::distribution::Reference = s
         .parse()
         .map_err(|e| anyhow!("-t {s}: not an image reference ({e})"))?;

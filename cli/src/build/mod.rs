@@ -1,0 +1,221 @@
+//! `depot build` and `depot bake`: run a builder (buildah, or `docker buildx`) over a context
+//! and, with `--save`, push its output straight into the depot registry under a fresh build ID.
+//!
+//! Both commands reduce to a list of [`Target`]s (one for `build`, one per bake target); what
+//! happens to the images is the same for both: [`save`] (into a build, one builder per platform,
+//! the registry writing the index), or [`local`] (the usual `--push`/`--load`, or nothing).
+
+mod bake;
+mod builder;
+pub mod credhelper;
+mod local;
+mod runner;
+mod save;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::config::Context;
+use crate::oci::manifest::Platform;
+pub use builder::Kind as BuilderKind;
+
+/// One image to build: a Dockerfile in a context, for one or more platforms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The bake target's name; empty for `depot build`.
+    pub name: String,
+    pub context: PathBuf,
+    /// `None`: the builder's default (`Containerfile` or `Dockerfile` in the context).
+    pub dockerfile: Option<PathBuf>,
+    /// The Dockerfile stage to build (`--target`).
+    pub stage: Option<String>,
+    pub args: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
+    /// Names for `--push`/`--load` (`-t`).
+    pub tags: Vec<String>,
+    /// Empty: the builder's own platform.
+    pub platforms: Vec<Platform>,
+    pub no_cache: bool,
+}
+
+impl Target {
+    /// How the target is named in messages: `web`, or `the build`.
+    fn what(&self) -> String {
+        if self.name.is_empty() {
+            "the build".to_owned()
+        } else {
+            format!("target {}", self.name)
+        }
+    }
+}
+
+/// Where the images go, shared by `build` and `bake`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Outputs {
+    /// Save the image in the depot registry under a new build ID
+    #[arg(long)]
+    pub save: bool,
+    /// Also point this save tag at the build (repeat; with --save)
+    #[arg(long = "save-tag", value_name = "TAG", requires = "save")]
+    pub save_tags: Vec<String>,
+    /// Push the image to its -t names (with --save: copied from the saved build)
+    #[arg(long)]
+    pub push: bool,
+    /// Load the image into the Docker daemon at DOCKER_HOST (with --save: pulled from the saved build)
+    #[arg(long)]
+    pub load: bool,
+    /// Write the build ID, image names and digests as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// The builder to run [default: buildah when installed, else docker buildx]
+    #[arg(long, value_enum)]
+    pub builder: Option<BuilderKind>,
+    /// Show builder output only when it fails
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  depot build --save .
+  depot build --save --platform linux/amd64,linux/arm64 --save-tag latest .
+  depot build --save --metadata-file build.json -f docker/Containerfile --build-arg VERSION=1.2 .
+  depot build --save --push -t ghcr.io/acme/app:v1 .
+  depot build --load -t app:dev .
+
+With --save the build ID is printed on stdout (BUILD_ID=$(depot build --save -q .)), followed on
+stderr by the commands that pull and promote it. Each platform is built by its own builder, at
+the same time, and pushed to the registry, which assembles the multi-platform index.")]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub outputs: Outputs,
+    /// Name and tag for --push/--load (repeat)
+    #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
+    pub tags: Vec<String>,
+    /// Target platforms, comma-separated or repeated (e.g. linux/amd64,linux/arm64)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_delimiter = ',')]
+    pub platform: Vec<Platform>,
+    /// The Dockerfile (default: Containerfile or Dockerfile in the context)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable (repeat)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub build_args: Vec<(String, String)>,
+    /// A label on the image (repeat)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub labels: Vec<(String, String)>,
+    /// The Dockerfile stage to build
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Do not use cached layers
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The build context (a directory)
+    pub context: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  depot bake --save
+  depot bake --save -f docker-bake.hcl api web
+  depot bake --save --save-tag latest --metadata-file bake.json
+  depot bake --save -f compose.yaml
+
+Files (default: those present of compose.yaml, compose.yml, docker-compose.yml,
+docker-compose.yaml, docker-bake.json, docker-bake.override.json, docker-bake.hcl,
+docker-bake.override.hcl, read in that order, later ones overriding earlier ones):
+HCL and JSON bake files (variable, group, target blocks; target attributes context, dockerfile,
+tags, platforms, args, labels, target, no-cache, inherits; the matrix block; ${VAR} templates),
+and Compose files (services with a build section). Without TARGET the group \"default\" is built,
+else every target. With --save every target is saved in one build, as <build-id>-<target>.")]
+pub struct BakeArgs {
+    #[command(flatten)]
+    pub outputs: Outputs,
+    /// A bake file (repeat; default: the standard names in this directory)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Targets or groups to build
+    pub targets: Vec<String>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+pub async fn run_build(ctx: &Context, http: &reqwest::Client, args: BuildArgs) -> Result<()> {
+    if !args.context.is_dir() {
+        bail!(
+            "build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let target = Target {
+        name: String::new(),
+        context: args.context,
+        dockerfile: args.file,
+        stage: args.target,
+        args: args.build_args,
+        labels: args.labels,
+        tags: args.tags,
+        platforms: dedup(args.platform),
+        no_cache: args.no_cache,
+    };
+    execute(ctx, http, vec![target], &args.outputs).await
+}
+
+pub async fn run_bake(ctx: &Context, http: &reqwest::Client, args: BakeArgs) -> Result<()> {
+    let cwd = std::env::current_dir()?;
+    let targets = bake::load(&cwd, &args.files, &args.targets)?;
+    execute(ctx, http, targets, &args.outputs).await
+}
+
+async fn execute(
+    ctx: &Context,
+    http: &reqwest::Client,
+    targets: Vec<Target>,
+    outputs: &Outputs,
+) -> Result<()> {
+    let builder = builder::Builder::choose(outputs.builder)?;
+    eprintln!("Building with {}", builder.describe());
+    if outputs.save {
+        save::run(ctx, http, &builder, &targets, outputs).await
+    } else {
+        local::run(&builder, &targets, outputs).await
+    }
+}
+
+fn dedup(platforms: Vec<Platform>) -> Vec<Platform> {
+    let mut out: Vec<Platform> = Vec::new();
+    for p in platforms {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_args_are_key_value_pairs() {
+        assert_eq!(key_value("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(key_value("A="), Ok(("A".into(), "".into())));
+        assert!(key_value("=x").is_err());
+        assert!(key_value("A").is_err());
+    }
+
+    #[test]
+    fn platforms_are_deduplicated_in_order() {
+        let p = |s: &str| s.parse::<Platform>().unwrap();
+        assert_eq!(
+            dedup(vec![p("linux/arm64"), p("linux/amd64"), p("linux/arm64")]),
+            vec![p("linux/arm64"), p("linux/amd64")]
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! `--save`: build straight into the depot registry under a new build ID.
+//!
+//! The build is created through the API (its push token is handed to the builders); every
+//! target × platform is built by its own builder process, all at once, each pushing its
+//! single-platform image to `<build-id>[-<target>][-<os>-<arch>]`; the registry writes the
+//! index once every platform has arrived and marks the build saved. The first failure cancels
+//! the other builders and marks the build failed, naming the target and platform; so does
+//! Ctrl-C. Then `--push`/`--load` work from the saved build (`depot push`, `depot pull`).
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures::future::try_join_all;
+use serde_json::{json, Map, Value};
+
+use super::builder::{Auth, Builder, Dest};
+use super::{Outputs, Target};
+use crate::api::{Api, Build, CreatedBuild, NewBuild, NewTarget};
+use crate::config::Context;
+use crate::oci::manifest::Platform;
+use crate::{pull, push};
+
+/// One builder process: a target on one platform (or the builder's own).
+struct Job<'a> {
+    target: &'a Target,
+    platform: Option<&'a Platform>,
+    /// The tag it pushes to.
+    tag: String,
+    label: String,
+}
+
+/// Failure of one job, for the build's failure record.
+struct JobError {
+    target: String,
+    platform: Option<String>,
+    label: String,
+    error: anyhow::Error,
+}
+
+pub async fn run(
+    ctx: &Context,
+    http: &reqwest::Client,
+    builder: &Builder,
+    targets: &[Target],
+    outputs: &Outputs,
+) -> Result<()> {
+    if outputs.push {
+        // Before building: a destination `depot push` would refuse fails the command now.
+        for t in targets {
+            if t.tags.is_empty() {
+                bail!("--push: {} has no -t names to push to", t.what());
+            }
+            for tag in &t.tags {
+                push::parse_dest(tag)?;
+            }
+        }
+    }
+    let api = Api::new(http.clone(), ctx);
+    let project = ctx.project()?.to_owned();
+    let bake = targets.iter().any(|t| !t.name.is_empty());
+    let spec = NewBuild {
+        platforms: if bake {
+            Vec::new()
+        } else {
+            targets[0]
+                .platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        },
+        targets: if bake {
+            targets
+                .iter()
+                .map(|t| NewTarget {
+                    name: t.name.clone(),
+                    platforms: t.platforms.iter().map(ToString::to_string).collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        save_tags: outputs.save_tags.clone(),
+    };
+    let created = api
+        .create_build(&project, &spec)
+        .await
+        .context("creating the build")?;
+    eprintln!("Build {} created in project {project}", created.id);
+    let jobs = jobs(&created, targets);
+    let dests = jobs
+        .iter()
+        .map(|job| dest_for(ctx, &created, &job.tag))
+        .collect::<Result<Vec<Dest>>>()?;
+
+    let all = try_join_all(jobs.iter().zip(&dests).map(|(job, dest)| async move {
+        builder
+            .build_and_push(job.target, job.platform, dest, &job.label, outputs.quiet)
+            .await
+            .map_err(|error| JobError {
+                target: job.target.name.clone(),
+                platform: job.platform.map(ToString::to_string),
+                label: job.label.clone(),
+                error,
+            })
+    }));
+    let outcome = tokio::select! {
+        r = all => r,
+        _ = tokio::signal::ctrl_c() => Err(JobError {
+            target: String::new(),
+            platform: None,
+            label: "interrupted".into(),
+            error: anyhow!("interrupted"),
+        }),
+    };
+    if let Err(failed) = outcome {
+        // Dropping the other builds killed their processes (kill_on_drop).
+        let reason = format!("{:#}", failed.error);
+        let short = reason.lines().next().unwrap_or("failed").to_owned();
+        if let Err(e) = api
+            .fail_build(
+                &created.id,
+                &short,
+                Some(&failed.target),
+                failed.platform.as_deref(),
+            )
+            .await
+        {
+            eprintln!("warning: could not mark build {} failed: {e:#}", created.id);
+        }
+        bail!("build {} failed: [{}] {reason}", created.id, failed.label);
+    }
+
+    let mut build = api
+        .build(&created.id)
+        .await?
+        .ok_or_else(|| anyhow!("build {} vanished", created.id))?;
+    if build.state == "building" {
+        // Every builder pushed, so this only happens when a platform's image could not be
+        // told apart; finalizing saves what arrived.
+        build = api.finalize_build(&created.id).await?;
+    }
+    if build.state != "saved" {
+        bail!(
+            "build {} is {}: {}",
+            build.id,
+            build.state,
+            build.failure.as_deref().unwrap_or("no reason given")
+        );
+    }
+    println!("{}", build.id);
+    report(ctx, &build, &outputs.save_tags);
+    if let Some(file) = &outputs.metadata_file {
+        write_metadata(file, &build, targets)?;
+    }
+    follow_on(ctx, http, &build, targets, outputs).await
+}
+
+/// The builder processes of a build: one per target and platform.
+fn jobs<'a>(created: &CreatedBuild, targets: &'a [Target]) -> Vec<Job<'a>> {
+    let mut jobs = Vec::new();
+    for t in targets {
+        let output = if t.name.is_empty() {
+            created.id.clone()
+        } else {
+            format!("{}-{}", created.id, t.name)
+        };
+        let prefix = if t.name.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", t.name)
+        };
+        match t.platforms.as_slice() {
+            [] => jobs.push(Job {
+                target: t,
+                platform: None,
+                tag: output,
+                label: if t.name.is_empty() {
+                    "build".into()
+                } else {
+                    t.name.clone()
+                },
+            }),
+            // One platform: its image is the output itself.
+            [p] => jobs.push(Job {
+                target: t,
+                platform: Some(p),
+                tag: output,
+                label: format!("{prefix}{p}"),
+            }),
+            many => jobs.extend(many.iter().map(|p| Job {
+                target: t,
+                platform: Some(p),
+                tag: format!("{output}-{}", tag_suffix(p)),
+                label: format!("{prefix}{p}"),
+            })),
+        }
+    }
+    jobs
+}
+
+/// `os-arch[-variant]`, as the registry expects platform images to be tagged.
+fn tag_suffix(p: &Platform) -> String {
+    p.to_string().replace('/', "-")
+}
+
+/// Where a job pushes: the build's repository in the depot registry, with its push token.
+fn dest_for(ctx: &Context, created: &CreatedBuild, tag: &str) -> Result<Dest> {
+    let (repo, _) = created
+        .image
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("the registry named the build's image {:?}", created.image))?;
+    let host = repo.split('/').next().unwrap_or(repo).to_owned();
+    Ok(Dest {
+        reference: format!("{repo}:{tag}"),
+        auth: created.push_token.as_ref().map(|secret| Auth {
+            host,
+            username: "x-token".into(),
+            secret: secret.clone(),
+        }),
+        insecure: ctx.registry.starts_with("http://"),
+    })
+}
+
+/// What was saved, and the commands that use it.
+fn report(ctx: &Context, build: &Build, save_tags: &[String]) {
+    let project = &build.project;
+    eprintln!();
+    for image in &build.images {
+        eprintln!("Saved {}@{}", image.name, image.digest);
+    }
+    eprintln!("\nBuild ID: {}", build.id);
+    eprintln!("Next:");
+    eprintln!("  depot pull --project {project} {}", build.id);
+    let targets: Vec<&str> = build
+        .images
+        .iter()
+        .map(|i| i.target.as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    match targets.first() {
+        None => eprintln!(
+            "  depot push --project {project} -t <registry>/<repository>:<tag> {}",
+            build.id
+        ),
+        Some(_) => {
+            for t in &targets {
+                eprintln!(
+                    "  depot push --project {project} --target {t} -t <registry>/<repository>:<tag> {}",
+                    build.id
+                );
+            }
+        }
+    }
+    if !save_tags.is_empty() {
+        let host = ctx.host();
+        eprintln!("  depot pull-token --project {project} | docker login {host} -u x-token --password-stdin");
+        for tag in save_tags {
+            if targets.is_empty() {
+                eprintln!("  docker pull {host}/{project}:{tag}");
+            } else {
+                for t in &targets {
+                    eprintln!("  docker pull {host}/{project}:{tag}-{t}");
+                }
+            }
+        }
+    }
+}
+
+/// `--metadata-file`: buildx's keys (`image.name`, `containerimage.digest`, per target for a
+/// bake) and ours, `depot.build`.
+fn write_metadata(file: &Path, build: &Build, targets: &[Target]) -> Result<()> {
+    let entry = |target: &str| -> Value {
+        let Some(image) = build.images.iter().find(|i| i.target == target) else {
+            return json!({});
+        };
+        let mut names = vec![image.name.clone()];
+        if let Some(t) = targets.iter().find(|t| t.name == target) {
+            names.extend(t.tags.iter().cloned());
+        }
+        json!({
+            "image.name": names.join(","),
+            "containerimage.digest": image.digest,
+            "containerimage.mediaType": image.media_type,
+            "depot.build.tag": image.tag,
+        })
+    };
+    let mut out = Map::new();
+    if targets.iter().all(|t| t.name.is_empty()) {
+        if let Value::Object(m) = entry("") {
+            out.extend(m);
+        }
+    } else {
+        for t in targets {
+            out.insert(t.name.clone(), entry(&t.name));
+        }
+    }
+    out.insert(
+        "depot.build".into(),
+        json!({ "buildID": build.id, "projectID": build.project }),
+    );
+    let body = serde_json::to_vec_pretty(&Value::Object(out))?;
+    std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))
+}
+
+/// `--push` and `--load` after a save: from the saved build, with the CLI's own push and pull.
+async fn follow_on(
+    ctx: &Context,
+    http: &reqwest::Client,
+    build: &Build,
+    targets: &[Target],
+    outputs: &Outputs,
+) -> Result<()> {
+    for t in targets {
+        let target = (!t.name.is_empty()).then(|| t.name.clone());
+        if outputs.push {
+            eprintln!("Pushing {} to {}", t.what(), t.tags.join(", "));
+            let args = push::Args::to(&t.tags, target.as_deref(), &build.id, outputs.quiet)?;
+            push::run(ctx, http, args).await?;
+        }
+        if outputs.load {
+            eprintln!("Loading {} into the Docker daemon", t.what());
+            let mut args = pull::Args::of(&build.id, outputs.quiet)?;
+            args.tags = t.tags.clone();
+            args.targets = target.into_iter().collect();
+            pull::run(ctx, http, args).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str, platforms: &[&str]) -> Target {
+        Target {
+            name: name.into(),
+            context: ".".into(),
+            dockerfile: None,
+            stage: None,
+            args: vec![],
+            labels: vec![],
+            tags: vec![],
+            platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
+            no_cache: false,
+        }
+    }
+
+    fn created() -> CreatedBuild {
+        CreatedBuild {
+            id: "b1".into(),
+            image: "127.0.0.1:5000/p1:b1".into(),
+            push_token: Some("tok".into()),
+        }
+    }
+
+    #[test]
+    fn each_platform_pushes_to_its_own_tag() {
+        let one = [target("", &["linux/arm64"])];
+        let j = jobs(&created(), &one);
+        assert_eq!(j.len(), 1);
+        assert_eq!(j[0].tag, "b1");
+        let two = [target("", &["linux/amd64", "linux/arm/v7"])];
+        let tags: Vec<String> = jobs(&created(), &two).into_iter().map(|j| j.tag).collect();
+        assert_eq!(tags, ["b1-linux-amd64", "b1-linux-arm-v7"]);
+        let bake = [
+            target("web", &[]),
+            target("api", &["linux/amd64", "linux/arm64"]),
+        ];
+        let j = jobs(&created(), &bake);
+        let tags: Vec<&str> = j.iter().map(|j| j.tag.as_str()).collect();
+        assert_eq!(tags, ["b1-web", "b1-api-linux-amd64", "b1-api-linux-arm64"]);
+        assert_eq!(j[2].label, "api linux/arm64");
+    }
+
+    #[test]
+    fn destinations_are_in_the_builds_repository() {
+        let ctx = Context {
+            registry: "http://127.0.0.1:5000".into(),
+            project: None,
+            token: None,
+        };
+        let d = dest_for(&ctx, &created(), "b1-linux-amd64").unwrap();
+        assert_eq!(d.reference, "127.0.0.1:5000/p1:b1-linux-amd64");
+        assert!(d.insecure);
+        let auth = d.auth.unwrap();
+        assert_eq!(auth.host, "127.0.0.1:5000");
+        assert_eq!(auth.secret, "tok");
+    }
+}

@@ -1,0 +1,486 @@
+//! `depot build` and `depot bake` with the real buildah (vfs storage, chroot isolation) and the
+//! real registry: Containerfiles that need no network (`FROM scratch` + `COPY`, two stages),
+//! one platform and two built at once, a platform that fails, a bake file with several
+//! targets; every saved build pulled back with `depot pull` and compared by digest. Without
+//! `--save`, `--push` goes to a distribution registry and `--load` into podman's Docker API.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::registry::tools::{skopeo, PodmanService};
+use common::{fails, ok, sha256, Distribution, Fixture};
+use serde_json::Value;
+
+const CONTAINERFILE: &str = "\
+FROM scratch AS base
+COPY a.txt /a.txt
+FROM scratch
+ARG MSG=none
+ARG TARGETARCH
+COPY --from=base /a.txt /b.txt
+COPY only-${TARGETARCH}.txt /arch.txt
+LABEL msg=$MSG
+";
+
+/// A build context; `arches` are the architectures it has a file for (others fail to build).
+fn context(dir: &Path, arches: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("Containerfile"), CONTAINERFILE).unwrap();
+    std::fs::write(dir.join("a.txt"), "from the first stage\n").unwrap();
+    for a in arches {
+        std::fs::write(
+            dir.join(format!("only-{a}.txt")),
+            format!("built for {a}\n"),
+        )
+        .unwrap();
+    }
+    dir.to_owned()
+}
+
+/// The CLI with buildah on storage of its own (vfs) and chroot isolation, plain HTTP allowed
+/// to `insecure` registries.
+fn depot(f: &Fixture, insecure: &[String]) -> Command {
+    let store = f.dir.path().join("containers");
+    std::fs::create_dir_all(&store).unwrap();
+    let storage = store.join("storage.conf");
+    std::fs::write(
+        &storage,
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/root\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let registries = store.join("registries.conf");
+    let mut conf = String::from("unqualified-search-registries = []\n");
+    for host in insecure {
+        conf.push_str(&format!(
+            "[[registry]]\nlocation = \"{host}\"\ninsecure = true\n"
+        ));
+    }
+    std::fs::write(&registries, conf).unwrap();
+    // buildah reads $DOCKER_CONFIG/config.json for credentials and fails if it is missing.
+    std::fs::create_dir_all(f.docker_config()).unwrap();
+    let config = f.docker_config().join("config.json");
+    if !config.exists() {
+        std::fs::write(config, "{}").unwrap();
+    }
+    let mut c = f.depot();
+    c.env("CONTAINERS_STORAGE_CONF", storage)
+        .env("CONTAINERS_REGISTRIES_CONF", registries)
+        .env("BUILDAH_ISOLATION", "chroot")
+        .env("DEPOT_INSECURE_REGISTRIES", insecure.join(","));
+    c
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The image config of `reference` (an `oci:` or `docker://` reference) via skopeo.
+fn config(reference: &str) -> Value {
+    serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--config",
+        reference,
+    ]))
+    .unwrap()
+}
+
+fn digest_of(reference: &str) -> String {
+    sha256(skopeo(&["inspect", "--tls-verify=false", "--raw", reference]).as_bytes())
+}
+
+#[test]
+fn saves_one_platform_and_pulls_it_back() {
+    let f = Fixture::new();
+    let ctx = context(&f.dir.path().join("ctx"), &["amd64", "arm64"]);
+    let meta = f.dir.path().join("meta.json");
+    let (stdout, stderr) = ok(depot(&f, &[]).args([
+        "build",
+        "--save",
+        "--save-tag",
+        "stable",
+        "--platform",
+        "linux/arm64",
+        "--build-arg",
+        "MSG=hello",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]));
+    let id = stdout.trim().to_owned();
+    assert!(stderr.contains("Building with buildah"), "{stderr}");
+    assert!(
+        stderr.contains("[linux/arm64]"),
+        "builder output is prefixed: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("depot pull --project {} {id}", f.project)),
+        "{stderr}"
+    );
+    let host = f.server.host();
+    assert!(
+        stderr.contains(&format!("docker pull {host}/{}:stable", f.project)),
+        "{stderr}"
+    );
+
+    let shown = f.show(&id);
+    assert_eq!(shown["state"], "saved", "{shown}");
+    let digest = shown["images"][0]["digest"].as_str().unwrap().to_owned();
+    // The metadata file, as `jq -r '.["depot.build"].buildID'` reads it.
+    let m = json_file(&meta);
+    assert_eq!(m["depot.build"]["buildID"], id.as_str());
+    assert_eq!(m["depot.build"]["projectID"], f.project.as_str());
+    assert_eq!(m["containerimage.digest"], digest.as_str());
+    assert_eq!(
+        m["image.name"],
+        format!("{host}/{}:{id}", f.project).as_str()
+    );
+
+    // Pulled back: the same digest, the build arg and platform in its config, both stages' files.
+    let out = f.dir.path().join("out");
+    let oci = format!("oci:{}", out.display());
+    ok(f.depot().args(["pull", "--output", &oci, &id]));
+    assert_eq!(digest_of(&format!("{oci}:{id}")), digest);
+    let c = config(&format!("{oci}:{id}"));
+    assert_eq!(c["architecture"], "arm64");
+    assert_eq!(c["config"]["Labels"]["msg"], "hello");
+    // And by its save tag, with any registry client.
+    let pull_token = ok(f.depot().args(["pull-token", &id])).0;
+    let creds = format!("x-token:{}", pull_token.trim());
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--raw",
+        &format!("docker://{host}/{}:{id}", f.project),
+    ]);
+    assert_eq!(sha256(raw.as_bytes()), digest);
+}
+
+#[test]
+fn saves_two_platforms_built_at_once_as_one_index() {
+    let f = Fixture::new();
+    let ctx = context(&f.dir.path().join("ctx"), &["amd64", "arm64"]);
+    let meta = f.dir.path().join("meta.json");
+    let (stdout, stderr) = ok(depot(&f, &[]).args([
+        "build",
+        "--save",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]));
+    let id = stdout.trim().to_owned();
+    assert!(stderr.contains("[linux/amd64]") && stderr.contains("[linux/arm64]"));
+    let shown = f.show(&id);
+    assert_eq!(shown["state"], "saved", "{shown}");
+    let image = &shown["images"][0];
+    assert_eq!(
+        image["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let digest = image["digest"].as_str().unwrap().to_owned();
+    assert_eq!(json_file(&meta)["containerimage.digest"], digest.as_str());
+
+    // The whole index pulled back is the registry's; each platform is its own build.
+    let out = f.dir.path().join("out");
+    let oci = format!("oci:{}", out.display());
+    ok(f.depot().args(["pull", "--output", &oci, &id]));
+    let index: Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &format!("{oci}:{id}")])).unwrap();
+    assert_eq!(digest_of(&format!("{oci}:{id}")), digest);
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        let tag = format!("only-{arch}");
+        ok(f.depot().args([
+            "pull",
+            "--output",
+            &oci,
+            "--platform",
+            &format!("linux/{arch}"),
+            "-t",
+            &tag,
+            &id,
+        ]));
+        assert_eq!(config(&format!("{oci}:{tag}"))["architecture"], arch);
+    }
+}
+
+#[test]
+fn a_failing_platform_fails_the_build_and_says_which() {
+    let f = Fixture::new();
+    // No file for arm64: that platform's COPY fails, amd64's succeeds.
+    let ctx = context(&f.dir.path().join("ctx"), &["amd64"]);
+    let err = fails(depot(&f, &[]).args([
+        "build",
+        "--save",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        ctx.to_str().unwrap(),
+    ]));
+    assert!(err.contains("[linux/arm64]"), "{err}");
+    assert!(
+        err.contains("only-arm64.txt"),
+        "the builder's reason is shown: {err}"
+    );
+    let id = err
+        .lines()
+        .find_map(|l| l.strip_prefix("Build ")?.split_once(" created"))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no build id in {err}"));
+    let shown = f.show(&id);
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert!(
+        shown["failure"]
+            .as_str()
+            .unwrap()
+            .starts_with("platform linux/arm64: "),
+        "{shown}"
+    );
+    // Nothing to pull from a failed build.
+    let err = fails(f.depot().args(["pull", "--output", "oci:/tmp/never", &id]));
+    assert!(err.contains(&id), "{err}");
+}
+
+#[test]
+fn bake_saves_every_target_into_one_build() {
+    let f = Fixture::new();
+    let root = f.dir.path().join("bake");
+    context(&root.join("app"), &["amd64", "arm64"]);
+    std::fs::write(
+        root.join("docker-bake.hcl"),
+        r#"
+variable "MSG" { default = "from-bake" }
+group "default" { targets = ["web", "tools"] }
+target "web" {
+  context = "app"
+  args = { MSG = MSG }
+  platforms = ["linux/amd64", "linux/arm64"]
+  tags = ["example.com/web:${MSG}"]
+}
+target "tools" {
+  name = "tool-${t}"
+  matrix = { t = ["lint", "fmt"] }
+  context = "app"
+  dockerfile = "Containerfile"
+  target = "base"
+  labels = { tool = t }
+}
+"#,
+    )
+    .unwrap();
+    let meta = f.dir.path().join("bake.json");
+    let (stdout, stderr) = ok(depot(&f, &[])
+        .current_dir(&root)
+        .env("MSG", "from-env")
+        .args(["bake", "--save", "--metadata-file", meta.to_str().unwrap()]));
+    let id = stdout.trim().to_owned();
+    assert!(
+        stderr.contains("[web linux/arm64]") && stderr.contains("[tool-fmt]"),
+        "{stderr}"
+    );
+    let shown = f.show(&id);
+    assert_eq!(shown["state"], "saved", "{shown}");
+    let mut targets: Vec<&str> = shown["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["target"].as_str().unwrap())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["tool-fmt", "tool-lint", "web"]);
+    let m = json_file(&meta);
+    assert_eq!(m["depot.build"]["buildID"], id.as_str());
+    assert!(m["web"]["image.name"]
+        .as_str()
+        .unwrap()
+        .ends_with(":from-env"));
+
+    // `depot pull <build-id>` pulls every target; each is what the registry saved.
+    let out = f.dir.path().join("out");
+    let oci = format!("oci:{}", out.display());
+    ok(f.depot().args(["pull", "--output", &oci, &id]));
+    for image in shown["images"].as_array().unwrap() {
+        let tag = image["tag"].as_str().unwrap();
+        assert_eq!(
+            digest_of(&format!("{oci}:{tag}")),
+            image["digest"].as_str().unwrap()
+        );
+        assert_eq!(
+            m[image["target"].as_str().unwrap()]["containerimage.digest"],
+            image["digest"]
+        );
+    }
+    let c = config(&format!("{oci}:{id}-tool-lint"));
+    assert_eq!(c["config"]["Labels"]["tool"], "lint");
+    // The `base` stage was built: the final stage's label is not there.
+    assert!(c["config"]["Labels"].get("msg").is_none(), "{c}");
+    let c = config(&format!("{oci}:{id}-web"));
+    assert_eq!(c["config"]["Labels"]["msg"], "from-env");
+    let web: Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &format!("{oci}:{id}-web")])).unwrap();
+    assert_eq!(web["manifests"].as_array().unwrap().len(), 2);
+
+    // Named targets only; a name that is not there is an error naming what is.
+    let (stdout, _) =
+        ok(depot(&f, &[])
+            .current_dir(&root)
+            .args(["bake", "--save", "-q", "tool-lint"]));
+    let shown = f.show(stdout.trim());
+    assert_eq!(shown["images"].as_array().unwrap().len(), 1);
+    let err = fails(
+        depot(&f, &[])
+            .current_dir(&root)
+            .args(["bake", "--save", "nope"]),
+    );
+    assert!(err.contains("nope") && err.contains("web"), "{err}");
+}
+
+#[test]
+fn push_and_load_keep_their_meaning() {
+    let f = Fixture::new();
+    let ctx = context(&f.dir.path().join("ctx"), &["amd64", "arm64"]);
+    let dist = Distribution::start(&f.dir.path().join("dist"), None);
+    let insecure = vec![dist.host()];
+    let c = ctx.to_str().unwrap();
+
+    // Without --save: buildah pushes straight to the -t names; nothing goes to depot.
+    let one = format!("{}/app:one", dist.host());
+    let meta = f.dir.path().join("meta.json");
+    ok(depot(&f, &insecure)
+        .args(["build", "--push", "-t", &one, "--metadata-file"])
+        .arg(&meta)
+        .arg(c));
+    assert_eq!(
+        digest_of(&format!("docker://{one}")),
+        json_file(&meta)["containerimage.digest"].as_str().unwrap()
+    );
+    let many = format!("{}/app:many", dist.host());
+    ok(depot(&f, &insecure).args([
+        "build",
+        "--push",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        &many,
+        c,
+    ]));
+    let list: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{many}"),
+    ]))
+    .unwrap();
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 2);
+    let listed = ok(f.depot().args(["list", "builds", "-o", "json"])).0;
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // --load into the Docker daemon, with and without --save.
+    let daemon = PodmanService::start(&f.dir.path().join("podman"), &f.server.host());
+    let inspect = |name: &str| {
+        ok(Command::new("docker")
+            .env("DOCKER_HOST", daemon.docker_host())
+            .args([
+                "image",
+                "inspect",
+                "--format",
+                "{{.Id}} {{.Architecture}}",
+                name,
+            ]))
+        .0
+    };
+    ok(depot(&f, &insecure)
+        .env("DOCKER_HOST", daemon.docker_host())
+        .args(["build", "--load", "-t", "app:dev", c]));
+    assert!(inspect("app:dev").trim().ends_with("amd64"));
+    let err = fails(depot(&f, &insecure).args([
+        "build",
+        "--load",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "app:x",
+        c,
+    ]));
+    assert!(err.contains("one platform"), "{err}");
+
+    // --save with --load and --push: from the saved build, by the CLI's own pull and push.
+    let promoted = format!("{}/app:promoted", dist.host());
+    let err = fails(depot(&f, &insecure).args(["build", "--save", "--push", "-t", "app:x", c]));
+    assert!(
+        err.contains("name the registry"),
+        "refused before building: {err}"
+    );
+    let (stdout, stderr) = ok(depot(&f, &insecure)
+        .env("DOCKER_HOST", daemon.docker_host())
+        .args(["build", "--save", "--load", "--push", "-t", &promoted, c]));
+    let id = stdout.lines().next().unwrap().trim().to_owned();
+    let digest = f.show(&id)["images"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        digest_of(&format!("docker://{promoted}")),
+        digest,
+        "{stderr}"
+    );
+    // The daemon's image is the saved one: its ID is the saved manifest's config digest.
+    let manifest: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{promoted}"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        inspect(&promoted).trim(),
+        format!("{} amd64", manifest["config"]["digest"].as_str().unwrap())
+    );
+}
+
+#[test]
+fn the_credential_helper_answers_buildx_from_its_environment() {
+    // `depot build --builder buildx` links `docker-credential-depot-build` to the depot binary.
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("docker-credential-depot-build");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_depot"), &helper).unwrap();
+    let out = common::with_stdin(
+        Command::new(&helper)
+            .arg("get")
+            .env("DEPOT_CREDENTIAL_HOST", "127.0.0.1:5000")
+            .env("DEPOT_CREDENTIAL_USERNAME", "x-token")
+            .env("DEPOT_CREDENTIAL_SECRET", "the-push-token"),
+        "127.0.0.1:5000\n",
+    );
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Secret"], "the-push-token");
+    let out = common::with_stdin(
+        Command::new(&helper)
+            .arg("get")
+            .env("DEPOT_CREDENTIAL_HOST", "127.0.0.1:5000"),
+        "ghcr.io\n",
+    );
+    assert!(!out.status.success());
+}
