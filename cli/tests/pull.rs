@@ -352,6 +352,8 @@ fn login_pull_token_and_lists() {
         vec!["list", "projects", "--help"],
         vec!["pull", "--help"],
         vec!["push", "--help"],
+        vec!["build", "--help"],
+        vec!["bake", "--help"],
     ] {
         let (help, _) = ok(f.depot().args(&cmd));
         assert!(help.contains("Example"), "{cmd:?}: {help}");
