@@ -148,7 +148,7 @@ pub async fn run(
         );
     }
     println!("{}", build.id);
-    report(ctx, &build, &outputs.save_tags);
+    report(ctx, &build, targets, &outputs.save_tags);
     if let Some(file) = &outputs.metadata_file {
         write_metadata(file, &build, targets)?;
     }
@@ -222,7 +222,7 @@ fn dest_for(ctx: &Context, created: &CreatedBuild, tag: &str) -> Result<Dest> {
 }
 
 /// What was saved, and the commands that use it.
-fn report(ctx: &Context, build: &Build, save_tags: &[String]) {
+fn report(ctx: &Context, build: &Build, specs: &[Target], save_tags: &[String]) {
     let project = &build.project;
     eprintln!();
     for image in &build.images {
@@ -237,19 +237,35 @@ fn report(ctx: &Context, build: &Build, save_tags: &[String]) {
         .map(|i| i.target.as_str())
         .filter(|t| !t.is_empty())
         .collect();
-    match targets.first() {
-        None => eprintln!(
-            "  depot push --project {project} -t <registry>/<repository>:<tag> {}",
-            build.id
-        ),
-        Some(_) => {
-            for t in &targets {
-                eprintln!(
-                    "  depot push --project {project} --target {t} -t <registry>/<repository>:<tag> {}",
-                    build.id
-                );
-            }
+    // The -t names where there are some (where a promotion usually goes), else a placeholder.
+    let dests = |target: &str| {
+        let tags = specs
+            .iter()
+            .find(|t| t.name == target)
+            .map(|t| t.tags.clone())
+            .unwrap_or_default();
+        if tags.is_empty() {
+            "-t <registry>/<repository>:<tag>".to_owned()
+        } else {
+            tags.iter()
+                .map(|t| format!("-t {t}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         }
+    };
+    if targets.is_empty() {
+        eprintln!(
+            "  depot push --project {project} {} {}",
+            dests(""),
+            build.id
+        );
+    }
+    for t in &targets {
+        eprintln!(
+            "  depot push --project {project} --target {t} {} {}",
+            dests(t),
+            build.id
+        );
     }
     if !save_tags.is_empty() {
         let host = ctx.host();
