@@ -12,7 +12,12 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use crate::digest::Digest;
-use crate::metadata::{StoredBlob, StoredManifest, CACHE_CHANNEL};
+use crate::metadata::{StoredBlob, StoredManifest, BLOB_GONE_PREFIX, CACHE_CHANNEL};
+
+/// How long a blob lookup is cached. Only garbage collection removes blobs, and it announces
+/// what it removed; this bounds staleness when it cannot (a `depot-gc` run against SQLite
+/// while the server runs), and is far below the collection's grace period.
+const BLOB_TTL: Duration = Duration::from_secs(30);
 use crate::names::{Reference, RepoName};
 
 #[derive(Clone)]
@@ -40,9 +45,13 @@ impl Caches {
                 .build(),
             repo_blobs: Cache::builder()
                 .max_capacity(1_000_000)
+                .time_to_live(BLOB_TTL)
                 .support_invalidation_closures()
                 .build(),
-            stored: Cache::builder().max_capacity(1_000_000).build(),
+            stored: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(BLOB_TTL)
+                .build(),
         }
     }
 
@@ -56,6 +65,16 @@ impl Caches {
         let _ = self
             .repo_blobs
             .invalidate_entries_if(move |(r, _), _| r.as_str() == name);
+    }
+
+    /// Drops every cached lookup of a blob garbage collection deleted.
+    pub async fn forget_blob(&self, digest: &str) {
+        if let Ok(d) = digest.parse::<Digest>() {
+            self.stored.invalidate(&d).await;
+            let _ = self
+                .repo_blobs
+                .invalidate_entries_if(move |(_, k), _| *k == d);
+        }
     }
 
     /// Drops everything (notifications may have been missed).
@@ -81,7 +100,11 @@ impl Caches {
                             caches.forget_all();
                             loop {
                                 match listener.try_recv().await {
-                                    Ok(Some(n)) => caches.forget_repo(n.payload()),
+                                    Ok(Some(n)) => match n.payload().strip_prefix(BLOB_GONE_PREFIX)
+                                    {
+                                        Some(digest) => caches.forget_blob(digest).await,
+                                        None => caches.forget_repo(n.payload()),
+                                    },
                                     // The connection dropped and will be re-established: what
                                     // was announced meanwhile is unknown.
                                     Ok(None) => caches.forget_all(),

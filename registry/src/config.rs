@@ -12,9 +12,8 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
 
-    /// Directory for the embedded metadata database and blob files; created on first start.
-    #[arg(long, env = "DEPOT_DATA_DIR", default_value = "./depot-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendConfig,
 
     /// Seconds to let requests in flight finish after SIGTERM/SIGINT before abandoning them.
     /// Abandoned uploads lose only their unacknowledged chunk and can be resumed.
@@ -24,6 +23,35 @@ pub struct ServeConfig {
     /// Seconds a cached tag lookup may be served before the database is asked again.
     #[arg(long, env = "DEPOT_CACHE_TTL", default_value_t = 5)]
     pub cache_ttl_secs: u64,
+
+    /// Blob GETs redirect (307) to presigned S3 URLs instead of streaming through the registry:
+    /// `on`, `off`, or `auto` (on for AWS, off with --s3-endpoint, which clients may not reach).
+    #[arg(long, env = "DEPOT_S3_REDIRECT", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub s3_redirect: String,
+
+    /// MiB of recently read blob chunks kept in memory with S3 storage; concurrent pulls of the
+    /// same blob share one S3 request per chunk through it.
+    #[arg(long, env = "DEPOT_S3_READ_CACHE_MIB", default_value_t = 256)]
+    pub s3_read_cache_mib: u64,
+
+    /// Seconds between garbage collections run by this server (one replica at a time collects;
+    /// the others skip); 0 turns them off (run `depot-gc` instead).
+    #[arg(long = "gc-interval", env = "DEPOT_GC_INTERVAL", default_value_t = 300)]
+    pub gc_interval_secs: u64,
+
+    #[command(flatten)]
+    pub gc: GcConfig,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+}
+
+/// Where metadata and blobs live: shared by `serve`, `admin` and `depot-gc`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendConfig {
+    /// Directory for the embedded metadata database and blob files; created on first start.
+    #[arg(long, env = "DEPOT_DATA_DIR", default_value = "./depot-data")]
+    pub data_dir: PathBuf,
 
     /// Metadata database (`sqlite:PATH` or `postgres://...`); default SQLite under --data-dir.
     #[arg(long, env = "DATABASE_URL")]
@@ -45,19 +73,46 @@ pub struct ServeConfig {
     /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
     #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
     pub s3_force_path_style: bool,
+}
 
-    /// Blob GETs redirect (307) to presigned S3 URLs instead of streaming through the registry:
-    /// `on`, `off`, or `auto` (on for AWS, off with --s3-endpoint, which clients may not reach).
-    #[arg(long, env = "DEPOT_S3_REDIRECT", default_value = "auto", value_parser = ["auto", "on", "off"])]
-    pub s3_redirect: String,
+impl BackendConfig {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite:{}?mode=rwc",
+                self.data_dir.join("metadata.db").display()
+            ),
+        }
+    }
+}
 
-    /// MiB of recently read blob chunks kept in memory with S3 storage; concurrent pulls of the
-    /// same blob share one S3 request per chunk through it.
-    #[arg(long, env = "DEPOT_S3_READ_CACHE_MIB", default_value_t = 256)]
-    pub s3_read_cache_mib: u64,
+/// How garbage collection judges garbage: shared by the server's collections and `depot-gc`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GcConfig {
+    /// Seconds a blob must have been unreferenced and unused before it is deleted. Keep it well
+    /// above the time a client takes between checking a blob and pushing the manifest that
+    /// uses it, and above --cache-ttl.
+    #[arg(long = "gc-grace", env = "DEPOT_GC_GRACE", default_value_t = 3600)]
+    pub grace_secs: u64,
 
-    #[command(flatten)]
-    pub auth: AuthConfig,
+    /// Seconds an upload session may sit idle before collection deletes it (and its bytes);
+    /// session ids expire after 24 hours anyway.
+    #[arg(
+        long = "upload-timeout",
+        env = "DEPOT_UPLOAD_TIMEOUT",
+        default_value_t = 86400
+    )]
+    pub upload_timeout_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace_secs: 3600,
+            upload_timeout_secs: 86400,
+        }
+    }
 }
 
 /// Authentication options.
@@ -119,31 +174,25 @@ impl ServeConfig {
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             listen: ([127, 0, 0, 1], 5000).into(),
-            data_dir: data_dir.into(),
+            backend: BackendConfig {
+                data_dir: data_dir.into(),
+                database_url: None,
+                storage: None,
+                s3_endpoint: None,
+                s3_region: None,
+                s3_force_path_style: false,
+            },
             shutdown_grace_secs: 30,
             cache_ttl_secs: 5,
-            database_url: None,
-            storage: None,
-            s3_endpoint: None,
-            s3_region: None,
-            s3_force_path_style: false,
             s3_read_cache_mib: 256,
             s3_redirect: "auto".into(),
+            gc_interval_secs: 300,
+            gc: GcConfig::default(),
             auth: AuthConfig {
                 auth_service: "depot-registry".into(),
                 token_ttl_secs: 300,
                 ..AuthConfig::default()
             },
-        }
-    }
-
-    pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "sqlite:{}?mode=rwc",
-                self.data_dir.join("metadata.db").display()
-            ),
         }
     }
 

@@ -150,6 +150,12 @@ impl Error {
             .detail(json!({ "digest": digest.to_string() }))
     }
 
+    /// A manifest references a blob (or child manifest) the repository does not hold.
+    pub fn manifest_blob_unknown(digest: impl std::fmt::Display) -> Self {
+        Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+            .detail(json!({ "digest": digest.to_string() }))
+    }
+
     pub fn manifest_unknown(reference: impl std::fmt::Display) -> Self {
         Error::new(StatusCode::NOT_FOUND, Code::ManifestUnknown)
             .detail(json!({ "reference": reference.to_string() }))

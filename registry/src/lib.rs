@@ -9,7 +9,9 @@
 //!   images become a saved build; [`clock`]: the time expiry is judged by.
 //! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap);
 //!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
-//! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (filesystem today).
+//! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (files or S3).
+//! - [`gc`]: garbage collection's backend (the `depot-gc` crate's traits over [`metadata`] and
+//!   [`storage`]) and the collections a server runs on an interval.
 //! - [`metadata`]: repositories, blob links, uploads, manifests and tags in SQL (sqlx).
 //! - [`manifest`], [`digest`], [`names`]: validation of what clients send.
 //! - [`error`]: the one error type, mapped to OCI error codes and the JSON envelope.
@@ -26,6 +28,7 @@ pub mod control;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
+pub mod gc;
 pub mod ingest;
 pub mod manifest;
 pub mod metadata;

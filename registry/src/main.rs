@@ -51,9 +51,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             let state = server::open(&config).await?;
+            server::start_gc(&state, &config);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, data_dir = %config.data_dir.display(), "depot registry listening on http://{addr}");
+            tracing::info!(%addr, data_dir = %config.backend.data_dir.display(), "depot registry listening on http://{addr}");
             server::serve(
                 listener,
                 state,

@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::auth::{self, Auth, Keys};
 use crate::cache::Caches;
 use crate::clock::Clock;
-use crate::config::ServeConfig;
+use crate::config::{BackendConfig, ServeConfig};
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
 use crate::storage::coalesce::{self, Coalescer};
@@ -27,11 +27,10 @@ use crate::upload_id::UploadIds;
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
 pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.check()?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let meta = Metadata::connect(&config.database_url()).await?;
-    let store = open_store(config).await?;
+    let (meta, store) = open_backend(&config.backend, s3_redirect(config)).await?;
     // Object-store reads go through the coalescing chunk cache; files are served by mmap.
     let reads = config
+        .backend
         .storage
         .as_deref()
         .filter(|s| s.starts_with("s3://"))
@@ -65,12 +64,65 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         access,
         clock,
         test_clock: config.auth.test_clock,
+        gc_metrics: Default::default(),
     })
+}
+
+/// Starts the server's own garbage collections (`--gc-interval`; 0: none).
+pub fn start_gc(state: &AppState, config: &ServeConfig) {
+    if config.gc_interval_secs == 0 {
+        tracing::info!("garbage collection is off in this server (--gc-interval 0)");
+        return;
+    }
+    let backend = crate::gc::Backend {
+        meta: state.meta.clone(),
+        store: state.store.clone(),
+        caches: Some(state.caches.clone()),
+    };
+    crate::gc::spawn(
+        backend,
+        state.clock.clone(),
+        crate::gc::collector_config(&config.gc, false),
+        Duration::from_secs(config.gc_interval_secs),
+        state.gc_metrics.clone(),
+    );
+}
+
+/// `GET /metrics`: Prometheus text (garbage collection totals of this process).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.gc_metrics.prometheus(),
+    )
+        .into_response()
+}
+
+/// Whether blob GETs redirect to presigned S3 URLs (`--s3-redirect`).
+fn s3_redirect(config: &ServeConfig) -> bool {
+    match config.s3_redirect.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => config.backend.s3_endpoint.is_none(),
+    }
+}
+
+/// Opens the metadata database and the blob store `backend` names (shared with `depot-gc`).
+pub async fn open_backend(
+    backend: &BackendConfig,
+    redirect: bool,
+) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
+    std::fs::create_dir_all(&backend.data_dir)?;
+    let meta = Metadata::connect(&backend.database_url()).await?;
+    let store = open_store(backend, redirect).await?;
+    Ok((meta, store))
 }
 
 /// The blob store `--storage` names: files under a directory, or an S3 bucket (checked to be
 /// reachable, so a wrong bucket or endpoint fails at start rather than at the first push).
-async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
+async fn open_store(config: &BackendConfig, redirect: bool) -> anyhow::Result<Arc<dyn BlobStore>> {
     match config.storage.as_deref() {
         None => Ok(Arc::new(FileStore::open(&config.data_dir)?)),
         Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
@@ -97,11 +149,6 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BlobStore>> 
                         e.into_service_error()
                     )
                 })?;
-            let redirect = match config.s3_redirect.as_str() {
-                "on" => true,
-                "off" => false,
-                _ => config.s3_endpoint.is_none(),
-            };
             tracing::info!(%bucket, %prefix, redirect, "blobs are stored in S3");
             Ok(Arc::new(
                 S3Store::new(client, bucket, prefix).with_redirects(redirect),
@@ -124,7 +171,7 @@ async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::R
             .trim()
             .to_owned(),
         (None, None) => {
-            let path = config.data_dir.join("admin-token");
+            let path = config.backend.data_dir.join("admin-token");
             let token = auth::load_or_create_admin_token(&path)?;
             tracing::info!(path = %path.display(), "admin token is in this file");
             token
@@ -168,8 +215,12 @@ async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::R
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    let metrics = Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state.clone());
     api::router(state.clone())
         .merge(crate::control::router(state))
+        .merge(metrics)
         .fallback(api::fallback)
         .layer(axum::middleware::from_fn(log_requests))
         .layer(CatchPanicLayer::custom(

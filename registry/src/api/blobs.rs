@@ -10,7 +10,9 @@ use crate::error::{Code, Error, Result};
 use crate::metadata::StoredBlob;
 use crate::names::RepoName;
 
-/// The blob `digest` as seen from `repo`, through the cache.
+/// The blob `digest` as seen from `repo`, through the cache. A candidate for garbage collection
+/// is not cached: looking at it keeps it for another grace period (a client that sees it here
+/// may push a manifest referencing it next).
 pub(crate) async fn visible_blob(
     state: &AppState,
     repo: &RepoName,
@@ -20,27 +22,36 @@ pub(crate) async fn visible_blob(
     if let Some(blob) = state.caches.repo_blobs.get(&key).await {
         return Ok(Some(blob));
     }
-    let blob = state.meta.repo_blob(repo, digest).await?;
-    if let Some(blob) = &blob {
-        state.caches.repo_blobs.insert(key, blob.clone()).await;
+    let Some(blob) = state.meta.repo_blob(repo, digest).await? else {
+        return Ok(None);
+    };
+    if blob.candidate {
+        let kept = state.meta.touch_blob(digest, state.clock.now_ms()).await?;
+        return Ok(kept.then_some(blob));
     }
-    Ok(blob)
+    state.caches.repo_blobs.insert(key, blob.clone()).await;
+    Ok(Some(blob))
 }
 
-/// Where `digest` is stored, if anywhere (any repository), through the cache.
+/// Where `digest` is stored, if anywhere (any repository), through the cache; a candidate for
+/// collection is kept for another grace period, as in [`visible_blob`].
 pub(crate) async fn stored_blob(state: &AppState, digest: &Digest) -> Result<Option<StoredBlob>> {
     if let Some(blob) = state.caches.stored.get(digest).await {
         return Ok(Some(blob));
     }
-    let blob = state.meta.blob(digest).await?;
-    if let Some(blob) = &blob {
-        state
-            .caches
-            .stored
-            .insert(digest.clone(), blob.clone())
-            .await;
+    let Some(blob) = state.meta.blob(digest).await? else {
+        return Ok(None);
+    };
+    if blob.candidate {
+        let kept = state.meta.touch_blob(digest, state.clock.now_ms()).await?;
+        return Ok(kept.then_some(blob));
     }
-    Ok(blob)
+    state
+        .caches
+        .stored
+        .insert(digest.clone(), blob.clone())
+        .await;
+    Ok(Some(blob))
 }
 
 pub(crate) async fn get(
@@ -143,7 +154,11 @@ fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>> {
 }
 
 pub(crate) async fn delete(state: &AppState, repo: &RepoName, digest: &Digest) -> Result<Response> {
-    if !state.meta.unlink_blob(repo, digest).await? {
+    if !state
+        .meta
+        .unlink_blob(repo, digest, state.clock.now_ms())
+        .await?
+    {
         return Err(Error::blob_unknown(digest));
     }
     state

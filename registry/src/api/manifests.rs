@@ -275,7 +275,7 @@ pub(crate) async fn delete(
         Reference::Digest(digest) => {
             let tags = state
                 .meta
-                .delete_manifest(repo, digest)
+                .delete_manifest(repo, digest, state.clock.now_ms())
                 .await?
                 .ok_or_else(|| Error::manifest_unknown(reference))?;
             state

@@ -50,6 +50,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Whether the admin may move `clock` forward (`--test-clock`).
     pub test_clock: bool,
+    /// This process's garbage collections, for `/metrics`.
+    pub gc_metrics: Arc<depot_gc::Metrics>,
 }
 
 impl AppState {

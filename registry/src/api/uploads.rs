@@ -17,7 +17,7 @@ use crate::access::Action;
 use crate::digest::{Algorithm, Digest, ResumableHasher};
 use crate::error::{upload_range, Code, Error, Result};
 use crate::ingest::ingest;
-use crate::metadata::{now_ms, StoredBlob, Upload};
+use crate::metadata::{now_ms, Link, StoredBlob, Upload};
 use crate::names::RepoName;
 use crate::storage::{BlobSink, Written};
 
@@ -126,12 +126,18 @@ async fn try_mount(
         if !call.identity.may(&from, Action::Pull) {
             continue;
         }
-        if let Some(blob) = state.meta.mount_blob(repo, &from, digest).await? {
-            state
-                .caches
-                .repo_blobs
-                .insert((repo.clone(), digest.clone()), blob)
-                .await;
+        if let Some(blob) = state
+            .meta
+            .mount_blob(repo, &from, digest, state.clock.now_ms())
+            .await?
+        {
+            if !blob.candidate {
+                state
+                    .caches
+                    .repo_blobs
+                    .insert((repo.clone(), digest.clone()), blob)
+                    .await;
+            }
             return Ok(Some(blob_created(repo, digest)));
         }
     }
@@ -163,12 +169,22 @@ async fn monolithic(
                 ),
             );
         }
-        state.meta.link_blob(repo, digest, &stored).await?;
-        state
-            .caches
-            .repo_blobs
-            .insert((repo.clone(), digest.clone()), stored)
-            .await;
+        // `stored_blob` kept a candidate for a grace period, so it is still there unless the
+        // body took longer than that to arrive.
+        let linked = state
+            .meta
+            .link_blob(repo, digest, Link::Existing, state.clock.now_ms())
+            .await?
+            .ok_or_else(|| {
+                Error::unavailable(format!("{digest} was garbage collected during the upload"))
+            })?;
+        if !linked.candidate {
+            state
+                .caches
+                .repo_blobs
+                .insert((repo.clone(), digest.clone()), linked)
+                .await;
+        }
         return Ok(blob_created(repo, digest));
     }
     let id = format!("mono-{}", uuid::Uuid::new_v4());
@@ -234,38 +250,53 @@ async fn commit(
         );
     }
     let size = written.size;
-    let blob = match stored_blob(state, digest).await? {
+    let now = state.clock.now_ms();
+    // Content already stored is linked (and kept from collection) before the new copy is
+    // dropped; if it was collected meanwhile, the new copy is stored after all.
+    let existing = match stored_blob(state, digest).await? {
         Some(stored) if stored.size == size => {
-            state.store.discard(id, &written.state).await?;
-            stored
+            state
+                .meta
+                .link_blob(repo, digest, Link::Existing, now)
+                .await?
         }
-        _ => StoredBlob {
-            size,
-            location: state.store.commit(id, &written.state, digest, size).await?,
-        },
+        _ => None,
     };
-    state.meta.link_blob(repo, digest, &blob).await?;
-    // Two uploads of the same content committed at once: the first link recorded wins, and
-    // the other copy is nobody's.
-    let blob = match state.meta.blob(digest).await? {
-        Some(winner) if winner.location != blob.location => {
-            if let Err(e) = state.store.delete(&blob.location).await {
-                tracing::warn!(location = %blob.location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
+    let blob = match existing {
+        Some(blob) => {
+            state.store.discard(id, &written.state).await?;
+            blob
+        }
+        None => {
+            let location = state.store.commit(id, &written.state, digest, size).await?;
+            let new = Link::New(StoredBlob::new(size, location.clone()));
+            let winner = state
+                .meta
+                .link_blob(repo, digest, new, now)
+                .await?
+                .ok_or_else(|| Error::internal("a blob just stored is not there"))?;
+            // Two uploads of the same content committed at once: the first link recorded
+            // wins, and the other copy is nobody's.
+            if winner.location != location {
+                if let Err(e) = state.store.delete(&location).await {
+                    tracing::warn!(location = %location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
+                }
             }
             winner
         }
-        _ => blob,
     };
-    state
-        .caches
-        .stored
-        .insert(digest.clone(), blob.clone())
-        .await;
-    state
-        .caches
-        .repo_blobs
-        .insert((repo.clone(), digest.clone()), blob)
-        .await;
+    if !blob.candidate {
+        state
+            .caches
+            .stored
+            .insert(digest.clone(), blob.clone())
+            .await;
+        state
+            .caches
+            .repo_blobs
+            .insert((repo.clone(), digest.clone()), blob)
+            .await;
+    }
     Ok(())
 }
 

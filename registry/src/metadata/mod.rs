@@ -9,6 +9,7 @@
 //! connection on SQLite (reads use many), which serializes them without busy errors.
 
 mod builds;
+mod gc;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::names::{RepoName, Tag};
 
 pub use builds::{BuildImage, TokenInfo};
+pub use gc::{ReapedBuild, RunRow, Sweep, SweptBlob};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -34,11 +36,17 @@ pub struct Metadata {
     /// The PostgreSQL URL, when the database is shared by replicas (cache invalidation is
     /// broadcast through it); `None` for SQLite.
     postgres_url: Option<String>,
+    /// The connection holding the garbage-collection advisory lock (PostgreSQL), while held.
+    gc_lock: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
 }
 
 /// The PostgreSQL channel on which replicas announce repositories whose tags or manifests
 /// changed, so every other replica drops its cached lookups for them.
 pub const CACHE_CHANNEL: &str = "depot_cache";
+
+/// A [`CACHE_CHANNEL`] payload announcing a blob garbage collection deleted: the prefix, then
+/// the digest (other payloads are repository names, which cannot contain `:`).
+pub const BLOB_GONE_PREFIX: &str = "blob-gone:";
 
 /// Points a tag at a manifest, with its owning build and expiry (`NULL`: nobody's, never).
 const UPSERT_TAG: &str = "INSERT INTO tags (repo, name, digest, updated_at, build_id, expires_at) \
@@ -49,8 +57,10 @@ const UPSERT_TAG: &str = "INSERT INTO tags (repo, name, digest, updated_at, buil
 struct LinkRequest {
     repo: RepoName,
     digest: Digest,
-    blob: StoredBlob,
-    done: oneshot::Sender<Result<()>>,
+    link: Link,
+    now: i64,
+    /// The blob as stored once linked; `None` if an existing blob was gone.
+    done: oneshot::Sender<Result<Option<StoredBlob>>>,
 }
 
 /// A stored blob: its size and where the blob store keeps it.
@@ -58,7 +68,35 @@ struct LinkRequest {
 pub struct StoredBlob {
     pub size: u64,
     pub location: String,
+    /// No manifest is known to reference it: garbage collection may delete it once it has been
+    /// unused for the grace period. Such a blob is never served from a cache: every use goes
+    /// to [`Metadata::touch_blob`], which keeps it for another grace period.
+    pub candidate: bool,
 }
+
+impl StoredBlob {
+    pub fn new(size: u64, location: String) -> Self {
+        StoredBlob {
+            size,
+            location,
+            candidate: false,
+        }
+    }
+}
+
+/// How a repository comes to hold a blob.
+#[derive(Debug, Clone)]
+pub enum Link {
+    /// Bytes this request just stored (recorded unless the digest is already stored, in which
+    /// case the stored blob wins).
+    New(StoredBlob),
+    /// A blob already stored (a mount, or a push of content the registry holds): linked only if
+    /// it is still there, and kept from garbage collection for another grace period.
+    Existing,
+}
+
+/// Uses of a candidate blob closer together than this write nothing: it was kept moments ago.
+const TOUCH_SLACK_MS: i64 = 1000;
 
 /// Most links one group commit carries.
 const MAX_LINK_BATCH: usize = 256;
@@ -176,6 +214,7 @@ impl Metadata {
             write,
             links,
             postgres_url: (!sqlite).then(|| url.to_owned()),
+            gc_lock: Default::default(),
         })
     }
 
@@ -229,7 +268,7 @@ impl Metadata {
     /// The blob `digest` if `repo` may read it.
     pub async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<StoredBlob>> {
         let row = sqlx::query(
-            "SELECT b.size, b.location FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
+            "SELECT b.size, b.location, b.unreferenced_at FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.as_str())
@@ -251,25 +290,28 @@ impl Metadata {
             .collect()
     }
 
-    /// Records that `digest` is stored (at `blob.location`) and that `repo` may read it.
+    /// Records that `repo` may read `digest` (see [`Link`]); returns the blob as stored, or
+    /// `None` when an existing blob is gone (garbage collected).
     ///
     /// Links requested at about the same time share one transaction (group commit): a durable
     /// commit costs a disk flush, and concurrent pushes of small blobs would otherwise queue
     /// behind each other's flushes on the single writer.
     ///
     /// If the digest is already recorded (another upload of the same content won a race), the
-    /// recorded location stays: [`Metadata::blob`] tells the caller which one that is.
+    /// recorded location stays and is returned.
     pub async fn link_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        blob: &StoredBlob,
-    ) -> Result<()> {
+        link: Link,
+        now: i64,
+    ) -> Result<Option<StoredBlob>> {
         let (done, result) = oneshot::channel();
         let request = LinkRequest {
             repo: repo.clone(),
             digest: digest.clone(),
-            blob: blob.clone(),
+            link,
+            now,
             done,
         };
         if self.links.send(request).await.is_err() {
@@ -280,38 +322,53 @@ impl Metadata {
             .map_err(|_| Error::unavailable("metadata writer stopped"))?
     }
 
-    /// Mounts `digest` from `from` into `repo`; `None` if `from` does not hold it.
+    /// Mounts `digest` from `from` into `repo`; `None` if `from` does not hold it (any more).
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         from: &RepoName,
         digest: &Digest,
+        now: i64,
     ) -> Result<Option<StoredBlob>> {
-        let Some(blob) = self.repo_blob(from, digest).await? else {
+        if self.repo_blob(from, digest).await?.is_none() {
             return Ok(None);
-        };
-        self.link_blob(repo, digest, &blob).await?;
-        Ok(Some(blob))
+        }
+        self.link_blob(repo, digest, Link::Existing, now).await
     }
 
-    /// Removes `repo`'s link to `digest`; false if there was none. The bytes stay for GC.
-    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    /// Removes `repo`'s link to `digest`; false if there was none. The bytes stay until garbage
+    /// collection finds no manifest references them.
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, now: i64) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
         let done = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?;
+        mark_candidates(&mut tx, std::slice::from_ref(&digest.to_string()), now).await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// The blob `digest` if it is stored at all (any repository), read through the writer so a
     /// link just committed is seen.
     pub async fn blob(&self, digest: &Digest) -> Result<Option<StoredBlob>> {
-        let row = sqlx::query("SELECT size, location FROM blobs WHERE digest = $1")
-            .bind(digest.as_str())
-            .fetch_optional(&self.write)
-            .await?;
+        let row =
+            sqlx::query("SELECT size, location, unreferenced_at FROM blobs WHERE digest = $1")
+                .bind(digest.as_str())
+                .fetch_optional(&self.write)
+                .await?;
         row.as_ref().map(stored_blob).transpose()
+    }
+
+    /// A use of a candidate blob (a `HEAD`, a `GET`, a push of it that found it stored): keeps
+    /// it from garbage collection for another grace period, in the statement that checks it is
+    /// still there. `false` if it is gone.
+    pub async fn touch_blob(&self, digest: &Digest, now: i64) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let exists = touch(&mut tx, digest.as_str(), now).await?;
+        tx.commit().await?;
+        Ok(exists)
     }
 
     // ---- uploads ---------------------------------------------------------------------------
@@ -496,6 +553,53 @@ impl Metadata {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
+        // What the manifest references is checked again here, in the transaction that records
+        // the references, and kept: a blob stops being a candidate for collection, a child
+        // manifest lives at least as long as its new parent. On PostgreSQL these updates lock
+        // rows a concurrent collection is deleting, so one of the two sees the other's result.
+        for blob in &m.blobs {
+            sqlx::query(
+                "UPDATE blobs SET unreferenced_at = NULL WHERE digest = $1 AND unreferenced_at IS NOT NULL",
+            )
+            .bind(blob.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let there = sqlx::query(
+                "SELECT 1 FROM repo_blobs r JOIN blobs b ON b.digest = r.digest WHERE r.repo = $1 AND r.digest = $2",
+            )
+            .bind(repo.as_str())
+            .bind(blob.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if there.is_none() {
+                return Err(Error::manifest_blob_unknown(blob));
+            }
+        }
+        for child in &m.manifests {
+            match owner {
+                Some(o) => sqlx::query(
+                    "UPDATE manifests SET expires_at = $3 WHERE repo = $1 AND digest = $2 AND expires_at < $3",
+                )
+                .bind(repo.as_str())
+                .bind(child.as_str())
+                .bind(o.expires_at),
+                None => sqlx::query(
+                    "UPDATE manifests SET expires_at = NULL WHERE repo = $1 AND digest = $2 AND expires_at IS NOT NULL",
+                )
+                .bind(repo.as_str())
+                .bind(child.as_str()),
+            }
+            .execute(&mut *tx)
+            .await?;
+            let there = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+                .bind(repo.as_str())
+                .bind(child.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if there.is_none() {
+                return Err(Error::manifest_blob_unknown(child));
+            }
+        }
         sqlx::query(
             "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
@@ -533,6 +637,15 @@ impl Metadata {
                 "UPDATE manifests SET expires_at = $1 WHERE repo = $2 AND digest = $3 AND expires_at < $1",
             )
             .bind(owner.expires_at)
+            .bind(repo.as_str())
+            .bind(m.digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            // Pushed by nobody's build: it never expires, even if a build's copy had.
+            sqlx::query(
+                "UPDATE manifests SET expires_at = NULL WHERE repo = $1 AND digest = $2 AND expires_at IS NOT NULL",
+            )
             .bind(repo.as_str())
             .bind(m.digest.as_str())
             .execute(&mut *tx)
@@ -577,6 +690,7 @@ impl Metadata {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        now: i64,
     ) -> Result<Option<Vec<String>>> {
         let mut tx = self.write.begin().await?;
         let done = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
@@ -600,11 +714,13 @@ impl Metadata {
             .bind(digest.as_str())
             .execute(&mut *tx)
             .await?;
+        let blobs = referenced_blobs(&mut tx, repo.as_str(), digest.as_str()).await?;
         sqlx::query("DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
             .execute(&mut *tx)
             .await?;
+        mark_candidates(&mut tx, &blobs, now).await?;
         tx.commit().await?;
         Ok(Some(tags))
     }
@@ -680,49 +796,137 @@ impl Metadata {
 async fn group_commit_links(write: AnyPool, mut queue: mpsc::Receiver<LinkRequest>) {
     let mut batch = Vec::with_capacity(MAX_LINK_BATCH);
     while queue.recv_many(&mut batch, MAX_LINK_BATCH).await > 0 {
-        let outcome = commit_links(&write, &batch).await;
-        for request in batch.drain(..) {
-            let reply = match &outcome {
-                Ok(()) => Ok(()),
-                Err(e) => Err(Error::unavailable(format!("linking blobs: {e}"))),
-            };
-            let _ = request.done.send(reply);
+        match commit_links(&write, &batch).await {
+            Ok(linked) => {
+                for (request, blob) in batch.drain(..).zip(linked) {
+                    let _ = request.done.send(Ok(blob));
+                }
+            }
+            Err(e) => {
+                for request in batch.drain(..) {
+                    let _ = request
+                        .done
+                        .send(Err(Error::unavailable(format!("linking blobs: {e}"))));
+                }
+            }
         }
     }
 }
 
-async fn commit_links(write: &AnyPool, batch: &[LinkRequest]) -> Result<(), sqlx::Error> {
-    let now = now_ms();
+async fn commit_links(
+    write: &AnyPool,
+    batch: &[LinkRequest],
+) -> Result<Vec<Option<StoredBlob>>, sqlx::Error> {
     let mut tx = write.begin().await?;
+    let mut out = Vec::with_capacity(batch.len());
     for link in batch {
+        if let Link::New(blob) = &link.link {
+            // A new blob is a candidate until a manifest references it: an upload that is never
+            // referenced is collected after the grace period.
+            sqlx::query("INSERT INTO blobs (digest, size, location, created_at, unreferenced_at) VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING")
+                .bind(link.digest.as_str())
+                .bind(blob.size as i64)
+                .bind(&blob.location)
+                .bind(link.now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // An existing blob is linked only if it is still there, and kept for a grace period.
+        if !touch(&mut tx, link.digest.as_str(), link.now).await? {
+            out.push(None);
+            continue;
+        }
         sqlx::query(
             "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(link.repo.as_str())
-        .bind(now)
+        .bind(link.now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO blobs (digest, size, location, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .bind(link.digest.as_str())
-            .bind(link.blob.size as i64)
-            .bind(&link.blob.location)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(link.repo.as_str())
             .bind(link.digest.as_str())
-            .bind(now)
+            .bind(link.now)
             .execute(&mut *tx)
             .await?;
+        let row =
+            sqlx::query("SELECT size, location, unreferenced_at FROM blobs WHERE digest = $1")
+                .bind(link.digest.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        out.push(Some(
+            stored_blob(&row).map_err(|e| sqlx::Error::Protocol(e.message))?,
+        ));
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Keeps a candidate blob for another grace period (a write only if it was last kept more than
+/// a moment ago); whether the blob is there. On PostgreSQL the update locks a candidate's row,
+/// so a collection deleting it at the same moment either finishes first (and the blob is gone)
+/// or sees it kept.
+async fn touch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    digest: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE blobs SET unreferenced_at = $2 WHERE digest = $1 AND unreferenced_at IS NOT NULL AND unreferenced_at < $3",
+    )
+    .bind(digest)
+    .bind(now)
+    .bind(now - TOUCH_SLACK_MS)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")
+        .bind(digest)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The blobs a manifest references.
+async fn referenced_blobs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &str,
+    manifest: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT child FROM manifest_refs WHERE repo = $1 AND manifest = $2 AND kind = 'blob'",
+    )
+    .bind(repo)
+    .bind(manifest)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("child"))
+        .collect()
+}
+
+/// Makes blobs candidates again (a manifest referencing them, or a repository's link, went):
+/// garbage collection looks at them after the grace period and deletes those no manifest
+/// references by then.
+async fn mark_candidates(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    digests: &[String],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for d in digests {
+        sqlx::query("UPDATE blobs SET unreferenced_at = $2 WHERE digest = $1")
+            .bind(d)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn stored_blob(row: &AnyRow) -> Result<StoredBlob> {
     Ok(StoredBlob {
         size: row.try_get::<i64, _>("size")?.max(0) as u64,
         location: row.try_get("location")?,
+        candidate: row.try_get::<Option<i64>, _>("unreferenced_at")?.is_some(),
     })
 }
 
@@ -753,32 +957,39 @@ pub(crate) mod suite {
         let d1 = Digest::of(Algorithm::Sha256, b"one");
         let d2 = Digest::of(Algorithm::Sha256, b"two");
 
-        // Blobs are per repository.
-        let stored = StoredBlob {
-            size: 3,
-            location: "loc-1".into(),
-        };
-        db.link_blob(&a, &d1, &stored).await.unwrap();
-        // A second link with another location (a lost race) keeps the first location.
-        let loser = StoredBlob {
-            size: 3,
-            location: "loc-2".into(),
-        };
-        db.link_blob(&a, &d1, &loser).await.unwrap();
+        // Blobs are per repository. A new blob is a candidate for collection until a manifest
+        // references it.
+        let mut stored = StoredBlob::new(3, "loc-1".into());
+        stored.candidate = true;
+        let linked = db.link_blob(&a, &d1, Link::New(stored.clone()), now);
+        assert_eq!(linked.await.unwrap(), Some(stored.clone()));
+        // A second link with another location (a lost race) keeps, and returns, the first.
+        let loser = Link::New(StoredBlob::new(3, "loc-2".into()));
+        let linked = db.link_blob(&a, &d1, loser, now).await.unwrap();
+        assert_eq!(linked, Some(stored.clone()));
         assert_eq!(db.repo_blob(&a, &d1).await.unwrap(), Some(stored.clone()));
         assert_eq!(db.repo_blob(&b, &d1).await.unwrap(), None);
-        assert_eq!(db.mount_blob(&b, &a, &d2).await.unwrap(), None);
+        assert_eq!(db.mount_blob(&b, &a, &d2, now).await.unwrap(), None);
         assert_eq!(
-            db.mount_blob(&b, &a, &d1).await.unwrap(),
+            db.mount_blob(&b, &a, &d1, now).await.unwrap(),
             Some(stored.clone())
         );
+        // Linking an existing blob that is not stored (collected) links nothing.
+        let gone = Digest::of(Algorithm::Sha256, b"gone");
+        assert_eq!(
+            db.link_blob(&b, &gone, Link::Existing, now).await.unwrap(),
+            None
+        );
+        assert_eq!(db.repo_blob(&b, &gone).await.unwrap(), None);
+        assert!(db.touch_blob(&d1, now).await.unwrap());
+        assert!(!db.touch_blob(&gone, now).await.unwrap());
         assert_eq!(
             db.repos_with_blob(&d1, 10).await.unwrap(),
             vec!["team/a", "team/b"]
         );
-        assert!(db.unlink_blob(&b, &d1).await.unwrap());
-        assert!(!db.unlink_blob(&b, &d1).await.unwrap());
-        assert_eq!(db.blob(&d1).await.unwrap(), Some(stored));
+        assert!(db.unlink_blob(&b, &d1, now).await.unwrap());
+        assert!(!db.unlink_blob(&b, &d1, now).await.unwrap());
+        assert_eq!(db.blob(&d1).await.unwrap(), Some(stored.clone()));
 
         // Uploads get a row with their first chunk and move forward only from where they stand.
         assert!(db.upload("u1").await.unwrap().is_none());
@@ -868,10 +1079,19 @@ pub(crate) mod suite {
 
         assert!(db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
         assert!(!db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
-        let mut removed = db.delete_manifest(&a, &d2).await.unwrap().unwrap();
+        // A manifest referencing the blob takes it out of the candidates; deleting the
+        // manifest puts it back.
+        assert!(!db.blob(&d1).await.unwrap().unwrap().candidate);
+        let mut removed = db.delete_manifest(&a, &d2, now).await.unwrap().unwrap();
         removed.sort();
         assert_eq!(removed, vec!["A", "C", "_z", "a"]);
-        assert!(db.delete_manifest(&a, &d2).await.unwrap().is_none());
+        assert!(db.delete_manifest(&a, &d2, now).await.unwrap().is_none());
+        assert!(db.blob(&d1).await.unwrap().unwrap().candidate);
+        // A manifest whose blob the repository does not hold is refused in its transaction.
+        let mut orphan = manifest(b"orphan");
+        orphan.blobs = vec![gone.clone()];
+        let err = db.put_manifest(&a, &orphan, None, None).await.unwrap_err();
+        assert_eq!(err.code, crate::error::Code::ManifestBlobUnknown);
         assert!(db.list_tags(&a, 10, None, now).await.unwrap().is_empty());
 
         assert!(db.repository_exists(&a).await.unwrap());
@@ -883,6 +1103,7 @@ pub(crate) mod suite {
         );
 
         builds_and_expiry(db).await;
+        super::gc::suite::run(db).await;
     }
 
     fn manifest(content: &[u8]) -> NewManifest {

@@ -178,6 +178,12 @@ mod tests {
         async fn delete(&self, l: &str) -> Result<()> {
             self.inner.delete(l).await
         }
+        async fn list(
+            &self,
+            c: Option<String>,
+        ) -> Result<(Vec<crate::storage::Listed>, Option<String>)> {
+            self.inner.list(c).await
+        }
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BlobSink, BlobStore, Written};
+use super::{BlobSink, BlobStore, Listed, Written};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 
@@ -46,12 +46,23 @@ impl FileStore {
         self.root.join("uploads").join(upload)
     }
 
-    /// The path of the blob at `location` (a file store's locations are digests).
+    /// The path of the blob at `location`: `<digest>.<copy>` (or, as stored before garbage
+    /// collection existed, the bare digest).
     fn location_path(&self, location: &str) -> Result<PathBuf> {
-        let digest: Digest = location
+        let (digest, copy) = match location.split_once('.') {
+            Some((d, c)) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                (d, Some(c))
+            }
+            _ => (location, None),
+        };
+        let digest: Digest = digest
             .parse()
             .map_err(|_| Error::internal(format!("not a file-store location: {location:?}")))?;
-        Ok(self.blob_path(&digest))
+        let path = self.blob_path(&digest);
+        Ok(match copy {
+            Some(c) => path.with_file_name(format!("{}.{c}", digest.hex())),
+            None => path,
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -64,7 +75,6 @@ impl FileStore {
     }
 }
 
-/// Runs filesystem work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -122,17 +132,14 @@ impl BlobStore for FileStore {
         size: u64,
     ) -> Result<String> {
         let from = self.upload_path(upload);
-        let to = self.blob_path(digest);
-        let location = digest.to_string();
+        // Every committed copy gets a name of its own, never reused: garbage collection deletes
+        // a location only after its metadata is gone, and a later upload of the same content
+        // must not land on the path being deleted. Duplicates are dropped by the caller, which
+        // knows which copy the database kept.
+        let copy = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        let location = format!("{digest}.{copy}");
+        let to = self.location_path(&location)?;
         blocking(move || {
-            if to.exists() {
-                // Already stored (by another upload of the same content, or by this one before a
-                // crash cut the request short): keep one copy.
-                match fs::remove_file(&from) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => return Ok(()),
-                }
-            }
             // `create` covers an empty blob whose upload never received a byte.
             let file = OpenOptions::new()
                 .create(true)
@@ -201,6 +208,55 @@ impl BlobStore for FileStore {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Everything in one page: a walk of `blobs/` and `uploads/` (names only, no reads).
+    async fn list(&self, _cursor: Option<String>) -> Result<(Vec<Listed>, Option<String>)> {
+        let root = self.root.clone();
+        let listed = blocking(move || {
+            let mut out = Vec::new();
+            let modified = |m: &fs::Metadata| {
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_millis() as i64)
+            };
+            for alg in read_dir_or_empty(&root.join("blobs"))? {
+                let algorithm = alg.file_name().to_string_lossy().into_owned();
+                for prefix in read_dir_or_empty(&alg.path())? {
+                    for blob in read_dir_or_empty(&prefix.path())? {
+                        let meta = blob.metadata()?;
+                        out.push(Listed {
+                            location: format!("{algorithm}:{}", blob.file_name().to_string_lossy()),
+                            upload: None,
+                            size: meta.len(),
+                            modified_ms: modified(&meta),
+                        });
+                    }
+                }
+            }
+            for upload in read_dir_or_empty(&root.join("uploads"))? {
+                let meta = upload.metadata()?;
+                let id = upload.file_name().to_string_lossy().into_owned();
+                out.push(Listed {
+                    location: format!("uploads/{id}"),
+                    upload: Some(id),
+                    size: meta.len(),
+                    modified_ms: modified(&meta),
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok((listed, None))
+    }
+}
+
+fn read_dir_or_empty(dir: &Path) -> std::io::Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -339,17 +395,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn committing_stored_content_again_keeps_one_copy() {
+    async fn every_commit_is_a_copy_of_its_own_and_bare_digests_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::open(dir.path()).unwrap();
         let digest = Digest::of(crate::digest::Algorithm::Sha256, b"same");
+        let mut locations = Vec::new();
         for id in ["a", "b"] {
             let mut sink = store.append(id, 0, &[]).await.unwrap();
             sink.write(Bytes::from_static(b"same")).await.unwrap();
             sink.finish(true).await.unwrap();
             let location = store.commit(id, &[], &digest, 4).await.unwrap();
-            assert_eq!(location, digest.to_string());
+            assert!(location.starts_with(&format!("{digest}.")), "{location}");
+            locations.push(location);
         }
+        assert_ne!(locations[0], locations[1]);
         assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
+        store.delete(&locations[0]).await.unwrap();
+        assert_eq!(store.stat(&locations[1]).await.unwrap(), Some(4));
+        // A blob stored under its bare digest (before copies had names) is still found.
+        let bare = store.location_path(&locations[1]).unwrap();
+        fs::rename(&bare, store.blob_path(&digest)).unwrap();
+        assert_eq!(store.stat(&digest.to_string()).await.unwrap(), Some(4));
+        assert!(store.location_path("sha256:zz.x").is_err());
     }
 }

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use crate::digest::Digest;
 use crate::error::Result;
 
+pub use depot_gc::Listed;
 pub use file::FileStore;
 pub use s3::S3Store;
 
@@ -97,6 +98,18 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a committed blob's bytes (garbage collection). Missing blobs are fine.
     async fn delete(&self, location: &str) -> Result<()>;
+
+    /// Removes many committed blobs' bytes (one request per thousand on S3).
+    async fn delete_many(&self, locations: &[String]) -> Result<()> {
+        for location in locations {
+            self.delete(location).await?;
+        }
+        Ok(())
+    }
+
+    /// One page of everything the store holds (committed blobs, and what upload sessions
+    /// left), after `cursor`, with the next cursor if there is more: for `depot-gc reconcile`.
+    async fn list(&self, cursor: Option<String>) -> Result<(Vec<Listed>, Option<String>)>;
 
     /// A URL clients may fetch the blob at `location` from directly for a while (a presigned
     /// object-store URL), or `None` when the registry must serve it itself.
@@ -207,10 +220,41 @@ pub(crate) mod suite {
         store.discard("u5", &written.state).await.unwrap();
         store.discard("never", &[]).await.unwrap();
 
+        // Listing shows every committed blob, and an upload's leftovers under its id.
+        let mut sink = store.append("u6", 0, &[]).await.unwrap();
+        sink.write(Bytes::from_static(b"left behind"))
+            .await
+            .unwrap();
+        let left = sink.finish(false).await.unwrap();
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = store.list(cursor).await.unwrap();
+            listed.extend(page);
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
         for location in [&one, &three, &resumed, &empty] {
-            store.delete(location).await.unwrap();
+            let l = listed.iter().find(|l| &l.location == location);
+            let l = l.unwrap_or_else(|| panic!("{location} not listed in {listed:?}"));
+            assert_eq!(l.upload, None);
+            assert!(l.modified_ms > 0);
+        }
+        assert!(
+            listed.iter().any(|l| l.upload.as_deref() == Some("u6")),
+            "{listed:?}"
+        );
+        store.discard("u6", &left.state).await.unwrap();
+
+        store.delete(&one).await.unwrap();
+        assert_eq!(store.stat(&one).await.unwrap(), None);
+        store.delete(&one).await.unwrap();
+        let rest = vec![three.clone(), resumed.clone(), empty.clone(), one.clone()];
+        store.delete_many(&rest).await.unwrap();
+        for location in &rest {
             assert_eq!(store.stat(location).await.unwrap(), None);
-            store.delete(location).await.unwrap();
         }
     }
 }

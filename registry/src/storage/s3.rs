@@ -24,7 +24,7 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::{BlobSink, BlobStore, Written};
+use super::{BlobSink, BlobStore, Listed, Written};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -494,6 +494,81 @@ impl BlobStore for S3Store {
             .await
             .map_err(|e| unavailable("DeleteObject", e.into_service_error()))?;
         Ok(())
+    }
+
+    /// `DeleteObjects`, a thousand keys per request (the API's limit).
+    async fn delete_many(&self, locations: &[String]) -> Result<()> {
+        for chunk in locations.chunks(1000) {
+            let objects: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::internal(format!("object key: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::internal(format!("DeleteObjects request: {e}")))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| unavailable("DeleteObjects", e.into_service_error()))?;
+            if let Some(e) = out.errors().first() {
+                return Err(unavailable(
+                    "DeleteObjects",
+                    format!(
+                        "{}: {}",
+                        e.key().unwrap_or("?"),
+                        e.message().unwrap_or("failed")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `ListObjectsV2` under `data/`, a page (up to 1000 keys) per call. A key
+    /// `data/<upload>.tail-...` is an upload session's staged tail; any other is a blob (or an
+    /// upload's object never committed).
+    async fn list(&self, cursor: Option<String>) -> Result<(Vec<Listed>, Option<String>)> {
+        let prefix = format!("{}data/", self.prefix);
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .set_continuation_token(cursor)
+            .send()
+            .await
+            .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
+        let listed = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?.to_owned();
+                let name = key.strip_prefix(&prefix)?;
+                let upload = name.split_once(".tail-").map(|(u, _)| u.to_owned());
+                Some(Listed {
+                    upload,
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified_ms: o
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0),
+                    location: key,
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok((listed, next))
     }
 }
 

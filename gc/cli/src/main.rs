@@ -1,0 +1,192 @@
+//! `depot-gc`: the depot registry's garbage collection from the command line, with the same
+//! database and storage options as `depot-registry serve`. Servers collect on their own
+//! (`--gc-interval`); this is for running it elsewhere (a cron job, with `--gc-interval 0` on the
+//! servers), looking at what it did, and reconciling the store after crashes.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use depot_gc::reconcile::reconcile;
+use depot_gc::{Catalog, Clock as _, Collector};
+use depot_registry::clock::Clock;
+use depot_registry::config::{BackendConfig, GcConfig};
+use depot_registry::gc::{collector_config, holder, Backend};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "depot-gc",
+    version,
+    about = "Expire builds and collect garbage in a depot registry, while it serves",
+    after_help = "Examples:
+  depot-gc run --once                                  # one collection, embedded registry in ./depot-data
+  depot-gc run --once --dry-run                        # what would go, nothing deleted
+  DATABASE_URL=postgres://... DEPOT_STORAGE=s3://bucket depot-gc run --interval 300
+  depot-gc status
+  depot-gc reconcile --dry-run                         # objects no metadata refers to"
+)]
+struct Cli {
+    #[command(flatten)]
+    backend: BackendConfig,
+    #[command(flatten)]
+    gc: GcConfig,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect: expire builds and manifests, drop abandoned uploads, delete unreferenced blobs
+    Run {
+        /// One collection, then exit (default: one every --interval seconds)
+        #[arg(long)]
+        once: bool,
+        /// Say what would go; delete nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds between collections without --once
+        #[arg(long, default_value_t = 300)]
+        interval: u64,
+        /// Print every build, manifest, upload and blob collected
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Recent collections and what is waiting to be collected
+    Status {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+        /// How many recent collections
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// List the whole store and remove objects no metadata refers to (left by crashes), older
+    /// than the grace period
+    Reconcile {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn print_item(line: &str) {
+    println!("  {line}");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (meta, store) = depot_registry::server::open_backend(&cli.backend, false).await?;
+    let backend = Backend {
+        meta,
+        store,
+        caches: None,
+    };
+    let clock = Clock::default();
+    match cli.command {
+        Command::Run {
+            once,
+            dry_run,
+            interval,
+            verbose,
+        } => {
+            let collector = Collector {
+                catalog: &backend,
+                objects: &backend,
+                clock: &clock,
+                config: collector_config(&cli.gc, dry_run),
+                holder: holder("depot-gc"),
+                on_item: (verbose || dry_run).then_some(&print_item as &(dyn Fn(&str) + Sync)),
+            };
+            loop {
+                match collector.run().await? {
+                    Some(report) => {
+                        let what = if dry_run { "dry run" } else { "collection" };
+                        println!("{what}: {}", report.summary());
+                        if once && report.errors > 0 {
+                            anyhow::bail!("the collection had {} errors", report.errors);
+                        }
+                    }
+                    None => println!("another collector holds the lock; nothing done"),
+                }
+                if once {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(interval)).await;
+            }
+        }
+        Command::Status { json, runs } => {
+            let now = clock.now_ms();
+            let cutoff = now - (cli.gc.grace_secs as i64) * 1000;
+            let uploads_before = clock.wall_ms() - (cli.gc.upload_timeout_secs as i64) * 1000;
+            let pending = backend.pending(now, cutoff, uploads_before).await?;
+            let recent = backend.recent_runs(runs).await?;
+            if json {
+                let out = serde_json::json!({ "pending": pending, "runs": recent });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(());
+            }
+            println!("Waiting to be collected:");
+            println!(
+                "  expired builds not yet reaped  {}",
+                pending.expired_builds
+            );
+            println!(
+                "  expired manifests              {}",
+                pending.expired_manifests
+            );
+            println!(
+                "  candidate blobs                {} ({} past the grace period, {} bytes)",
+                pending.candidate_blobs, pending.collectable_blobs, pending.collectable_bytes
+            );
+            println!("  idle upload sessions           {}", pending.stale_uploads);
+            println!("  trash (metadata gone)          {}", pending.trash);
+            println!("Recent collections (newest first):");
+            if recent.is_empty() {
+                println!("  none");
+            }
+            for r in recent {
+                println!(
+                    "  {} {} by {}: {}",
+                    r.started_at,
+                    if r.dry_run { "dry run" } else { "run" },
+                    r.holder,
+                    r.summary()
+                );
+            }
+            Ok(())
+        }
+        Command::Reconcile { dry_run } => {
+            let grace = Duration::from_secs(cli.gc.grace_secs);
+            let out = reconcile(&backend, &backend, &clock, grace, dry_run, &print_item).await?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "reconcile: {} objects listed; {verb} {} orphans ({} bytes); {} unreferenced but younger than the grace period",
+                out.listed, out.orphans, out.bytes, out.young
+            );
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let filter = EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,78 @@
+//! `depot-gc reconcile`: the one operation that lists the whole store. It finds objects no
+//! metadata refers to (bytes a crash left between the store and the database: a committed
+//! upload never linked, an upload whose session row is gone) and removes those older than the
+//! grace period. Collections never need it in the normal path.
+
+use serde::Serialize;
+
+use crate::{Catalog, Clock, Objects};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reconciled {
+    /// Objects the store listed.
+    pub listed: u64,
+    /// Objects nothing refers to, old enough, and removed (or, in a dry run, to be removed).
+    pub orphans: u64,
+    pub bytes: u64,
+    /// Objects nothing refers to but younger than the grace period (perhaps being linked now).
+    pub young: u64,
+}
+
+/// Lists the store page by page and removes what no blob, trash entry or open session owns.
+pub async fn reconcile(
+    catalog: &dyn Catalog,
+    objects: &dyn Objects,
+    clock: &dyn Clock,
+    grace: std::time::Duration,
+    dry_run: bool,
+    on_item: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Reconciled> {
+    let cutoff = clock.now_ms() - grace.as_millis() as i64;
+    let mut out = Reconciled::default();
+    let mut cursor = None;
+    loop {
+        let (page, next) = objects.list(cursor).await?;
+        out.listed += page.len() as u64;
+        let blobs: Vec<String> = page
+            .iter()
+            .filter(|l| l.upload.is_none())
+            .map(|l| l.location.clone())
+            .collect();
+        let uploads: Vec<String> = page.iter().filter_map(|l| l.upload.clone()).collect();
+        let known = catalog.known_locations(&blobs).await?;
+        let open = catalog.open_uploads(&uploads).await?;
+        let mut orphan_blobs = Vec::new();
+        let mut orphan_uploads = Vec::new();
+        for l in &page {
+            let owned = match &l.upload {
+                None => known.contains(&l.location),
+                Some(id) => open.contains(id),
+            };
+            if owned {
+                continue;
+            }
+            if l.modified_ms > cutoff {
+                out.young += 1;
+                continue;
+            }
+            out.orphans += 1;
+            out.bytes += l.size;
+            on_item(&format!("orphan {} ({} bytes)", l.location, l.size));
+            match &l.upload {
+                None => orphan_blobs.push(l.location.clone()),
+                Some(id) if !orphan_uploads.contains(id) => orphan_uploads.push(id.clone()),
+                Some(_) => {}
+            }
+        }
+        if !dry_run {
+            objects.delete_many(&orphan_blobs).await?;
+            for id in &orphan_uploads {
+                objects.discard_upload(id, &[]).await?;
+            }
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(out),
+        }
+    }
+}

@@ -1,0 +1,940 @@
+//! The SQL of garbage collection (the algorithm is in the `depot-gc` crate).
+//!
+//! Every deleting statement carries the whole condition that makes its row garbage, so it is
+//! re-checked at the instant of deletion; pushes touch what they reuse in the statement that
+//! checks it exists (see `put_manifest`, `touch`, `commit_links`). On SQLite the single writer
+//! orders the two; on PostgreSQL the row lock taken by whichever updates first does, and the
+//! other re-evaluates its condition against the committed row.
+
+use sqlx::Row;
+
+use super::{mark_candidates, referenced_blobs, Metadata};
+use crate::error::Result;
+
+/// The collection lock's advisory-lock key on PostgreSQL ("depot-gc" in ASCII).
+const ADVISORY_KEY: i64 = 0x6465_706f_742d_6763;
+
+/// A live tag points at manifest ($1, $2) at time $3.
+const LIVE_TAG: &str = "SELECT 1 FROM tags t WHERE t.repo = $1 AND t.digest = $2 \
+     AND (t.expires_at IS NULL OR t.expires_at > $3)";
+/// A live index in the same repository references manifest ($1, $2) at time $3.
+const LIVE_PARENT: &str = "SELECT 1 FROM manifest_refs r JOIN manifests p ON p.repo = r.repo AND p.digest = r.manifest \
+     WHERE r.repo = $1 AND r.child = $2 AND r.kind = 'manifest' AND (p.expires_at IS NULL OR p.expires_at > $3)";
+
+/// A build's expiry passed and it was not reaped yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapedBuild {
+    pub reaped: bool,
+    pub repos: Vec<String>,
+    pub tags: u64,
+}
+
+/// One blob deleted by a sweep (its metadata is gone; its bytes are in the trash list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweptBlob {
+    pub digest: String,
+    pub location: String,
+    pub size: u64,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub deleted: Vec<SweptBlob>,
+    pub repos: Vec<String>,
+    pub referenced: u64,
+}
+
+/// A row of `gc_runs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub holder: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub dry_run: bool,
+    pub counts: [i64; 6],
+    pub error: Option<String>,
+}
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Metadata {
+    // ---- the lock ---------------------------------------------------------------------------
+
+    /// Takes or renews the collection lock. PostgreSQL: a session advisory lock on a connection
+    /// kept for the purpose (released if the process dies); SQLite: a lease row.
+    pub async fn gc_try_lock(&self, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        if self.postgres_url.is_some() {
+            let mut held = self.gc_lock.lock().await;
+            if let Some(conn) = held.as_mut() {
+                // Renewal: the lock lives as long as this connection does.
+                if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
+                    return Ok(true);
+                }
+                *held = None;
+            }
+            let mut conn = self.write.acquire().await?;
+            let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
+                .bind(ADVISORY_KEY)
+                .fetch_one(&mut *conn)
+                .await?;
+            let locked: bool = row.try_get("locked")?;
+            if locked {
+                *held = Some(conn);
+            }
+            return Ok(locked);
+        }
+        let done = sqlx::query(
+            "INSERT INTO gc_lease (name, holder, expires_at) VALUES ('gc', $1, $2) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE gc_lease.holder = excluded.holder OR gc_lease.expires_at < $3",
+        )
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn gc_unlock(&self, holder: &str) -> Result<()> {
+        if self.postgres_url.is_some() {
+            if let Some(mut conn) = self.gc_lock.lock().await.take() {
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(ADVISORY_KEY)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM gc_lease WHERE name = 'gc' AND holder = $1")
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    // ---- builds -----------------------------------------------------------------------------
+
+    pub async fn gc_expired_builds(&self, now: i64, limit: usize) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM builds WHERE reaped_at IS NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Removes an expired build's tags and manifest bookkeeping and marks it reaped; its
+    /// manifests go in the next step, by their own expiry.
+    pub async fn gc_reap_build(&self, id: &str, now: i64, dry_run: bool) -> Result<ReapedBuild> {
+        let mut tx = self.write.begin().await?;
+        let due = if dry_run {
+            sqlx::query(
+                "SELECT 1 FROM builds WHERE id = $1 AND reaped_at IS NULL AND expires_at <= $2",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some()
+        } else {
+            sqlx::query(
+                "UPDATE builds SET reaped_at = $2 WHERE id = $1 AND reaped_at IS NULL AND expires_at <= $2",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        };
+        if !due {
+            return Ok(ReapedBuild::default());
+        }
+        let repos = sqlx::query("SELECT DISTINCT repo FROM tags WHERE build_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("repo"))
+            .collect::<Result<Vec<String>, _>>()?;
+        let tags = if dry_run {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM tags WHERE build_id = $1 AND expires_at <= $2",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            row.try_get::<i64, _>("n")? as u64
+        } else {
+            let tags = sqlx::query(
+                "DELETE FROM tags WHERE build_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM build_manifests WHERE build_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tags
+        };
+        Ok(ReapedBuild {
+            reaped: true,
+            repos,
+            tags,
+        })
+    }
+
+    // ---- manifests --------------------------------------------------------------------------
+
+    pub async fn gc_expired_manifests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT repo, digest FROM manifests WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("repo")?, r.try_get("digest")?)))
+            .collect()
+    }
+
+    /// Deletes an expired manifest that no live tag or live index references; returns how many
+    /// blob references went (`None`: kept). A kept manifest's expiry moves to that of what
+    /// keeps it, so it is not looked at again until then.
+    pub async fn gc_delete_manifest(
+        &self,
+        repo: &str,
+        digest: &str,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<Option<u64>> {
+        let garbage = format!(
+            "repo = $1 AND digest = $2 AND expires_at IS NOT NULL AND expires_at <= $3 \
+             AND NOT EXISTS ({LIVE_TAG}) AND NOT EXISTS ({LIVE_PARENT})"
+        );
+        let mut tx = self.write.begin().await?;
+        let blobs = referenced_blobs(&mut tx, repo, digest).await?;
+        let deleted = if dry_run {
+            sqlx::query(&format!("SELECT 1 FROM manifests WHERE {garbage}"))
+                .bind(repo)
+                .bind(digest)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some()
+        } else {
+            sqlx::query(&format!("DELETE FROM manifests WHERE {garbage}"))
+                .bind(repo)
+                .bind(digest)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1
+        };
+        if dry_run {
+            return Ok(deleted.then_some(blobs.len() as u64));
+        }
+        if !deleted {
+            // Kept by a live tag or index (or no longer expired, or gone): live as long as they.
+            let keepers = sqlx::query(&format!(
+                "SELECT t.expires_at FROM tags t WHERE t.repo = $1 AND t.digest = $2 AND (t.expires_at IS NULL OR t.expires_at > $3) \
+                 UNION ALL SELECT p.expires_at FROM manifest_refs r JOIN manifests p ON p.repo = r.repo AND p.digest = r.manifest \
+                 WHERE r.repo = $1 AND r.child = $2 AND r.kind = 'manifest' AND (p.expires_at IS NULL OR p.expires_at > $3)"
+            ))
+            .bind(repo)
+            .bind(digest)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+            if !keepers.is_empty() {
+                let until = if keepers.iter().any(Option::is_none) {
+                    None
+                } else {
+                    keepers.iter().flatten().max().copied()
+                };
+                sqlx::query(
+                    "UPDATE manifests SET expires_at = $3 WHERE repo = $1 AND digest = $2 AND expires_at <= $4",
+                )
+                .bind(repo)
+                .bind(digest)
+                .bind(until)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            return Ok(None);
+        }
+        for table in [
+            "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
+            "DELETE FROM tags WHERE repo = $1 AND digest = $2",
+            "DELETE FROM build_manifests WHERE repo = $1 AND digest = $2",
+        ] {
+            sqlx::query(table)
+                .bind(repo)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        mark_candidates(&mut tx, &blobs, now).await?;
+        tx.commit().await?;
+        Ok(Some(blobs.len() as u64))
+    }
+
+    // ---- upload sessions --------------------------------------------------------------------
+
+    /// Sessions (and tombstones) untouched since `before`: (id, open, store state).
+    pub async fn gc_stale_uploads(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, bool, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT id, size, store_state FROM uploads WHERE updated_at < $1 ORDER BY updated_at LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get::<i64, _>("size")? >= 0,
+                    r.try_get("store_state")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn gc_forget_upload(&self, id: &str, before: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1 AND updated_at < $2")
+            .bind(id)
+            .bind(before)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- blobs ------------------------------------------------------------------------------
+
+    /// Candidates unreferenced (or unused) since before `cutoff`: (digest, since, size).
+    pub async fn gc_blob_candidates(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT digest, unreferenced_at, size FROM blobs WHERE unreferenced_at IS NOT NULL AND unreferenced_at <= $1 \
+             ORDER BY unreferenced_at LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("digest")?,
+                    r.try_get("unreferenced_at")?,
+                    r.try_get::<i64, _>("size")?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes the candidates (digest, since) that are still unreferenced and unused since
+    /// before `cutoff`, with their repository links, moving their locations to the trash list in
+    /// the same transaction. A candidate found referenced stops being one.
+    pub async fn gc_sweep_blobs(
+        &self,
+        candidates: &[(String, i64)],
+        cutoff: i64,
+        dry_run: bool,
+    ) -> Result<Sweep> {
+        const GARBAGE: &str =
+            "digest = $1 AND unreferenced_at IS NOT NULL AND unreferenced_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = $1)";
+        let mut out = Sweep::default();
+        let mut tx = self.write.begin().await?;
+        for (digest, since) in candidates {
+            let statement = if dry_run {
+                format!("SELECT location, size FROM blobs WHERE {GARBAGE}")
+            } else {
+                format!("DELETE FROM blobs WHERE {GARBAGE} RETURNING location, size")
+            };
+            let row = sqlx::query(&statement)
+                .bind(digest)
+                .bind(cutoff)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                if !dry_run {
+                    out.referenced += sqlx::query(
+                        "UPDATE blobs SET unreferenced_at = NULL WHERE digest = $1 AND unreferenced_at = $2 \
+                         AND EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = $1)",
+                    )
+                    .bind(digest)
+                    .bind(since)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                continue;
+            };
+            let location: String = row.try_get("location")?;
+            let size = row.try_get::<i64, _>("size")?.max(0) as u64;
+            if !dry_run {
+                let repos = sqlx::query("DELETE FROM repo_blobs WHERE digest = $1 RETURNING repo")
+                    .bind(digest)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for r in &repos {
+                    out.repos.push(r.try_get("repo")?);
+                }
+                sqlx::query(
+                    "INSERT INTO gc_trash (location, size, deleted_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(&location)
+                .bind(size as i64)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            }
+            out.deleted.push(SweptBlob {
+                digest: digest.clone(),
+                location,
+                size,
+            });
+        }
+        tx.commit().await?;
+        out.repos.sort();
+        out.repos.dedup();
+        Ok(out)
+    }
+
+    pub async fn gc_trash(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT location, size FROM gc_trash ORDER BY deleted_at LIMIT $1")
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("location")?,
+                    r.try_get::<i64, _>("size")?.max(0) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn gc_empty_trash(&self, locations: &[String]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for l in locations {
+            sqlx::query("DELETE FROM gc_trash WHERE location = $1")
+                .bind(l)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tells the other replicas these blobs are gone (their cached lookups must go).
+    pub async fn notify_blobs_gone(&self, digests: &[String]) -> Result<()> {
+        if self.postgres_url.is_none() {
+            return Ok(());
+        }
+        for d in digests {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::CACHE_CHANNEL)
+                .bind(format!("{}{d}", super::BLOB_GONE_PREFIX))
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // ---- reporting --------------------------------------------------------------------------
+
+    pub async fn gc_record_run(&self, run: &RunRow) -> Result<()> {
+        let c = run.counts;
+        sqlx::query(
+            "INSERT INTO gc_runs (id, holder, started_at, finished_at, dry_run, builds_expired, manifests_deleted, \
+             uploads_deleted, blobs_deleted, bytes_freed, errors, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&run.id)
+        .bind(&run.holder)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(i64::from(run.dry_run))
+        .bind(c[0])
+        .bind(c[1])
+        .bind(c[2])
+        .bind(c[3])
+        .bind(c[4])
+        .bind(c[5])
+        .bind(run.error.clone())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn gc_recent_runs(&self, limit: usize) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, holder, started_at, finished_at, dry_run, builds_expired, manifests_deleted, uploads_deleted, \
+             blobs_deleted, bytes_freed, errors, error FROM gc_runs ORDER BY started_at DESC LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| r.try_get::<i64, _>(c);
+                Ok(RunRow {
+                    id: r.try_get("id")?,
+                    holder: r.try_get("holder")?,
+                    started_at: n("started_at")?,
+                    finished_at: n("finished_at")?,
+                    dry_run: n("dry_run")? != 0,
+                    counts: [
+                        n("builds_expired")?,
+                        n("manifests_deleted")?,
+                        n("uploads_deleted")?,
+                        n("blobs_deleted")?,
+                        n("bytes_freed")?,
+                        n("errors")?,
+                    ],
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// What waits for collection: expired builds, expired manifests, candidate blobs (and
+    /// those past the grace period, with their bytes), idle sessions, trash.
+    pub async fn gc_pending(&self, now: i64, cutoff: i64, uploads_before: i64) -> Result<[u64; 7]> {
+        let count = |sql: &'static str, a: i64| async move {
+            let row = sqlx::query(sql).bind(a).fetch_one(&self.read).await?;
+            Ok::<u64, crate::error::Error>(row.try_get::<i64, _>(0)?.max(0) as u64)
+        };
+        let builds = count(
+            "SELECT COUNT(*) FROM builds WHERE reaped_at IS NULL AND expires_at <= $1",
+            now,
+        )
+        .await?;
+        let manifests = count(
+            "SELECT COUNT(*) FROM manifests WHERE expires_at IS NOT NULL AND expires_at <= $1",
+            now,
+        )
+        .await?;
+        let candidates = count(
+            "SELECT COUNT(*) FROM blobs WHERE unreferenced_at IS NOT NULL AND unreferenced_at <= $1",
+            i64::MAX,
+        )
+        .await?;
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs b WHERE unreferenced_at IS NOT NULL AND unreferenced_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)",
+        )
+        .bind(cutoff)
+        .fetch_one(&self.read)
+        .await?;
+        let collectable = row.try_get::<i64, _>(0)?.max(0) as u64;
+        let bytes = row.try_get::<i64, _>(1)?.max(0) as u64;
+        let uploads = count(
+            "SELECT COUNT(*) FROM uploads WHERE updated_at < $1",
+            uploads_before,
+        )
+        .await?;
+        let trash = count(
+            "SELECT COUNT(*) FROM gc_trash WHERE deleted_at <= $1",
+            i64::MAX,
+        )
+        .await?;
+        Ok([
+            builds,
+            manifests,
+            candidates,
+            collectable,
+            bytes,
+            uploads,
+            trash,
+        ])
+    }
+
+    // ---- reconcile --------------------------------------------------------------------------
+
+    /// Of `locations`, those a blob or a trash entry refers to.
+    pub async fn gc_known_locations(&self, locations: &[String]) -> Result<Vec<String>> {
+        let mut known = Vec::new();
+        for chunk in locations.chunks(500) {
+            let marks = placeholders(1, chunk.len());
+            let sql = format!(
+                "SELECT location FROM blobs WHERE location IN ({marks}) UNION SELECT location FROM gc_trash WHERE location IN ({marks})"
+            );
+            let mut q = sqlx::query(&sql);
+            for l in chunk {
+                q = q.bind(l);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                known.push(r.try_get("location")?);
+            }
+        }
+        Ok(known)
+    }
+
+    /// Of `ids`, the open upload sessions.
+    pub async fn gc_open_uploads(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut open = Vec::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id FROM uploads WHERE size >= 0 AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                open.push(r.try_get("id")?);
+            }
+        }
+        Ok(open)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod suite {
+    //! Garbage collection's SQL, in the shared metadata suite (SQLite and PostgreSQL). The
+    //! database may hold other tests' rows, so every check names its own rows.
+    use super::*;
+    use crate::builds::{Build, BuildSpec, BuildState, Project};
+    use crate::digest::{Algorithm, Digest};
+    use crate::metadata::{Link, NewManifest, Owner, StoredBlob};
+    use crate::names::RepoName;
+
+    fn manifest(content: &str, blobs: &[&Digest], children: &[&Digest]) -> NewManifest {
+        NewManifest {
+            digest: Digest::of(Algorithm::Sha256, content.as_bytes()),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            content: content.as_bytes().to_vec(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+            blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+            manifests: children.iter().map(|d| (*d).clone()).collect(),
+        }
+    }
+
+    pub async fn run(db: &Metadata) {
+        let u = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let project = format!("gc{u}");
+        let repo: RepoName = project.parse().unwrap();
+        let r = repo.as_str();
+        db.create_project(&Project {
+            id: project.clone(),
+            name: "gc".into(),
+            retention_secs: 60,
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+        let t0 = 1_000_000;
+        let build = Build {
+            id: format!("b{u}"),
+            project: project.clone(),
+            state: BuildState::Saved,
+            spec: BuildSpec::default(),
+            failure: None,
+            created_at: t0,
+            updated_at: t0,
+            lease_expires_at: t0,
+            expires_at: t0 + 10_000,
+        };
+        db.create_build(&build).await.unwrap();
+        let owner = Owner {
+            build_id: build.id.clone(),
+            expires_at: build.expires_at,
+        };
+        let blob = |name: &str| Digest::of(Algorithm::Sha256, format!("{u}{name}").as_bytes());
+        let (x, y, z) = (blob("x"), blob("y"), blob("z"));
+        for d in [&x, &y, &z] {
+            let new = Link::New(StoredBlob::new(10, format!("loc-{d}")));
+            db.link_blob(&repo, d, new, t0).await.unwrap().unwrap();
+        }
+        // m1 (the build's) uses x and z; m2 (nobody's, permanent) uses z; the index (the
+        // build's) holds m3; y is referenced by nothing.
+        let m1 = manifest(&format!("{u}m1"), &[&x, &z], &[]);
+        let m2 = manifest(&format!("{u}m2"), &[&z], &[]);
+        let m3 = manifest(&format!("{u}m3"), &[], &[]);
+        let index = manifest(&format!("{u}index"), &[], &[&m3.digest]);
+        let tag = |t: &str| t.parse::<crate::names::Tag>().unwrap();
+        db.put_manifest(&repo, &m1, Some(&tag(&build.id)), Some(&owner))
+            .await
+            .unwrap();
+        db.put_manifest(&repo, &m2, Some(&tag("stable")), None)
+            .await
+            .unwrap();
+        db.put_manifest(&repo, &m3, None, Some(&owner))
+            .await
+            .unwrap();
+        db.put_manifest(&repo, &index, None, Some(&owner))
+            .await
+            .unwrap();
+        let key = |m: &NewManifest| (r.to_owned(), m.digest.to_string());
+
+        // Before the expiry nothing of the build is due.
+        let before = build.expires_at - 1;
+        assert!(!db
+            .gc_expired_builds(before, 10_000)
+            .await
+            .unwrap()
+            .contains(&build.id));
+        assert!(!db
+            .gc_expired_manifests(before, 10_000)
+            .await
+            .unwrap()
+            .contains(&key(&m1)));
+        assert_eq!(
+            db.gc_delete_manifest(r, m1.digest.as_str(), before, false)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // After it: the build is reaped once (a dry run changes nothing), its tag goes.
+        let now = build.expires_at + 1;
+        assert!(db
+            .gc_expired_builds(now, 10_000)
+            .await
+            .unwrap()
+            .contains(&build.id));
+        let dry = db.gc_reap_build(&build.id, now, true).await.unwrap();
+        assert!(dry.reaped && dry.tags == 1);
+        let reaped = db.gc_reap_build(&build.id, now, false).await.unwrap();
+        assert_eq!(reaped.tags, 1);
+        assert_eq!(reaped.repos, vec![r.to_owned()]);
+        assert!(
+            !db.gc_reap_build(&build.id, now, false)
+                .await
+                .unwrap()
+                .reaped
+        );
+        assert!(!db
+            .gc_expired_builds(now, 10_000)
+            .await
+            .unwrap()
+            .contains(&build.id));
+
+        // Expired manifests: m3 is kept while the live... index is expired too, so both go;
+        // m2 never expires.
+        let expired = db.gc_expired_manifests(now, 10_000).await.unwrap();
+        for m in [&m1, &m3, &index] {
+            assert!(expired.contains(&key(m)), "{m:?}");
+        }
+        assert!(!expired.contains(&key(&m2)));
+        assert_eq!(
+            db.gc_delete_manifest(r, m1.digest.as_str(), now, true)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            db.gc_delete_manifest(r, m1.digest.as_str(), now, false)
+                .await
+                .unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            db.gc_delete_manifest(r, m3.digest.as_str(), now, false)
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            db.gc_delete_manifest(r, index.digest.as_str(), now, false)
+                .await
+                .unwrap(),
+            Some(0)
+        );
+        assert!(db
+            .manifest_by_digest(&repo, &m2.digest, now)
+            .await
+            .unwrap()
+            .is_some());
+
+        // A manifest kept by a live index gets the index's lifetime.
+        let child = manifest(&format!("{u}child"), &[], &[]);
+        let parent = manifest(&format!("{u}parent"), &[], &[&child.digest]);
+        let short = Owner {
+            build_id: build.id.clone(),
+            expires_at: now - 5,
+        };
+        db.put_manifest(&repo, &child, None, Some(&short))
+            .await
+            .unwrap();
+        db.put_manifest(&repo, &parent, Some(&tag("keep")), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            db.gc_delete_manifest(r, child.digest.as_str(), now, false)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(!db
+            .gc_expired_manifests(now, 10_000)
+            .await
+            .unwrap()
+            .contains(&key(&child)));
+
+        // Blobs: x and y are garbage past the cutoff; z is referenced by m2 and stops being a
+        // candidate. Dry runs change nothing.
+        let candidates = db.gc_blob_candidates(now, 100_000).await.unwrap();
+        let mine: Vec<(String, i64)> = candidates
+            .iter()
+            .filter(|(d, _, _)| [&x, &y, &z].iter().any(|m| m.as_str() == d))
+            .map(|(d, since, _)| (d.clone(), *since))
+            .collect();
+        assert_eq!(mine.len(), 3, "{candidates:?}");
+        let dry = db.gc_sweep_blobs(&mine, now, true).await.unwrap();
+        assert_eq!(dry.deleted.len(), 2);
+        let swept = db.gc_sweep_blobs(&mine, now, false).await.unwrap();
+        let mut gone: Vec<&str> = swept.deleted.iter().map(|b| b.digest.as_str()).collect();
+        gone.sort();
+        let mut expect = vec![x.as_str(), y.as_str()];
+        expect.sort();
+        assert_eq!(gone, expect);
+        assert_eq!(swept.referenced, 1);
+        assert_eq!(swept.repos, vec![r.to_owned()]);
+        assert!(db.blob(&x).await.unwrap().is_none());
+        assert!(db.repo_blob(&repo, &y).await.unwrap().is_none());
+        assert!(!db.blob(&z).await.unwrap().unwrap().candidate);
+        let trash = db.gc_trash(100_000).await.unwrap();
+        let trashed: Vec<String> = swept.deleted.iter().map(|b| b.location.clone()).collect();
+        for l in &trashed {
+            assert!(trash.iter().any(|(t, _)| t == l));
+        }
+        assert_eq!(db.gc_known_locations(&trashed).await.unwrap().len(), 2);
+        db.gc_empty_trash(&trashed).await.unwrap();
+        assert!(db.gc_known_locations(&trashed).await.unwrap().is_empty());
+
+        // Once swept, a blob is unknown to links and manifests alike (a push that reused it
+        // must upload it again); a touched candidate is kept past an older cutoff.
+        assert_eq!(
+            db.link_blob(&repo, &x, Link::Existing, now).await.unwrap(),
+            None
+        );
+        let reuse = manifest(&format!("{u}reuse"), &[&x], &[]);
+        let e = db
+            .put_manifest(&repo, &reuse, None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, crate::error::Code::ManifestBlobUnknown);
+        let w = blob("w");
+        db.link_blob(
+            &repo,
+            &w,
+            Link::New(StoredBlob::new(1, "loc-w".into())),
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(db.touch_blob(&w, now + 60_000).await.unwrap());
+        let swept = db
+            .gc_sweep_blobs(&[(w.to_string(), now)], now + 30_000, false)
+            .await
+            .unwrap();
+        assert!(swept.deleted.is_empty());
+        assert!(db.blob(&w).await.unwrap().is_some());
+
+        // Upload sessions idle past the cutoff.
+        let id = format!("up{u}");
+        db.advance_upload(&id, &repo, 0, 5, b"h", b"s")
+            .await
+            .unwrap();
+        let later = crate::metadata::now_ms() + 1;
+        let stale = db.gc_stale_uploads(later, 100_000).await.unwrap();
+        assert!(stale
+            .iter()
+            .any(|(i, open, state)| i == &id && *open && state == b"s"));
+        assert_eq!(
+            db.gc_open_uploads(std::slice::from_ref(&id)).await.unwrap(),
+            vec![id.clone()]
+        );
+        assert!(!db.gc_forget_upload(&id, later - 60_000).await.unwrap());
+        assert!(db.gc_forget_upload(&id, later).await.unwrap());
+        assert!(db
+            .gc_open_uploads(std::slice::from_ref(&id))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // The lock: one holder at a time; renewable by its holder.
+        let (a, b) = (format!("a{u}"), format!("b{u}"));
+        let wall = crate::metadata::now_ms();
+        if db.postgres_url().is_none() {
+            assert!(db.gc_try_lock(&a, wall, 60_000).await.unwrap());
+            assert!(!db.gc_try_lock(&b, wall, 60_000).await.unwrap());
+            assert!(db.gc_try_lock(&a, wall, 60_000).await.unwrap());
+            db.gc_unlock(&a).await.unwrap();
+            assert!(db.gc_try_lock(&b, wall, 60_000).await.unwrap());
+            // A lease that ran out is taken over.
+            assert!(db.gc_try_lock(&a, wall + 120_000, 60_000).await.unwrap());
+            db.gc_unlock(&a).await.unwrap();
+        } else {
+            // The advisory lock is per connection: a second Metadata is another session.
+            let other = Metadata::connect(db.postgres_url().unwrap()).await.unwrap();
+            assert!(db.gc_try_lock(&a, wall, 60_000).await.unwrap());
+            assert!(db.gc_try_lock(&a, wall, 60_000).await.unwrap());
+            assert!(!other.gc_try_lock(&b, wall, 60_000).await.unwrap());
+            db.gc_unlock(&a).await.unwrap();
+            assert!(other.gc_try_lock(&b, wall, 60_000).await.unwrap());
+            other.gc_unlock(&b).await.unwrap();
+        }
+
+        // Runs are recorded; pending counts what waits.
+        let run = RunRow {
+            id: format!("run{u}"),
+            holder: "test".into(),
+            started_at: i64::MAX / 2,
+            finished_at: i64::MAX / 2 + 5,
+            dry_run: true,
+            counts: [1, 2, 3, 4, 5, 0],
+            error: None,
+        };
+        db.gc_record_run(&run).await.unwrap();
+        assert_eq!(db.gc_recent_runs(1).await.unwrap(), vec![run]);
+        let pending = db.gc_pending(now, now, later).await.unwrap();
+        assert!(pending[2] >= 1, "w is a candidate: {pending:?}");
+    }
+}
