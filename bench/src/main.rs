@@ -4,6 +4,7 @@
 //!
 //! Not a test: nothing here asserts. `--smoke` runs everything at 1/10 size.
 
+mod gc;
 mod promote;
 mod servers;
 mod workloads;
@@ -34,6 +35,9 @@ struct Cli {
     /// Run only the promotion workload (`depot push` to 1 and 3 registries vs skopeo).
     #[arg(long)]
     promotion_only: bool,
+    /// Run only the garbage-collection workload (10,000 and 100,000 blobs, 1% garbage).
+    #[arg(long)]
+    gc_only: bool,
     /// Run every workload at 1/10 of its size.
     #[arg(long)]
     smoke: bool,
@@ -412,6 +416,13 @@ async fn main() -> anyhow::Result<()> {
         },
         std::thread::available_parallelism()?
     );
+    let gc_sizes = (10_000 / div as usize, 100_000 / div as usize);
+    if cli.gc_only {
+        let small = gc::measure(&work, gc_sizes.0).await?;
+        let large = gc::measure(&work, gc_sizes.1).await?;
+        gc::print(&small, &large);
+        return Ok(());
+    }
     if cli.promotion_only {
         let p = promote::measure(&cli.cli, &cli.depot, &work, &client, &pattern, sizes.big).await?;
         print_promotion(&p);
@@ -618,6 +629,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     print_promotion(&promotion);
+    let gc_small = gc::measure(&work, gc_sizes.0).await?;
+    let gc_large = gc::measure(&work, gc_sizes.1).await?;
+    gc::print(&gc_small, &gc_large);
 
     let sha_mbps = sha / MIB as f64;
     println!("\nCeilings measured in this run");

@@ -247,6 +247,18 @@ impl IntoResponse for Error {
     }
 }
 
+/// Marks a database error that retrying the transaction resolves.
+const CONFLICT: &str = "database: transaction conflict";
+
+impl Error {
+    /// A deadlock or serialization failure between concurrent transactions: retry.
+    pub fn is_conflict(&self) -> bool {
+        self.internal
+            .as_deref()
+            .is_some_and(|m| m.starts_with(CONFLICT))
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match e {
@@ -256,6 +268,13 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Tls(_) => Error::unavailable(format!("database: {e}")),
             sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
                 Error::unavailable(format!("database: {e}"))
+            }
+            // PostgreSQL gave up on one of two transactions waiting for each other: the work
+            // may simply be done again (see `Error::is_conflict`).
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
+            {
+                Error::unavailable(format!("{CONFLICT}: {e}"))
             }
             other => Error::internal(format!("database: {other}")),
         }

@@ -151,7 +151,14 @@ async fn monolithic(
     repo: &RepoName,
     digest: &Digest,
 ) -> Result<Response> {
-    if let Some(stored) = stored_blob(state, digest).await? {
+    // Checked in the database (a cached answer may be older than a collection), which also
+    // keeps the blob from collection while its bytes arrive.
+    let now = state.clock.now_ms();
+    let known = match stored_blob(state, digest).await? {
+        Some(stored) if state.meta.touch_blob(digest, now).await? => Some(stored),
+        _ => None,
+    };
+    if let Some(stored) = known {
         // Already stored (a common layer pushed again): verify the bytes as they arrive but
         // write them nowhere, then link the stored blob. No store request at all.
         let (hasher, received) = ingest(

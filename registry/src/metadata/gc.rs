@@ -384,6 +384,9 @@ impl Metadata {
             "digest = $1 AND unreferenced_at IS NOT NULL AND unreferenced_at <= $2 \
              AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = $1)";
         let mut out = Sweep::default();
+        // In digest order, as pushes lock blob rows: no deadlock between the two.
+        let mut candidates: Vec<&(String, i64)> = candidates.iter().collect();
+        candidates.sort();
         let mut tx = self.write.begin().await?;
         for (digest, since) in candidates {
             let statement = if dry_run {

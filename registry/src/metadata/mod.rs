@@ -551,13 +551,40 @@ impl Metadata {
         tag: Option<&Tag>,
         owner: Option<&Owner>,
     ) -> Result<()> {
+        // Rows are locked in one order (sorted digests), but a collection deleting the same
+        // rows may still meet a push head-on on PostgreSQL; the loser is simply run again.
+        let mut attempt = 0;
+        loop {
+            match self.put_manifest_once(repo, m, tag, owner).await {
+                Err(e) if e.is_conflict() && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn put_manifest_once(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        tag: Option<&Tag>,
+        owner: Option<&Owner>,
+    ) -> Result<()> {
         let now = now_ms();
+        let mut blobs: Vec<&Digest> = m.blobs.iter().collect();
+        blobs.sort();
+        blobs.dedup();
+        let mut children: Vec<&Digest> = m.manifests.iter().collect();
+        children.sort();
+        children.dedup();
         let mut tx = self.write.begin().await?;
         // What the manifest references is checked again here, in the transaction that records
         // the references, and kept: a blob stops being a candidate for collection, a child
         // manifest lives at least as long as its new parent. On PostgreSQL these updates lock
         // rows a concurrent collection is deleting, so one of the two sees the other's result.
-        for blob in &m.blobs {
+        for blob in blobs {
             sqlx::query(
                 "UPDATE blobs SET unreferenced_at = NULL WHERE digest = $1 AND unreferenced_at IS NOT NULL",
             )
@@ -575,7 +602,7 @@ impl Metadata {
                 return Err(Error::manifest_blob_unknown(blob));
             }
         }
-        for child in &m.manifests {
+        for child in children {
             match owner {
                 Some(o) => sqlx::query(
                     "UPDATE manifests SET expires_at = $3 WHERE repo = $1 AND digest = $2 AND expires_at < $3",
@@ -912,6 +939,10 @@ async fn mark_candidates(
     digests: &[String],
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    // Sorted, as every transaction that updates several blob rows does: no deadlocks.
+    let mut digests: Vec<&String> = digests.iter().collect();
+    digests.sort();
+    digests.dedup();
     for d in digests {
         sqlx::query("UPDATE blobs SET unreferenced_at = $2 WHERE digest = $1")
             .bind(d)
