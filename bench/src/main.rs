@@ -418,9 +418,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let gc_sizes = (10_000 / div as usize, 100_000 / div as usize);
     if cli.gc_only {
-        let small = gc::measure(&work, gc_sizes.0).await?;
-        let large = gc::measure(&work, gc_sizes.1).await?;
-        gc::print(&small, &large);
+        let small = gc::measure(&work, gc_sizes.0, gc_sizes.0 / 100).await?;
+        let large = gc::measure(&work, gc_sizes.1, gc_sizes.1 / 100).await?;
+        let same = gc::measure(&work, gc_sizes.1, gc_sizes.0 / 100).await?;
+        gc::print(&small, &large, &same);
         return Ok(());
     }
     if cli.promotion_only {
@@ -629,9 +630,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     print_promotion(&promotion);
-    let gc_small = gc::measure(&work, gc_sizes.0).await?;
-    let gc_large = gc::measure(&work, gc_sizes.1).await?;
-    gc::print(&gc_small, &gc_large);
+    let gc_small = gc::measure(&work, gc_sizes.0, gc_sizes.0 / 100).await?;
+    let gc_large = gc::measure(&work, gc_sizes.1, gc_sizes.1 / 100).await?;
+    let gc_same = gc::measure(&work, gc_sizes.1, gc_sizes.0 / 100).await?;
+    gc::print(&gc_small, &gc_large, &gc_same);
 
     let sha_mbps = sha / MIB as f64;
     println!("\nCeilings measured in this run");

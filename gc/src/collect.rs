@@ -122,11 +122,12 @@ impl Collector<'_> {
             let keys = self.catalog.expired_manifests(now, self.limit()).await?;
             let fresh: Vec<_> = keys.iter().filter(|k| seen.insert((*k).clone())).collect();
             let mut repos = Vec::new();
-            for key in &fresh {
-                let outcome = self
-                    .catalog
-                    .delete_expired_manifest(key, now, self.config.dry_run)
-                    .await?;
+            let batch: Vec<_> = fresh.iter().map(|k| (*k).clone()).collect();
+            let outcomes = self
+                .catalog
+                .delete_expired_manifests(&batch, now, self.config.dry_run)
+                .await?;
+            for (key, outcome) in batch.iter().zip(outcomes) {
                 if let ManifestOutcome::Deleted { blobs } = outcome {
                     r.manifests_deleted += 1;
                     self.item(|| format!("manifest {}@{} ({blobs} blobs)", key.repo, key.digest));

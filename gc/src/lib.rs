@@ -55,7 +55,7 @@ impl Default for Config {
         Config {
             grace: Duration::from_secs(3600),
             upload_timeout: Duration::from_secs(24 * 3600),
-            batch: 500,
+            batch: 1000,
             dry_run: false,
         }
     }
@@ -163,15 +163,15 @@ pub trait Catalog: Send + Sync {
     async fn reap_build(&self, id: &str, now: i64, dry_run: bool) -> anyhow::Result<Reaped>;
     /// Manifests whose expiry passed, oldest first.
     async fn expired_manifests(&self, now: i64, limit: usize) -> anyhow::Result<Vec<ManifestKey>>;
-    /// Deletes an expired manifest unless a live tag or live index references it; the blobs it
-    /// referenced become candidates (unreferenced since `now`). `dry_run`: only says whether it
-    /// would.
-    async fn delete_expired_manifest(
+    /// Deletes expired manifests (in one transaction) unless a live tag or live index
+    /// references them; the blobs they referenced become candidates (unreferenced since
+    /// `now`). `dry_run`: only says which it would delete.
+    async fn delete_expired_manifests(
         &self,
-        key: &ManifestKey,
+        keys: &[ManifestKey],
         now: i64,
         dry_run: bool,
-    ) -> anyhow::Result<ManifestOutcome>;
+    ) -> anyhow::Result<Vec<ManifestOutcome>>;
 
     /// Upload sessions not touched since `before`.
     async fn stale_uploads(&self, before: i64, limit: usize) -> anyhow::Result<Vec<StaleUpload>>;

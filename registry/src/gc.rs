@@ -189,21 +189,28 @@ impl Catalog for Backend {
             .collect())
     }
 
-    async fn delete_expired_manifest(
+    async fn delete_expired_manifests(
         &self,
-        key: &ManifestKey,
+        keys: &[ManifestKey],
         now: i64,
         dry_run: bool,
-    ) -> anyhow::Result<ManifestOutcome> {
+    ) -> anyhow::Result<Vec<ManifestOutcome>> {
+        let pairs: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.repo.clone(), k.digest.clone()))
+            .collect();
         let deleted = self
             .meta
-            .gc_delete_manifest(&key.repo, &key.digest, now, dry_run)
+            .gc_delete_manifests(&pairs, now, dry_run)
             .await
             .map_err(err)?;
-        Ok(match deleted {
-            Some(blobs) => ManifestOutcome::Deleted { blobs },
-            None => ManifestOutcome::Kept,
-        })
+        Ok(deleted
+            .into_iter()
+            .map(|d| match d {
+                Some(blobs) => ManifestOutcome::Deleted { blobs },
+                None => ManifestOutcome::Kept,
+            })
+            .collect())
     }
 
     async fn stale_uploads(&self, before: i64, limit: usize) -> anyhow::Result<Vec<StaleUpload>> {

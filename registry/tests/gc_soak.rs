@@ -150,7 +150,7 @@ fn writer(
         n += 1;
         let url = &world.urls[(seed + n) as usize % world.urls.len()];
         // Most builds are short-lived; every fifth lives past the end of the soak.
-        let retention = if n % 5 == 0 {
+        let retention = if n.is_multiple_of(5) {
             1_000_000
         } else {
             rng.gen_range(20..80)

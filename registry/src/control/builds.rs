@@ -397,10 +397,15 @@ pub(crate) async fn extend(
             ))
         }
     };
-    state
+    if !state
         .meta
         .set_build_expiry(&build.id, expires_at, now)
-        .await?;
+        .await?
+    {
+        return Err(Error::conflict(format!(
+            "build {id} expired and was garbage collected; it cannot be extended"
+        )));
+    }
     // Cached lookups carry the old expiry: an earlier one must not be served past.
     let repo = repo_of(&build)?;
     state.caches.forget_repo(repo.as_str());

@@ -245,10 +245,14 @@ impl Metadata {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Sets when a build expires, and with it its tags and the manifests only it holds.
+    /// Sets when a build expires, and with it its tags and the manifests only it holds; false if
+    /// there is no such build, or collection has reaped it.
     pub async fn set_build_expiry(&self, id: &str, expires_at: i64, now: i64) -> Result<bool> {
         let mut tx = self.write.begin().await?;
-        let done = sqlx::query("UPDATE builds SET expires_at = $1, updated_at = $2 WHERE id = $3")
+        // A build garbage collection has reaped cannot come back: its tags are gone.
+        let done = sqlx::query(
+            "UPDATE builds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND reaped_at IS NULL",
+        )
             .bind(expires_at)
             .bind(now)
             .bind(id)

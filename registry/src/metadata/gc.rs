@@ -8,7 +8,7 @@
 
 use sqlx::Row;
 
-use super::{mark_candidates, referenced_blobs, Metadata};
+use super::{referenced_blobs, Metadata};
 use crate::error::Result;
 
 /// The collection lock's advisory-lock key on PostgreSQL ("depot-gc" in ASCII).
@@ -222,9 +222,27 @@ impl Metadata {
             .collect()
     }
 
-    /// Deletes an expired manifest that no live tag or live index references; returns how many
-    /// blob references went (`None`: kept). A kept manifest's expiry moves to that of what
-    /// keeps it, so it is not looked at again until then.
+    /// Deletes expired manifests that no live tag or live index references, in one
+    /// transaction; for each, how many blob references went (`None`: kept). A kept manifest's
+    /// expiry moves to that of what keeps it, so it is not looked at again until then.
+    pub async fn gc_delete_manifests(
+        &self,
+        keys: &[(String, String)],
+        now: i64,
+        dry_run: bool,
+    ) -> Result<Vec<Option<u64>>> {
+        let mut tx = self.write.begin().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (repo, digest) in keys {
+            out.push(delete_manifest_in(&mut tx, repo, digest, now, dry_run).await?);
+        }
+        if !dry_run {
+            tx.commit().await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Metadata::gc_delete_manifests`] for one manifest.
     pub async fn gc_delete_manifest(
         &self,
         repo: &str,
@@ -232,81 +250,12 @@ impl Metadata {
         now: i64,
         dry_run: bool,
     ) -> Result<Option<u64>> {
-        let garbage = format!(
-            "repo = $1 AND digest = $2 AND expires_at IS NOT NULL AND expires_at <= $3 \
-             AND NOT EXISTS ({LIVE_TAG}) AND NOT EXISTS ({LIVE_PARENT})"
-        );
-        let mut tx = self.write.begin().await?;
-        let blobs = referenced_blobs(&mut tx, repo, digest).await?;
-        let deleted = if dry_run {
-            sqlx::query(&format!("SELECT 1 FROM manifests WHERE {garbage}"))
-                .bind(repo)
-                .bind(digest)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some()
-        } else {
-            sqlx::query(&format!("DELETE FROM manifests WHERE {garbage}"))
-                .bind(repo)
-                .bind(digest)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1
-        };
-        if dry_run {
-            return Ok(deleted.then_some(blobs.len() as u64));
-        }
-        if !deleted {
-            // Kept by a live tag or index (or no longer expired, or gone): live as long as they.
-            let keepers = sqlx::query(&format!(
-                "SELECT t.expires_at FROM tags t WHERE t.repo = $1 AND t.digest = $2 AND (t.expires_at IS NULL OR t.expires_at > $3) \
-                 UNION ALL SELECT p.expires_at FROM manifest_refs r JOIN manifests p ON p.repo = r.repo AND p.digest = r.manifest \
-                 WHERE r.repo = $1 AND r.child = $2 AND r.kind = 'manifest' AND (p.expires_at IS NULL OR p.expires_at > $3)"
-            ))
-            .bind(repo)
-            .bind(digest)
-            .bind(now)
-            .fetch_all(&mut *tx)
+        let keys = [(repo.to_owned(), digest.to_owned())];
+        Ok(self
+            .gc_delete_manifests(&keys, now, dry_run)
             .await?
-            .iter()
-            .map(|r| r.try_get::<Option<i64>, _>(0))
-            .collect::<Result<Vec<_>, _>>()?;
-            if !keepers.is_empty() {
-                let until = if keepers.iter().any(Option::is_none) {
-                    None
-                } else {
-                    keepers.iter().flatten().max().copied()
-                };
-                sqlx::query(
-                    "UPDATE manifests SET expires_at = $3 WHERE repo = $1 AND digest = $2 AND expires_at <= $4",
-                )
-                .bind(repo)
-                .bind(digest)
-                .bind(until)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            return Ok(None);
-        }
-        for table in [
-            "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
-            "DELETE FROM tags WHERE repo = $1 AND digest = $2",
-            "DELETE FROM build_manifests WHERE repo = $1 AND digest = $2",
-        ] {
-            sqlx::query(table)
-                .bind(repo)
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
-        }
-        mark_candidates(&mut tx, &blobs, now).await?;
-        tx.commit().await?;
-        Ok(Some(blobs.len() as u64))
+            .pop()
+            .flatten())
     }
 
     // ---- upload sessions --------------------------------------------------------------------
@@ -371,72 +320,87 @@ impl Metadata {
             .collect()
     }
 
-    /// Deletes the candidates (digest, since) that are still unreferenced and unused since
-    /// before `cutoff`, with their repository links, moving their locations to the trash list in
-    /// the same transaction. A candidate found referenced stops being one.
+    /// Deletes the candidates that are still unreferenced and unused since before `cutoff`,
+    /// with their repository links, moving their locations to the trash list in the same
+    /// transaction. A candidate found referenced stops being one. Set-based: a few statements
+    /// per batch, whatever its size.
     pub async fn gc_sweep_blobs(
         &self,
         candidates: &[(String, i64)],
         cutoff: i64,
         dry_run: bool,
     ) -> Result<Sweep> {
-        const GARBAGE: &str =
-            "digest = $1 AND unreferenced_at IS NOT NULL AND unreferenced_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = $1)";
         let mut out = Sweep::default();
-        // In digest order, as pushes lock blob rows: no deadlock between the two.
-        let mut candidates: Vec<&(String, i64)> = candidates.iter().collect();
-        candidates.sort();
-        let mut tx = self.write.begin().await?;
-        for (digest, since) in candidates {
-            let statement = if dry_run {
-                format!("SELECT location, size FROM blobs WHERE {GARBAGE}")
-            } else {
-                format!("DELETE FROM blobs WHERE {GARBAGE} RETURNING location, size")
-            };
-            let row = sqlx::query(&statement)
-                .bind(digest)
-                .bind(cutoff)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                if !dry_run {
-                    out.referenced += sqlx::query(
-                        "UPDATE blobs SET unreferenced_at = NULL WHERE digest = $1 AND unreferenced_at = $2 \
-                         AND EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = $1)",
-                    )
-                    .bind(digest)
-                    .bind(since)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-                continue;
-            };
-            let location: String = row.try_get("location")?;
-            let size = row.try_get::<i64, _>("size")?.max(0) as u64;
-            if !dry_run {
-                let repos = sqlx::query("DELETE FROM repo_blobs WHERE digest = $1 RETURNING repo")
-                    .bind(digest)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for r in &repos {
-                    out.repos.push(r.try_get("repo")?);
-                }
-                sqlx::query(
-                    "INSERT INTO gc_trash (location, size, deleted_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(&location)
-                .bind(size as i64)
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?;
+        if candidates.is_empty() {
+            return Ok(out);
+        }
+        let digests: Vec<&str> = candidates.iter().map(|(d, _)| d.as_str()).collect();
+        let list = placeholders(2, digests.len());
+        let garbage = format!(
+            "digest IN ({list}) AND unreferenced_at IS NOT NULL AND unreferenced_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = blobs.digest)"
+        );
+        fn bind_all<'q>(
+            sql: &'q str,
+            cutoff: i64,
+            digests: &[&'q str],
+        ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+            let mut q = sqlx::query(sql).bind(cutoff);
+            for d in digests {
+                q = q.bind(*d);
             }
+            q
+        }
+        let select = format!("SELECT digest, location, size FROM blobs WHERE {garbage}");
+        let delete = format!("DELETE FROM blobs WHERE {garbage} RETURNING digest, location, size");
+        let mut tx = self.write.begin().await?;
+        let rows = bind_all(if dry_run { &select } else { &delete }, cutoff, &digests)
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &rows {
             out.deleted.push(SweptBlob {
-                digest: digest.clone(),
-                location,
-                size,
+                digest: r.try_get("digest")?,
+                location: r.try_get("location")?,
+                size: r.try_get::<i64, _>("size")?.max(0) as u64,
             });
+        }
+        if dry_run {
+            return Ok(out);
+        }
+        // Still referenced after all: no longer candidates (unless used since, or made
+        // candidates again by a newer deletion, both of which moved the mark past the cutoff).
+        let clear = format!(
+            "UPDATE blobs SET unreferenced_at = NULL WHERE digest IN ({list}) AND unreferenced_at <= $1 \
+             AND EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = blobs.digest)"
+        );
+        out.referenced = bind_all(&clear, cutoff, &digests)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if !out.deleted.is_empty() {
+            let unlink = format!(
+                "DELETE FROM repo_blobs WHERE digest IN ({}) RETURNING repo",
+                placeholders(1, out.deleted.len())
+            );
+            let mut q = sqlx::query(&unlink);
+            for b in &out.deleted {
+                q = q.bind(&b.digest);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                out.repos.push(r.try_get("repo")?);
+            }
+            let values = (0..out.deleted.len())
+                .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let trash = format!(
+                "INSERT INTO gc_trash (location, size, deleted_at) VALUES {values} ON CONFLICT DO NOTHING"
+            );
+            let mut q = sqlx::query(&trash).bind(cutoff);
+            for b in &out.deleted {
+                q = q.bind(&b.location).bind(b.size as i64);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         out.repos.sort();
@@ -460,14 +424,17 @@ impl Metadata {
     }
 
     pub async fn gc_empty_trash(&self, locations: &[String]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        for l in locations {
-            sqlx::query("DELETE FROM gc_trash WHERE location = $1")
-                .bind(l)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in locations.chunks(1000) {
+            let sql = format!(
+                "DELETE FROM gc_trash WHERE location IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for l in chunk {
+                q = q.bind(l);
+            }
+            q.execute(&self.write).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -633,6 +600,97 @@ impl Metadata {
         }
         Ok(open)
     }
+}
+
+/// One manifest of [`Metadata::gc_delete_manifests`], in its transaction.
+async fn delete_manifest_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &str,
+    digest: &str,
+    now: i64,
+    dry_run: bool,
+) -> Result<Option<u64>> {
+    let garbage = format!(
+        "repo = $1 AND digest = $2 AND expires_at IS NOT NULL AND expires_at <= $3 \
+         AND NOT EXISTS ({LIVE_TAG}) AND NOT EXISTS ({LIVE_PARENT})"
+    );
+    let blobs = referenced_blobs(tx, repo, digest).await?;
+    let deleted = if dry_run {
+        sqlx::query(&format!("SELECT 1 FROM manifests WHERE {garbage}"))
+            .bind(repo)
+            .bind(digest)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some()
+    } else {
+        sqlx::query(&format!("DELETE FROM manifests WHERE {garbage}"))
+            .bind(repo)
+            .bind(digest)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1
+    };
+    if dry_run {
+        return Ok(deleted.then_some(blobs.len() as u64));
+    }
+    if !deleted {
+        // Kept by a live tag or index (or no longer expired, or gone): live as long as they.
+        let keepers = sqlx::query(
+            "SELECT t.expires_at FROM tags t WHERE t.repo = $1 AND t.digest = $2 AND (t.expires_at IS NULL OR t.expires_at > $3) \
+             UNION ALL SELECT p.expires_at FROM manifest_refs r JOIN manifests p ON p.repo = r.repo AND p.digest = r.manifest \
+             WHERE r.repo = $1 AND r.child = $2 AND r.kind = 'manifest' AND (p.expires_at IS NULL OR p.expires_at > $3)"
+        )
+        .bind(repo)
+        .bind(digest)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<Option<i64>, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+        if !keepers.is_empty() {
+            let until = if keepers.iter().any(Option::is_none) {
+                None
+            } else {
+                keepers.iter().flatten().max().copied()
+            };
+            sqlx::query(
+                "UPDATE manifests SET expires_at = $3 WHERE repo = $1 AND digest = $2 AND expires_at <= $4",
+            )
+            .bind(repo)
+            .bind(digest)
+            .bind(until)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        return Ok(None);
+    }
+    // The blobs it referenced become candidates: one statement, before the references go.
+    sqlx::query(
+        "UPDATE blobs SET unreferenced_at = $3 WHERE digest IN \
+         (SELECT child FROM manifest_refs WHERE repo = $1 AND manifest = $2 AND kind = 'blob')",
+    )
+    .bind(repo)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    for table in [
+        "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
+        "DELETE FROM tags WHERE repo = $1 AND digest = $2",
+        "DELETE FROM build_manifests WHERE repo = $1 AND digest = $2",
+    ] {
+        sqlx::query(table)
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Some(blobs.len() as u64))
 }
 
 #[cfg(test)]

@@ -182,13 +182,29 @@ impl Metadata {
         let sqlite = url.starts_with("sqlite:");
         // A database that stops answering turns into a 503 within this bound, never a hang.
         let acquire = std::time::Duration::from_secs(5);
-        let read = AnyPoolOptions::new()
+        // SQLite's default page cache (2 MB) is small for indexes over hundreds of thousands of
+        // rows; 16 MB per connection (allocated only as pages are read).
+        let pragmas = |options: AnyPoolOptions| {
+            if sqlite {
+                options.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA cache_size = -16384")
+                            .execute(conn)
+                            .await
+                            .map(|_| ())
+                    })
+                })
+            } else {
+                options
+            }
+        };
+        let read = pragmas(AnyPoolOptions::new())
             .max_connections(if sqlite { 8 } else { 16 })
             .acquire_timeout(acquire)
             .connect(url)
             .await?;
         let write = if sqlite {
-            let write = AnyPoolOptions::new()
+            let write = pragmas(AnyPoolOptions::new())
                 .max_connections(1)
                 .acquire_timeout(acquire)
                 .connect(url)
@@ -229,6 +245,17 @@ impl Metadata {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CACHE_CHANNEL)
                 .bind(repo.as_str())
+                .execute(&self.write)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Folds SQLite's write-ahead log into the database file (a no-op on PostgreSQL): after a
+    /// bulk load, so the next transaction does not pay for it.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if self.postgres_url.is_none() {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(&self.write)
                 .await?;
         }

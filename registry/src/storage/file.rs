@@ -210,6 +210,35 @@ impl BlobStore for FileStore {
         }
     }
 
+    /// Unlinks in parallel (spread over the 256 prefix directories, unlinks in different
+    /// directories do not wait for each other).
+    async fn delete_many(&self, locations: &[String]) -> Result<()> {
+        let paths = locations
+            .iter()
+            .map(|l| self.location_path(l))
+            .collect::<Result<Vec<_>>>()?;
+        let per_task = paths.len().div_ceil(8).max(1);
+        let tasks: Vec<_> = paths
+            .chunks(per_task)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                blocking(move || {
+                    for p in chunk {
+                        match fs::remove_file(&p) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                            _ => {}
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for r in futures::future::join_all(tasks).await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Everything in one page: a walk of `blobs/` and `uploads/` (names only, no reads).
     async fn list(&self, _cursor: Option<String>) -> Result<(Vec<Listed>, Option<String>)> {
         let root = self.root.clone();
