@@ -8,6 +8,8 @@
 //! replicas on PostgreSQL + S3 when `DEPOT_TEST_POSTGRES_URL` and `DEPOT_TEST_S3_ENDPOINT` are
 //! set (as in `.ci/run`).
 
+#[path = "common/backends.rs"]
+mod backends;
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,33 +102,12 @@ impl World {
         secret: &str,
         body: Value,
     ) -> Value {
-        let resp = self
-            .http
-            .request(method, format!("{url}/api/v1{path}"))
-            .bearer_auth(secret)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        common::api(&self.http, url, method, path, secret, body)
     }
 
     fn bearer(&self, url: &str, secret: &str, actions: &str) -> String {
-        let v: Value = self
-            .http
-            .get(format!("{url}/token"))
-            .query(&[
-                ("service", "depot-registry"),
-                ("scope", &format!("repository:{}:{actions}", self.project)),
-            ])
-            .basic_auth("x-token", Some(secret))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v["token"].as_str().unwrap().to_owned()
+        let scope = format!("repository:{}:{actions}", self.project);
+        common::access_token(&self.http, url, secret, &scope)
     }
 }
 
@@ -447,58 +428,16 @@ fn pushes_and_collection_together_lose_nothing_embedded() {
 
 #[test]
 fn pushes_and_collection_together_lose_nothing_on_postgres_and_s3() {
-    let (Ok(postgres), Ok(endpoint)) = (
-        std::env::var("DEPOT_TEST_POSTGRES_URL"),
-        std::env::var("DEPOT_TEST_S3_ENDPOINT"),
-    ) else {
-        eprintln!(
-            "DEPOT_TEST_POSTGRES_URL / DEPOT_TEST_S3_ENDPOINT not set; this soak runs in .ci/run"
-        );
+    let Some(b) = backends::fresh("soak") else {
         return;
     };
-    let suffix = format!("{:016x}", rand::random::<u64>());
-    let database = format!("soak_{suffix}");
-    let bucket = format!("soak-{suffix}");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&postgres).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {database}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let options = depot_registry::storage::S3Options {
-                endpoint: Some(endpoint.clone()),
-                region: Some("us-east-1".into()),
-                force_path_style: true,
-            };
-            let client = depot_registry::storage::s3_client(&options).await;
-            client.create_bucket().bucket(&bucket).send().await.unwrap();
-        });
-    let database_url = format!("{}/{database}", postgres.rsplit_once('/').unwrap().0);
-    let storage = format!("s3://{bucket}/registry");
-    let admin = format!("depot_admin_{suffix}{suffix}");
     let dir = tempfile::tempdir().unwrap();
     let replica = |name: &str| {
-        let mut flags = vec![
-            "--database-url",
-            &database_url,
-            "--storage",
-            &storage,
-            "--s3-endpoint",
-            &endpoint,
-            "--s3-region",
-            "us-east-1",
-            "--s3-force-path-style",
-            "--admin-token",
-            &admin,
-        ];
-        flags.extend(GC_FLAGS);
+        let mut flags = b.flags();
+        flags.extend(GC_FLAGS.iter().map(|f| f.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         Server::start_with(&dir.path().join(name), &flags)
     };
     let (one, two) = (replica("one"), replica("two"));
-    soak(&[&one, &two], &admin);
+    soak(&[&one, &two], &b.admin);
 }

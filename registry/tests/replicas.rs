@@ -7,7 +7,11 @@
 //! Needs `DEPOT_TEST_POSTGRES_URL` and `DEPOT_TEST_S3_ENDPOINT` (with AWS credentials in the
 //! environment), which `.ci/run` provides with a throwaway PostgreSQL cluster and s3s-fs.
 
+#[path = "common/backends.rs"]
+mod backends;
 mod common;
+
+use backends::Backends;
 
 use std::time::{Duration, Instant};
 
@@ -16,13 +20,6 @@ use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-struct Backends {
-    database_url: String,
-    endpoint: String,
-    bucket: String,
-    admin: String,
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -30,76 +27,17 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A fresh database and bucket on the shared servers, or `None` (and a note) without them.
-fn backends() -> Option<Backends> {
-    let (Ok(postgres), Ok(endpoint)) = (
-        std::env::var("DEPOT_TEST_POSTGRES_URL"),
-        std::env::var("DEPOT_TEST_S3_ENDPOINT"),
-    ) else {
-        eprintln!("DEPOT_TEST_S3_ENDPOINT not set (or DEPOT_TEST_POSTGRES_URL); replicas are covered by .ci/run");
-        return None;
-    };
-    let suffix = format!("{:016x}", rand::random::<u64>());
-    let database = format!("replicas_{suffix}");
-    let bucket = format!("replicas-{suffix}");
-    runtime().block_on(async {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&postgres).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let options = depot_registry::storage::S3Options {
-            endpoint: Some(endpoint.clone()),
-            region: Some("us-east-1".into()),
-            force_path_style: true,
-        };
-        let client = depot_registry::storage::s3_client(&options).await;
-        client.create_bucket().bucket(&bucket).send().await.unwrap();
-    });
-    let base = postgres.rsplit_once('/').unwrap().0;
-    Some(Backends {
-        database_url: format!("{base}/{database}"),
-        endpoint,
-        bucket,
-        admin: format!("depot_admin_{}", "k".repeat(8) + &suffix + &suffix),
-    })
-}
-
 fn replica(b: &Backends, dir: &std::path::Path) -> Server {
-    let storage = format!("s3://{}/registry", b.bucket);
-    Server::start_with(
-        dir,
-        &[
-            "--database-url",
-            &b.database_url,
-            "--storage",
-            &storage,
-            "--s3-endpoint",
-            &b.endpoint,
-            "--s3-region",
-            "us-east-1",
-            "--s3-force-path-style",
-            "--admin-token",
-            &b.admin,
-            // Long enough that only the cross-replica notification can explain a fresh answer.
-            "--cache-ttl-secs",
-            "600",
-        ],
-    )
+    let mut flags = b.flags();
+    // Long enough that only the cross-replica notification can explain a fresh answer.
+    flags.extend(["--cache-ttl-secs".to_owned(), "600".to_owned()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_with(dir, &flags)
 }
 
 /// An access token for `scope` from `server`'s `/token`, presenting `secret`.
 fn token(server: &Server, secret: &str, scope: &str) -> String {
-    let v: Value = Client::new()
-        .get(format!("{}/token", server.url()))
-        .query(&[("service", "depot-registry"), ("scope", scope)])
-        .basic_auth("x-token", Some(secret))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
+    common::access_token(&Client::new(), &server.url(), secret, scope)
 }
 
 fn v2(
@@ -193,7 +131,9 @@ fn manifest_status(server: &Server, repo: &str, reference: &str, token: &str) ->
 
 #[test]
 fn two_replicas_behave_as_one() {
-    let Some(b) = backends() else { return };
+    let Some(b) = backends::fresh("replicas") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let one = replica(&b, &dir.path().join("one"));
     let two = replica(&b, &dir.path().join("two"));
@@ -320,7 +260,9 @@ fn two_replicas_behave_as_one() {
 
 #[test]
 fn a_build_created_on_one_replica_is_saved_through_the_other() {
-    let Some(b) = backends() else { return };
+    let Some(b) = backends::fresh("replicas") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let one = replica(&b, &dir.path().join("one"));
     let two = replica(&b, &dir.path().join("two"));

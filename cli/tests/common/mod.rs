@@ -68,16 +68,14 @@ impl Fixture {
     }
 
     pub fn api(&self, method: Method, path: &str, token: &str, body: Value) -> Value {
-        let resp = Client::new()
-            .request(method, format!("{}{path}", self.server.url()))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        registry::api(
+            &Client::new(),
+            &self.server.url(),
+            method,
+            path,
+            token,
+            body,
+        )
     }
 
     /// Creates a build; returns its id and push token.

@@ -29,33 +29,12 @@ struct Registry {
 
 impl Registry {
     fn api(&self, method: reqwest::Method, path: &str, secret: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.server.url()))
-            .bearer_auth(secret)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = resp.status();
-        let v: Value = resp.json().unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        common::api(&self.http, &self.server.url(), method, path, secret, body)
     }
 
     fn bearer(&self, secret: &str, actions: &str) -> String {
-        let v: Value = self
-            .http
-            .get(format!("{}/token", self.server.url()))
-            .query(&[
-                ("service", "depot-registry"),
-                ("scope", &format!("repository:{}:{actions}", self.project)),
-            ])
-            .basic_auth("x-token", Some(secret))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v["token"].as_str().unwrap().to_owned()
+        let scope = format!("repository:{}:{actions}", self.project);
+        common::access_token(&self.http, &self.server.url(), secret, &scope)
     }
 
     /// A build (kept `retention` seconds) whose image has `layers`; returns its id.

@@ -106,10 +106,16 @@ impl Metadata {
     pub async fn gc_unlock(&self, holder: &str) -> Result<()> {
         if self.postgres_url.is_some() {
             if let Some(mut conn) = self.gc_lock.lock().await.take() {
-                sqlx::query("SELECT pg_advisory_unlock($1)")
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(ADVISORY_KEY)
                     .execute(&mut *conn)
-                    .await?;
+                    .await;
+                if let Err(e) = unlocked {
+                    // Closing the session releases its lock; back in the pool, the connection
+                    // would hold it and no collection could run again.
+                    let _ = conn.close().await;
+                    return Err(e.into());
+                }
             }
             return Ok(());
         }

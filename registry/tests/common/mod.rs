@@ -158,3 +158,43 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     rand::thread_rng().fill_bytes(&mut v);
     v
 }
+
+/// `method /api/v1{path}` on the registry at `base` with `secret` as Bearer token; the JSON
+/// answer, which must be a success.
+pub fn api(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    secret: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let resp = http
+        .request(method, format!("{base}/api/v1{path}"))
+        .bearer_auth(secret)
+        .json(&body)
+        .send()
+        .unwrap();
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
+    assert!(status.is_success(), "{path}: {status} {v}");
+    v
+}
+
+/// An access token for `scope` from the registry at `base`, presenting `secret` as `x-token`.
+pub fn access_token(
+    http: &reqwest::blocking::Client,
+    base: &str,
+    secret: &str,
+    scope: &str,
+) -> String {
+    let v: serde_json::Value = http
+        .get(format!("{base}/token"))
+        .query(&[("service", "depot-registry"), ("scope", scope)])
+        .basic_auth("x-token", Some(secret))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
