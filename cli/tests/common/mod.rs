@@ -67,7 +67,9 @@ impl Fixture {
         f
     }
 
+    /// `path` is the whole `/api/v1/...` path, as the tests spell it.
     pub fn api(&self, method: Method, path: &str, token: &str, body: Value) -> Value {
+        let path = path.strip_prefix("/api/v1").expect("an /api/v1 path");
         registry::api(
             &Client::new(),
             &self.server.url(),
