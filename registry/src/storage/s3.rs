@@ -194,31 +194,11 @@ impl S3Store {
         Ok(bytes.slice(..len as usize))
     }
 
+    /// [`BlobStore::delete_many`], best effort: a leftover staged tail is small, and
+    /// `reconcile` finds it.
     async fn delete_keys(&self, keys: &[String]) {
-        if keys.is_empty() {
-            return;
-        }
-        let objects: Vec<ObjectIdentifier> = keys
-            .iter()
-            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
-            .collect();
-        let Ok(delete) = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-        else {
-            return;
-        };
-        // Best effort: a leftover staged tail is small, and `reconcile` finds it.
-        if let Err(e) = self
-            .client
-            .delete_objects()
-            .bucket(&self.bucket)
-            .delete(delete)
-            .send()
-            .await
-        {
-            tracing::warn!(cause = %e.into_service_error(), "removing staged upload objects failed");
+        if let Err(e) = self.delete_many(keys).await {
+            tracing::warn!(cause = %e.message, "removing staged upload objects failed");
         }
     }
 
