@@ -39,7 +39,7 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
         dir.join("metadata.db").display()
     ))
     .await?;
-    let store = std::sync::Arc::new(FileStore::open(&dir)?);
+    let store = std::sync::Arc::new(FileStore::open(&dir, std::sync::Arc::new(meta.clone()))?);
     let now = Clock::default().now_ms();
     let fail = |e: depot_registry::error::Error| anyhow::anyhow!("{}", e.message);
     meta.create_project(&Project {

@@ -3,6 +3,8 @@
 //! upload never linked, an upload whose session row is gone) and removes those older than the
 //! grace period. Collections never need it in the normal path.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::{Catalog, Clock, Objects};
@@ -19,6 +21,8 @@ pub struct Reconciled {
 }
 
 /// Lists the store page by page and removes what no blob, trash entry or open session owns.
+/// The store itself refuses to delete any object a blob refers to (`BlobStore::delete_many`,
+/// `discard`), so a mistake here cannot lose a stored blob either.
 pub async fn reconcile(
     catalog: &dyn Catalog,
     objects: &dyn Objects,
@@ -33,21 +37,21 @@ pub async fn reconcile(
     loop {
         let (page, next) = objects.list(cursor).await?;
         out.listed += page.len() as u64;
-        let blobs: Vec<String> = page
+        // Every key is first asked about as a blob location, whatever its name looks like: an
+        // upload's staged piece becomes the blob itself when the upload is committed.
+        let keys: Vec<String> = page.iter().map(|l| l.location.clone()).collect();
+        let known: HashSet<String> = catalog.known_locations(&keys).await?.into_iter().collect();
+        let uploads: Vec<String> = page
             .iter()
-            .filter(|l| l.upload.is_none())
-            .map(|l| l.location.clone())
+            .filter(|l| !known.contains(&l.location))
+            .filter_map(|l| l.upload.clone())
             .collect();
-        let uploads: Vec<String> = page.iter().filter_map(|l| l.upload.clone()).collect();
-        let known = catalog.known_locations(&blobs).await?;
-        let open = catalog.open_uploads(&uploads).await?;
+        let open: HashSet<String> = catalog.open_uploads(&uploads).await?.into_iter().collect();
         let mut orphan_blobs = Vec::new();
         let mut orphan_uploads = Vec::new();
         for l in &page {
-            let owned = match &l.upload {
-                None => known.contains(&l.location),
-                Some(id) => open.contains(id),
-            };
+            let owned = known.contains(&l.location)
+                || l.upload.as_ref().is_some_and(|id| open.contains(id));
             if owned {
                 continue;
             }

@@ -30,6 +30,9 @@ pub struct Caches {
     /// layer find it without a query. A stored blob's location never changes; only garbage
     /// collection removes blobs, and it must announce what it removed.
     pub stored: Cache<Digest, StoredBlob>,
+    /// Digests whose bytes were found missing from the store and already logged as such: a
+    /// lost blob is reported loudly once, not once per pull retry.
+    pub missing_reported: Cache<Digest, ()>,
 }
 
 impl Caches {
@@ -52,6 +55,7 @@ impl Caches {
                 .max_capacity(1_000_000)
                 .time_to_live(BLOB_TTL)
                 .build(),
+            missing_reported: Cache::builder().max_capacity(100_000).build(),
         }
     }
 

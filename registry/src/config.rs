@@ -73,6 +73,12 @@ pub struct BackendConfig {
     /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
     #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
     pub s3_force_path_style: bool,
+
+    /// Size of the parts blobs are uploaded to S3 in, MiB (S3 allows 5 to 5120, and 10,000
+    /// parts a blob: 16 MiB parts carry blobs up to 160 GB).
+    #[arg(long, env = "DEPOT_S3_PART_SIZE_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub s3_part_size_mib: u64,
 }
 
 impl BackendConfig {
@@ -181,6 +187,7 @@ impl ServeConfig {
                 s3_endpoint: None,
                 s3_region: None,
                 s3_force_path_style: false,
+                s3_part_size_mib: 16,
             },
             shutdown_grace_secs: 30,
             cache_ttl_secs: 5,

@@ -250,7 +250,24 @@ impl IntoResponse for Error {
 /// Marks a database error that retrying the transaction resolves.
 const CONFLICT: &str = "database: transaction conflict";
 
+/// Marks a blob whose metadata is there but whose bytes are not.
+const DATA_MISSING: &str = "storage: blob data missing";
+
 impl Error {
+    /// The bytes of a stored blob are gone from the store (deleted outside the registry, or
+    /// lost): a server fault no retry mends, so a `500`, never a "retry later".
+    pub fn data_missing(location: &str) -> Self {
+        let mut e = Error::internal(format!("{DATA_MISSING} at {location}"));
+        e.message = "the blob's data is missing from storage".into();
+        e
+    }
+
+    pub fn is_data_missing(&self) -> bool {
+        self.internal
+            .as_deref()
+            .is_some_and(|m| m.starts_with(DATA_MISSING))
+    }
+
     /// A deadlock or serialization failure between concurrent transactions: retry.
     pub fn is_conflict(&self) -> bool {
         self.internal

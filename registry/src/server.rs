@@ -21,7 +21,7 @@ use crate::config::{BackendConfig, ServeConfig};
 use crate::error::{Error, InternalCause};
 use crate::metadata::Metadata;
 use crate::storage::coalesce::{self, Coalescer};
-use crate::storage::{s3, s3_client, BlobStore, FileStore, S3Options, S3Store};
+use crate::storage::{s3, s3_client, BlobStore, FileStore, Referenced, S3Options, S3Store};
 use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
@@ -116,17 +116,22 @@ pub async fn open_backend(
 ) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
     std::fs::create_dir_all(&backend.data_dir)?;
     let meta = Metadata::connect(&backend.database_url()).await?;
-    let store = open_store(backend, redirect).await?;
+    let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
     Ok((meta, store))
 }
 
 /// The blob store `--storage` names: files under a directory, or an S3 bucket (checked to be
 /// reachable, so a wrong bucket or endpoint fails at start rather than at the first push).
-async fn open_store(config: &BackendConfig, redirect: bool) -> anyhow::Result<Arc<dyn BlobStore>> {
+async fn open_store(
+    config: &BackendConfig,
+    redirect: bool,
+    referenced: Arc<dyn Referenced>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
     match config.storage.as_deref() {
-        None => Ok(Arc::new(FileStore::open(&config.data_dir)?)),
+        None => Ok(Arc::new(FileStore::open(&config.data_dir, referenced)?)),
         Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
             std::path::Path::new(&spec["file:".len()..]),
+            referenced,
         )?)),
         Some(spec) => {
             let (bucket, prefix) = s3::parse_url(spec).ok_or_else(|| {
@@ -151,7 +156,9 @@ async fn open_store(config: &BackendConfig, redirect: bool) -> anyhow::Result<Ar
                 })?;
             tracing::info!(%bucket, %prefix, redirect, "blobs are stored in S3");
             Ok(Arc::new(
-                S3Store::new(client, bucket, prefix).with_redirects(redirect),
+                S3Store::new(client, bucket, prefix, referenced)
+                    .with_redirects(redirect)
+                    .with_part_size(config.s3_part_size_mib as usize * 1024 * 1024),
             ))
         }
     }

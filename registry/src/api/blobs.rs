@@ -88,13 +88,17 @@ pub(crate) async fn get(
         }
     }
     let body = if head {
-        Body::empty()
+        Ok(Body::empty())
     } else if let Some(reads) = &state.reads {
         reads
             .read(state.store.clone(), &blob.location, size, span.clone())
-            .await?
+            .await
     } else {
-        state.store.read(&blob.location, span.clone()).await?
+        state.store.read(&blob.location, span.clone()).await
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return Err(missing_reported(state, digest, &blob.location, e).await),
     };
     let mut response = Response::builder()
         .status(status)
@@ -111,6 +115,26 @@ pub(crate) async fn get(
         );
     }
     response.body(body).map_err(Error::internal)
+}
+
+/// A blob whose bytes are gone from the store is an incident (data lost outside the
+/// registry, or a bug): logged at error level once per digest, then answered `500` on each
+/// request without filling the log.
+async fn missing_reported(state: &AppState, digest: &Digest, location: &str, mut e: Error) -> Error {
+    if !e.is_data_missing() {
+        return e;
+    }
+    let entry = state
+        .caches
+        .missing_reported
+        .entry(digest.clone())
+        .or_insert(())
+        .await;
+    if entry.is_fresh() {
+        tracing::error!(%digest, %location, "a stored blob's bytes are missing from the blob store: its data is lost; pulls of it fail with 500");
+    }
+    e.internal = None;
+    e
 }
 
 /// Parses a single `bytes=` range against a blob of `size` bytes. Multiple ranges and other units

@@ -285,7 +285,7 @@ async fn commit(
             // Two uploads of the same content committed at once: the first link recorded
             // wins, and the other copy is nobody's.
             if winner.location != location {
-                if let Err(e) = state.store.delete(&location).await {
+                if let Err(e) = state.store.delete_many(&[location.clone()]).await {
                     tracing::warn!(location = %location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
                 }
             }

@@ -83,6 +83,10 @@ pub struct Claims {
     /// The build a push token (or a build-scoped pull token) is limited to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+    /// For push and pull tokens: the project token (its id) they were minted with, directly or
+    /// through another token it minted. Revoking that token revokes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minted_by: Option<String>,
 }
 
 /// Someone who presented a valid secret at `/token` or to the API.
@@ -98,11 +102,14 @@ pub enum Credential {
         build: String,
         /// Unix seconds.
         expires_at: i64,
+        /// The project token it derives from (`None`: minted with the admin token).
+        minted_by: Option<String>,
     },
     Pull {
         project: String,
         build: Option<String>,
         expires_at: i64,
+        minted_by: Option<String>,
     },
 }
 
@@ -122,6 +129,18 @@ impl Credential {
             Credential::Project { project, .. }
             | Credential::Push { project, .. }
             | Credential::Pull { project, .. } => Some(project),
+        }
+    }
+
+    /// The project token whose revocation ends this credential (and all it mints): the token
+    /// itself, or the one a push or pull token was minted with.
+    pub fn root_token(&self) -> Option<&str> {
+        match self {
+            Credential::Admin => None,
+            Credential::Project { token_id, .. } => Some(token_id),
+            Credential::Push { minted_by, .. } | Credential::Pull { minted_by, .. } => {
+                minted_by.as_deref()
+            }
         }
     }
 

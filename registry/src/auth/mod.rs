@@ -138,6 +138,7 @@ impl Auth {
             cred: None,
             project: None,
             build: None,
+            minted_by: None,
         }
     }
 
@@ -196,17 +197,28 @@ impl Auth {
             return Err(invalid());
         }
         self.check(&claims, claims.kind).map_err(|_| invalid())?;
+        // Every replica asks the database, so a revoked project token stops what it minted at
+        // once, everywhere (access tokens already issued run out within --token-ttl-secs).
+        if let Some(root) = &claims.minted_by {
+            if !self.meta.project_token_live(root).await? {
+                return Err(Error::unauthorized(
+                    "the project token this was minted with has been revoked",
+                ));
+            }
+        }
         let project = claims.project.ok_or_else(invalid)?;
         Ok(match claims.kind {
             TokenKind::Push => Credential::Push {
                 project,
                 build: claims.build.ok_or_else(invalid)?,
                 expires_at: claims.exp,
+                minted_by: claims.minted_by,
             },
             _ => Credential::Pull {
                 project,
                 build: claims.build,
                 expires_at: claims.exp,
+                minted_by: claims.minted_by,
             },
         })
     }
@@ -271,8 +283,9 @@ impl Auth {
         }
     }
 
-    /// The push token handed to a build's builders: valid until its lease ends.
-    pub fn mint_push(&self, build: &Build) -> String {
+    /// The push token handed to a build's builders: valid until its lease ends, or until
+    /// `minted_by` (the creator's project token) is revoked.
+    pub fn mint_push(&self, build: &Build, minted_by: Option<&str>) -> String {
         let mut claims = self.claims(
             TokenKind::Push,
             format!("build:{}", build.id),
@@ -280,12 +293,19 @@ impl Auth {
         );
         claims.project = Some(build.project.clone());
         claims.build = Some(build.id.clone());
+        claims.minted_by = minted_by.map(str::to_owned);
         self.keys.sign(&claims)
     }
 
-    /// A read-only token for a project, or one build of it. Returns the token and its expiry
-    /// (Unix seconds).
-    pub fn mint_pull(&self, project: &str, build: Option<&str>, ttl_secs: i64) -> (String, i64) {
+    /// A read-only token for a project, or one build of it, that ends with `minted_by`'s
+    /// revocation. Returns the token and its expiry (Unix seconds).
+    pub fn mint_pull(
+        &self,
+        project: &str,
+        build: Option<&str>,
+        ttl_secs: i64,
+        minted_by: Option<&str>,
+    ) -> (String, i64) {
         let exp = self.clock.now_secs() + ttl_secs;
         let sub = match build {
             Some(b) => format!("pull:build:{b}"),
@@ -294,6 +314,7 @@ impl Auth {
         let mut claims = self.claims(TokenKind::Pull, sub, exp);
         claims.project = Some(project.to_owned());
         claims.build = build.map(str::to_owned);
+        claims.minted_by = minted_by.map(str::to_owned);
         (self.keys.sign(&claims), exp)
     }
 

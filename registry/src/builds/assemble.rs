@@ -15,7 +15,7 @@ use axum::body::Body;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::model::{Build, BuildState, Platform, TagRole};
+use super::model::{build_id_prefix, Build, BuildState, Platform, TagRole};
 use crate::api::AppState;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
@@ -200,6 +200,10 @@ pub async fn save(
             } else {
                 format!("{save_tag}-{target}")
             };
+            if !may_take_save_tag(&state.meta, repo, &tag, build).await? {
+                tracing::warn!(build = %build.id, %tag, "save tag not pointed: it is named after another build");
+                continue;
+            }
             point_tag(state, build, repo, &tag, digest).await?;
         }
     }
@@ -269,16 +273,25 @@ async fn write_index(
 }
 
 /// Whether `build` may point save tag `tag` at its output: a save tag moves from build to build
-/// (that is what `latest` is for), but a tag named after another build's id stays that build's,
-/// even if this build declared it as a save tag.
+/// (that is what `latest` is for), but a tag named after another build's id (`<id>`,
+/// `<id>-...`) stays that build's, even if this build declared it as a save tag, and even
+/// after that build expired (its row stays, so its id keeps answering "expired", never another
+/// build's image). Every path that points a save tag asks this: pushes, the automatic save and
+/// finalize.
 pub async fn may_take_save_tag(
     meta: &Metadata,
     repo: &RepoName,
     tag: &str,
     build: &Build,
 ) -> Result<bool> {
-    Ok(match meta.tag_owner(repo, tag).await? {
-        Some(owner) => owner == build.id || !tag.starts_with(owner.as_str()),
+    let Some(named_after) = build_id_prefix(tag) else {
+        return Ok(true);
+    };
+    if named_after == build.id {
+        return Ok(true);
+    }
+    Ok(match meta.build(named_after).await? {
+        Some(other) => other.project != repo.as_str(),
         None => true,
     })
 }

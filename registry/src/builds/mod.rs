@@ -5,4 +5,7 @@
 pub mod assemble;
 pub mod model;
 
-pub use model::{random_id, Build, BuildSpec, BuildState, Platform, Project, TagRole, Target};
+pub use model::{
+    build_id_prefix, expiry_after, random_id, Build, BuildSpec, BuildState, Platform, Project,
+    TagRole, Target, BUILD_ID_LEN, MAX_RETENTION_SECS,
+};

@@ -8,6 +8,44 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Length of a build id (see [`random_id`]).
+pub const BUILD_ID_LEN: usize = 16;
+/// The longest a build (or a project's builds) may be kept: ten years. Every expiry is checked
+/// against it, so no arithmetic on times can overflow.
+pub const MAX_RETENTION_SECS: i64 = 10 * 365 * 24 * 3600;
+/// How many platforms one list (the build's, or a target's) may name.
+pub const MAX_PLATFORMS: usize = 32;
+/// How many bake targets and save tags a build may have.
+pub const MAX_TARGETS: usize = 64;
+pub const MAX_SAVE_TAGS: usize = 32;
+/// Longest `os`, `architecture` or `variant` in a platform.
+const MAX_PLATFORM_PART: usize = 32;
+
+/// When something `secs` from `now_ms` happens, with `secs` checked against
+/// `1..=MAX_RETENTION_SECS`; the error names `field` and the range.
+pub fn expiry_after(now_ms: i64, secs: i64, field: &str) -> Result<i64, String> {
+    if !(1..=MAX_RETENTION_SECS).contains(&secs) {
+        return Err(format!(
+            "{field} must be between 1 and {MAX_RETENTION_SECS} seconds (ten years)"
+        ));
+    }
+    now_ms
+        .checked_add(secs * 1000)
+        .ok_or_else(|| format!("{field} is out of range"))
+}
+
+/// The build id a tag is named after, if it is one (`<id>` or `<id>-...`): such a tag belongs
+/// to that build alone.
+pub fn build_id_prefix(tag: &str) -> Option<&str> {
+    let id = tag.get(..BUILD_ID_LEN)?;
+    let rest = &tag[BUILD_ID_LEN..];
+    let shaped = id.as_bytes()[0].is_ascii_lowercase()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (shaped && (rest.is_empty() || rest.starts_with('-'))).then_some(id)
+}
+
 /// Lifecycle of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,7 +99,10 @@ impl Platform {
                 && p.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         };
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
+        if !(2..=3).contains(&parts.len())
+            || !parts.iter().all(ok)
+            || parts.iter().any(|p| p.len() > MAX_PLATFORM_PART)
+        {
             return None;
         }
         Some(Platform {
@@ -138,32 +179,91 @@ impl BuildSpec {
             .collect()
     }
 
-    /// Checks names and platforms so that every tag derived from them is a valid, unambiguous tag.
-    pub fn validate(&self) -> Result<(), String> {
-        let all_platforms = self
-            .platforms
-            .iter()
-            .chain(self.targets.iter().flat_map(|t| t.platforms.iter()));
-        for p in all_platforms {
-            if Platform::parse(p).is_none() {
-                return Err(format!("invalid platform {p:?} (want os/arch[/variant])"));
+    /// Checks names and platforms so that every tag the build `id` can ever derive (outputs,
+    /// per-platform images, save tags per target) is a valid, unambiguous tag.
+    pub fn validate(&self, id: &str) -> Result<(), String> {
+        let lists = std::iter::once(&self.platforms).chain(self.targets.iter().map(|t| &t.platforms));
+        for list in lists {
+            if list.len() > MAX_PLATFORMS {
+                return Err(format!("at most {MAX_PLATFORMS} platforms per list"));
             }
+            let mut seen = std::collections::HashSet::new();
+            for p in list {
+                let parsed = Platform::parse(p).ok_or_else(|| {
+                    format!(
+                        "invalid platform {:?} (want os/arch[/variant], each [a-z0-9_]{{1,{MAX_PLATFORM_PART}}})",
+                        truncated(p)
+                    )
+                })?;
+                if !seen.insert(parsed) {
+                    return Err(format!("platform {p:?} named twice"));
+                }
+            }
+        }
+        if self.targets.len() > MAX_TARGETS {
+            return Err(format!("at most {MAX_TARGETS} targets"));
         }
         let mut seen = std::collections::HashSet::new();
         for t in &self.targets {
             if !is_name(&t.name, 64) {
-                return Err(format!("invalid target name {:?}", t.name));
+                return Err(format!("invalid target name {:?}", truncated(&t.name)));
             }
             if !seen.insert(&t.name) {
                 return Err(format!("target {:?} named twice", t.name));
             }
         }
+        if self.save_tags.len() > MAX_SAVE_TAGS {
+            return Err(format!("at most {MAX_SAVE_TAGS} save tags"));
+        }
+        let mut seen = std::collections::HashSet::new();
         for s in &self.save_tags {
-            if !is_name(s, 64) {
-                return Err(format!("invalid save tag {s:?}"));
+            if !is_name(s, 128) {
+                return Err(format!("invalid save tag {:?}", truncated(s)));
+            }
+            if !seen.insert(s) {
+                return Err(format!("save tag {s:?} named twice"));
+            }
+        }
+        for tag in self.derived_tags(id) {
+            if tag.parse::<crate::names::Tag>().is_err() {
+                return Err(format!(
+                    "the build would need tag {tag:?}, longer than a tag may be (128 characters): shorten its target names, platforms or save tags"
+                ));
             }
         }
         Ok(())
+    }
+
+    /// Every tag build `id` can point: each output's, each platform image's, and each save
+    /// tag per output.
+    pub fn derived_tags(&self, id: &str) -> Vec<String> {
+        let mut tags = Vec::new();
+        for output in self.outputs() {
+            let base = suffixed(id, &output.name);
+            for p in output.platforms.iter().filter_map(|p| Platform::parse(p)) {
+                tags.push(format!("{base}-{}", p.tag_suffix()));
+            }
+            tags.push(base);
+            tags.extend(self.save_tags.iter().map(|s| suffixed(s, &output.name)));
+        }
+        tags
+    }
+
+    /// The save tags of this spec as pointed per output (`<save-tag>[-<target>]`).
+    pub fn derived_save_tags(&self) -> Vec<String> {
+        let outputs = self.outputs();
+        self.save_tags
+            .iter()
+            .flat_map(|s| outputs.iter().map(move |o| suffixed(s, &o.name)))
+            .collect()
+    }
+}
+
+/// At most 80 characters of `s`, for error messages about oversized input.
+fn truncated(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -375,19 +475,63 @@ mod tests {
 
     #[test]
     fn spec_validation() {
+        let id = random_id(BUILD_ID_LEN);
         let mut spec = BuildSpec::default();
-        assert!(spec.validate().is_ok());
+        assert!(spec.validate(&id).is_ok());
         spec.save_tags = vec!["-bad".into()];
-        assert!(spec.validate().is_err());
+        assert!(spec.validate(&id).is_err());
         spec.save_tags = vec![];
         spec.platforms = vec!["linux/AMD64".into()];
-        assert!(spec.validate().is_err());
+        assert!(spec.validate(&id).is_err());
+        spec.platforms = vec!["linux/amd64".into(), "linux/amd64".into()];
+        assert!(spec.validate(&id).is_err(), "duplicate platforms");
+        spec.platforms = vec![format!("linux/{}", "a".repeat(5000))];
+        assert!(spec.validate(&id).is_err(), "a 5,000-character platform");
+        spec.platforms = vec![];
+        // A target of 64 and a save tag of 64 characters would derive a 129-character tag.
+        spec.targets = vec![Target {
+            name: "t".repeat(64),
+            platforms: vec![],
+        }];
+        spec.save_tags = vec!["s".repeat(64)];
+        let e = spec.validate(&id).unwrap_err();
+        assert!(e.contains("128"), "{e}");
+        spec.save_tags = vec!["s".repeat(63)];
+        assert!(spec.validate(&id).is_ok());
+        // Every tag the accepted spec derives is a valid tag.
+        spec.platforms = vec!["linux/arm64/v8".into()];
+        spec.targets[0].name = "t".repeat(40);
+        spec.validate(&id).unwrap();
+        for tag in spec.derived_tags(&id) {
+            assert!(tag.parse::<crate::names::Tag>().is_ok(), "{tag}");
+        }
+    }
+
+    #[test]
+    fn expiries_are_checked() {
+        assert_eq!(expiry_after(1000, 1, "x"), Ok(2000));
+        assert!(expiry_after(0, 0, "x").is_err());
+        assert!(expiry_after(0, -5, "x").is_err());
+        let e = expiry_after(0, 9_223_372_036_854_776, "add_secs").unwrap_err();
+        assert!(e.contains("add_secs") && e.contains("315360000"), "{e}");
+        assert!(expiry_after(0, MAX_RETENTION_SECS, "x").is_ok());
+        assert!(expiry_after(i64::MAX - 10, MAX_RETENTION_SECS, "x").is_err());
+    }
+
+    #[test]
+    fn tags_named_after_build_ids() {
+        let id = random_id(BUILD_ID_LEN);
+        assert_eq!(build_id_prefix(&id), Some(id.as_str()));
+        assert_eq!(build_id_prefix(&format!("{id}-web")), Some(id.as_str()));
+        assert_eq!(build_id_prefix(&format!("{id}x")), None);
+        assert_eq!(build_id_prefix("latest"), None);
+        assert_eq!(build_id_prefix("Aaaaaaaaaaaaaaaa"), None);
     }
 
     #[test]
     fn random_ids_are_tag_and_repository_safe() {
         for _ in 0..100 {
-            let id = random_id(16);
+            let id = random_id(BUILD_ID_LEN);
             assert_eq!(id.len(), 16);
             assert!(id.chars().next().unwrap().is_ascii_lowercase());
             assert!(id

@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 use super::projects::{pull_token_response, visible_project, PullTokenRequest};
 use super::{json, registry_host, rfc3339, Caller, JsonBody, QueryParams};
 use crate::api::AppState;
-use crate::builds::{assemble, random_id, Build, BuildSpec, BuildState, Target};
+use crate::builds::{
+    assemble, build_id_prefix, expiry_after, random_id, Build, BuildSpec, BuildState, Target,
+    BUILD_ID_LEN, MAX_RETENTION_SECS,
+};
 use crate::error::{Error, Result};
 use crate::names::RepoName;
 
@@ -127,20 +130,30 @@ pub(crate) async fn create(
             .collect(),
         save_tags: req.save_tags,
     };
-    spec.validate().map_err(Error::invalid_request)?;
-    let retention = req.retention_secs.unwrap_or(project.retention_secs);
-    if retention < 1 {
-        return Err(Error::invalid_request("retention_secs must be positive"));
+    let id = random_id(BUILD_ID_LEN);
+    spec.validate(&id).map_err(Error::invalid_request)?;
+    for tag in spec.derived_save_tags() {
+        if let Some(owner) = build_id_prefix(&tag) {
+            if let Some(other) = state.meta.build(owner).await? {
+                if other.project == project.id {
+                    return Err(Error::invalid_request(format!(
+                        "save tag {tag:?} is named after build {owner}, whose tags stay its own"
+                    )));
+                }
+            }
+        }
     }
+    let now = state.clock.now_ms();
+    let retention = req.retention_secs.unwrap_or(project.retention_secs);
+    let expires_at = expiry_after(now, retention, "retention_secs").map_err(Error::invalid_request)?;
     let lease = req.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
     if !(1..=MAX_LEASE_SECS).contains(&lease) {
         return Err(Error::invalid_request(format!(
             "lease_secs must be between 1 and {MAX_LEASE_SECS}"
         )));
     }
-    let now = state.clock.now_ms();
     let build = Build {
-        id: random_id(16),
+        id,
         project: project.id.clone(),
         state: BuildState::Building,
         spec,
@@ -148,13 +161,13 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
         lease_expires_at: now + lease * 1000,
-        expires_at: now + retention * 1000,
+        expires_at,
     };
     state.meta.create_build(&build).await?;
     tracing::info!(build = %build.id, project = %build.project, "build created");
     let mut body = view(&state, &headers, &build).await?;
     if let Some(auth) = state.access.auth() {
-        body["push_token"] = json!(auth.mint_push(&build));
+        body["push_token"] = json!(auth.mint_push(&build, caller.0.root_token()));
         body["username"] = json!("x-token");
     }
     Ok(json(StatusCode::CREATED, &body))
@@ -389,11 +402,25 @@ pub(crate) async fn extend(
     .await?;
     let now = state.clock.now_ms();
     let expires_at = match (req.add_secs, req.expires_in_secs) {
-        (Some(add), None) if add > 0 => build.expires_at.max(now) + add * 1000,
-        (None, Some(secs)) if secs > 0 => now + secs * 1000,
+        (Some(add), None) => {
+            // Every stored expiry is within ten years of its writing, so this cannot overflow.
+            let later = expiry_after(build.expires_at.max(now), add, "add_secs")
+                .map_err(Error::invalid_request)?;
+            let limit = now + MAX_RETENTION_SECS * 1000;
+            if later > limit {
+                return Err(Error::invalid_request(format!(
+                    "add_secs would keep the build more than ten years from now: at most {} more seconds",
+                    (limit - build.expires_at.max(now)) / 1000
+                )));
+            }
+            later
+        }
+        (None, Some(secs)) => {
+            expiry_after(now, secs, "expires_in_secs").map_err(Error::invalid_request)?
+        }
         _ => {
             return Err(Error::invalid_request(
-                "give one of add_secs or expires_in_secs, positive",
+                "give one of add_secs or expires_in_secs",
             ))
         }
     };
@@ -453,5 +480,5 @@ pub(crate) async fn pull_token(
         "pull tokens are minted with a project or admin token",
     )
     .await?;
-    pull_token_response(&state, &build.project, Some(&build.id), req.ttl()?)
+    pull_token_response(&state, &caller, &build.project, Some(&build.id), req.ttl()?)
 }

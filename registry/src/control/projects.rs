@@ -49,10 +49,11 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn check_retention(secs: i64) -> Result<()> {
-    if !(60..=10 * 365 * 24 * 3600).contains(&secs) {
-        return Err(Error::invalid_request(
-            "retention_secs must be between 60 and ten years",
-        ));
+    if !(60..=crate::builds::MAX_RETENTION_SECS).contains(&secs) {
+        return Err(Error::invalid_request(format!(
+            "retention_secs must be between 60 and {} seconds (ten years)",
+            crate::builds::MAX_RETENTION_SECS
+        )));
     }
     Ok(())
 }
@@ -260,6 +261,7 @@ impl PullTokenRequest {
 /// Mints a pull token (`None` build: the whole project) and answers with it.
 pub(crate) fn pull_token_response(
     state: &AppState,
+    caller: &Caller,
     project: &str,
     build: Option<&str>,
     ttl: i64,
@@ -269,7 +271,7 @@ pub(crate) fn pull_token_response(
             "authentication is disabled (--no-auth): no tokens are issued",
         ));
     };
-    let (token, exp) = auth.mint_pull(project, build, ttl);
+    let (token, exp) = auth.mint_pull(project, build, ttl, caller.0.root_token());
     Ok(json(
         StatusCode::CREATED,
         &json!({
@@ -294,5 +296,5 @@ pub(crate) async fn pull_token(
             "pull tokens are minted with a project or admin token",
         ));
     }
-    pull_token_response(&state, &project.id, None, req.ttl()?)
+    pull_token_response(&state, &caller, &project.id, None, req.ttl()?)
 }

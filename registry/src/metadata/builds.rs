@@ -145,6 +145,17 @@ impl Metadata {
         row.as_ref().map(token_row).transpose()
     }
 
+    /// Whether the project token `id` exists and is not revoked. Read through the writer
+    /// pool: a revocation must count from the moment it committed.
+    pub async fn project_token_live(&self, id: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM project_tokens WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.write)
+                .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn list_project_tokens(&self, project: &str) -> Result<Vec<TokenInfo>> {
         let rows = sqlx::query(
             "SELECT id, project, name, created_at, revoked_at FROM project_tokens WHERE project = $1 ORDER BY created_at, id",

@@ -571,18 +571,41 @@ impl Metadata {
 
     /// Of `locations`, those a blob or a trash entry refers to.
     pub async fn gc_known_locations(&self, locations: &[String]) -> Result<Vec<String>> {
-        let mut known = Vec::new();
+        let mut known = self.referenced_locations(locations).await?;
         for chunk in locations.chunks(500) {
-            let marks = placeholders(1, chunk.len());
             let sql = format!(
-                "SELECT location FROM blobs WHERE location IN ({marks}) UNION SELECT location FROM gc_trash WHERE location IN ({marks})"
+                "SELECT location FROM gc_trash WHERE location IN ({})",
+                placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for l in chunk {
                 q = q.bind(l);
             }
             for r in q.fetch_all(&self.read).await? {
-                known.push(r.try_get("location")?);
+                known.insert(r.try_get("location")?);
+            }
+        }
+        Ok(known.into_iter().collect())
+    }
+
+    /// Of `locations`, those a stored blob's bytes are at: the one test every deletion of
+    /// bytes passes through (`storage::deletable`).
+    pub async fn referenced_locations(
+        &self,
+        locations: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut known = std::collections::HashSet::new();
+        for chunk in locations.chunks(500) {
+            let sql = format!(
+                "SELECT location FROM blobs WHERE location IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for l in chunk {
+                q = q.bind(l);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                known.insert(r.try_get("location")?);
             }
         }
         Ok(known)

@@ -40,6 +40,13 @@ pub struct Metadata {
     gc_lock: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
 }
 
+#[async_trait::async_trait]
+impl crate::storage::Referenced for Metadata {
+    async fn referenced(&self, locations: &[String]) -> Result<std::collections::HashSet<String>> {
+        self.referenced_locations(locations).await
+    }
+}
+
 /// The PostgreSQL channel on which replicas announce repositories whose tags or manifests
 /// changed, so every other replica drops its cached lookups for them.
 pub const CACHE_CHANNEL: &str = "depot_cache";

@@ -175,8 +175,8 @@ mod tests {
         async fn stat(&self, l: &str) -> Result<Option<u64>> {
             self.inner.stat(l).await
         }
-        async fn delete(&self, l: &str) -> Result<()> {
-            self.inner.delete(l).await
+        async fn delete_many(&self, l: &[String]) -> Result<()> {
+            self.inner.delete_many(l).await
         }
         async fn list(
             &self,
@@ -190,7 +190,7 @@ mod tests {
     async fn concurrent_pulls_fetch_each_chunk_once() {
         let dir = tempfile::tempdir().unwrap();
         let counting = Arc::new(Counting {
-            inner: FileStore::open(dir.path()).unwrap(),
+            inner: FileStore::open(dir.path(), crate::storage::KnownLocations::new()).unwrap(),
             reads: AtomicUsize::new(0),
         });
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();

@@ -12,6 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -19,7 +20,7 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BlobSink, BlobStore, Listed, Written};
+use super::{deletable, BlobSink, BlobStore, Listed, Referenced, Written};
 use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
 
@@ -31,15 +32,17 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct FileStore {
     root: PathBuf,
+    /// Asked before any blob file is unlinked.
+    referenced: Arc<dyn Referenced>,
 }
 
 impl FileStore {
-    /// Opens (creating if needed) a store under `root`.
-    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+    /// Opens (creating if needed) a store under `root`; `referenced` says which blobs are live.
+    pub fn open(root: impl Into<PathBuf>, referenced: Arc<dyn Referenced>) -> std::io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(root.join("uploads"))?;
         fs::create_dir_all(root.join("blobs"))?;
-        Ok(FileStore { root })
+        Ok(FileStore { root, referenced })
     }
 
     fn upload_path(&self, upload: &str) -> PathBuf {
@@ -169,6 +172,8 @@ impl BlobStore for FileStore {
     }
 
     async fn discard(&self, upload: &str, _state: &[u8]) -> Result<()> {
+        // Only `uploads/<id>`, which no blob's location can name (those are `<digest>.<copy>`
+        // under `blobs/`): a committed upload was renamed away from here.
         let path = self.upload_path(upload);
         blocking(move || match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -191,7 +196,7 @@ impl BlobStore for FileStore {
             map_range(&file, range).map(Some)
         })
         .await?;
-        let bytes = mapped.ok_or_else(|| Error::blob_unknown(location))?;
+        let bytes = mapped.ok_or_else(|| Error::data_missing(location))?;
         Ok(Body::from(bytes))
     }
 
@@ -203,17 +208,11 @@ impl BlobStore for FileStore {
         }
     }
 
-    async fn delete(&self, location: &str) -> Result<()> {
-        match tokio::fs::remove_file(self.location_path(location)?).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-
     /// Unlinks in parallel (spread over the 256 prefix directories, unlinks in different
     /// directories do not wait for each other).
     async fn delete_many(&self, locations: &[String]) -> Result<()> {
-        let paths = locations
+        let paths = deletable(self.referenced.as_ref(), locations)
+            .await?
             .iter()
             .map(|l| self.location_path(l))
             .collect::<Result<Vec<_>>>()?;
@@ -409,8 +408,9 @@ mod tests {
     #[tokio::test]
     async fn shared_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
-        crate::storage::suite::run(&store).await;
+        let known = crate::storage::KnownLocations::new();
+        let store = FileStore::open(dir.path(), known.clone()).unwrap();
+        crate::storage::suite::run(&store, &known).await;
         // Nothing is left in uploads/ after commits and discards.
         assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
     }
@@ -418,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn one_writer_per_upload() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path(), crate::storage::KnownLocations::new()).unwrap();
         let _first = store.append("u", 0, &[]).await.unwrap();
         assert!(store.append("u", 0, &[]).await.is_err());
     }
@@ -426,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn every_commit_is_a_copy_of_its_own_and_bare_digests_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::open(dir.path()).unwrap();
+        let store = FileStore::open(dir.path(), crate::storage::KnownLocations::new()).unwrap();
         let digest = Digest::of(crate::digest::Algorithm::Sha256, b"same");
         let mut locations = Vec::new();
         for id in ["a", "b"] {
@@ -439,7 +439,7 @@ mod tests {
         }
         assert_ne!(locations[0], locations[1]);
         assert_eq!(fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0);
-        store.delete(&locations[0]).await.unwrap();
+        store.delete_many(&locations[..1]).await.unwrap();
         assert_eq!(store.stat(&locations[1]).await.unwrap(), Some(4));
         // A blob stored under its bare digest (before copies had names) is still found.
         let bare = store.location_path(&locations[1]).unwrap();

@@ -10,12 +10,20 @@
 //! upload and its parts). The state is returned by [`BlobSink::finish`] and saved by the caller
 //! in the session's row together with its size, in the same compare-and-set, so whichever
 //! request wins a race also decides which bytes the session holds.
+//!
+//! Nothing a store deletes can be a stored blob's bytes: every store is built with a
+//! [`Referenced`] (the metadata database) and asks it, through [`deletable`], for the exact keys
+//! it is about to delete, whichever path deletes (a duplicate dropped, an upload discarded or
+//! swept, garbage collection, `reconcile`). A stale upload state or a wrong key cannot reach a
+//! live blob.
 
 pub mod coalesce;
 pub mod file;
 pub mod s3;
 
+use std::collections::HashSet;
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::Body;
@@ -67,6 +75,59 @@ pub async fn s3_client(options: &S3Options) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// Decides which stored objects some blob's metadata points at. The one answer every
+/// destructive path of a store asks before it deletes.
+#[async_trait]
+pub trait Referenced: Send + Sync + 'static {
+    /// Of `locations`, those a stored blob's location is.
+    async fn referenced(&self, locations: &[String]) -> Result<HashSet<String>>;
+}
+
+/// Of `keys`, those a store may delete: the ones no blob refers to. A referenced key handed to
+/// a delete is a caller's mistake (or a retry of a request that had already committed it): it
+/// is kept and said so in the log.
+pub async fn deletable(referenced: &dyn Referenced, keys: &[String]) -> Result<Vec<String>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live = referenced.referenced(keys).await?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        if live.contains(key) {
+            tracing::warn!(location = %key, "not deleting an object a stored blob refers to");
+        } else if !out.contains(key) {
+            out.push(key.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A [`Referenced`] over a fixed set (tests, and tools that hold no database).
+#[derive(Debug, Default)]
+pub struct KnownLocations(pub std::sync::Mutex<HashSet<String>>);
+
+impl KnownLocations {
+    pub fn new() -> Arc<Self> {
+        Arc::new(KnownLocations::default())
+    }
+
+    pub fn insert(&self, location: &str) {
+        self.0.lock().unwrap().insert(location.to_owned());
+    }
+}
+
+#[async_trait]
+impl Referenced for KnownLocations {
+    async fn referenced(&self, locations: &[String]) -> Result<HashSet<String>> {
+        let known = self.0.lock().unwrap();
+        Ok(locations
+            .iter()
+            .filter(|l| known.contains(*l))
+            .cloned()
+            .collect())
+    }
+}
+
 /// Where blob bytes live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -87,7 +148,7 @@ pub trait BlobStore: Send + Sync + 'static {
     ) -> Result<String>;
 
     /// Forgets an upload's bytes (cancelled, failed, abandoned, or a duplicate of a stored
-    /// blob). Unknown uploads are fine.
+    /// blob). Unknown uploads are fine; objects a stored blob refers to are kept.
     async fn discard(&self, upload: &str, state: &[u8]) -> Result<()>;
 
     /// Streams `range` of the committed blob at `location`.
@@ -96,16 +157,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The size of the committed blob at `location`, if it is there.
     async fn stat(&self, location: &str) -> Result<Option<u64>>;
 
-    /// Removes a committed blob's bytes (garbage collection). Missing blobs are fine.
-    async fn delete(&self, location: &str) -> Result<()>;
-
-    /// Removes many committed blobs' bytes (one request per thousand on S3).
-    async fn delete_many(&self, locations: &[String]) -> Result<()> {
-        for location in locations {
-            self.delete(location).await?;
-        }
-        Ok(())
-    }
+    /// Removes committed blobs' bytes that no blob refers to any more (garbage collection, a
+    /// duplicate copy): one request per thousand on S3. Missing objects are fine; referenced
+    /// ones are kept.
+    async fn delete_many(&self, locations: &[String]) -> Result<()>;
 
     /// One page of everything the store holds (committed blobs, and what upload sessions
     /// left), after `cursor`, with the next cursor if there is more: for `depot-gc reconcile`.
@@ -172,7 +227,8 @@ pub(crate) mod suite {
             .unwrap()
     }
 
-    pub async fn run(store: &dyn BlobStore) {
+    /// `known` is the [`Referenced`] `store` was built with.
+    pub async fn run(store: &dyn BlobStore, known: &KnownLocations) {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
 
         // One request, then three (resuming from the saved state each time).
@@ -248,10 +304,41 @@ pub(crate) mod suite {
         );
         store.discard("u6", &left.state).await.unwrap();
 
-        store.delete(&one).await.unwrap();
+        // Deleting a blob no metadata refers to removes it; a missing one is fine.
+        store.delete_many(std::slice::from_ref(&one)).await.unwrap();
         assert_eq!(store.stat(&one).await.unwrap(), None);
-        store.delete(&one).await.unwrap();
-        let rest = vec![three.clone(), resumed.clone(), empty.clone(), one.clone()];
+        store.delete_many(std::slice::from_ref(&one)).await.unwrap();
+
+        // Whatever path asks, the bytes of a blob the metadata refers to stay: a delete naming
+        // it, or the discard of an upload whose (stale) state still names what became the blob
+        // (a closing PUT with no body, retried after its commit succeeded).
+        let mut sink = store.append("u7", 0, &[]).await.unwrap();
+        sink.write(Bytes::copy_from_slice(&data[..1000]))
+            .await
+            .unwrap();
+        let staged = sink.finish(false).await.unwrap();
+        let digest = Digest::of(Algorithm::Sha256, &data[..1000]);
+        let tail = store
+            .commit("u7", &staged.state, &digest, 1000)
+            .await
+            .unwrap();
+        known.insert(&tail);
+        known.insert(&three);
+        store.discard("u7", &staged.state).await.unwrap();
+        store.discard("u7", &[]).await.unwrap();
+        store
+            .delete_many(&[tail.clone(), three.clone()])
+            .await
+            .unwrap();
+        assert_eq!(read_all(store, &tail, 0..1000).await, &data[..1000]);
+        assert_eq!(read_all(store, &three, 0..10).await, &data[..10]);
+
+        // Reading a blob whose bytes are gone is a server fault, not "retry later".
+        let e = store.read(&one, 0..10).await.err().expect("bytes are gone");
+        assert!(e.is_data_missing(), "{e:?}");
+
+        known.0.lock().unwrap().clear();
+        let rest = vec![three.clone(), resumed.clone(), empty.clone(), tail.clone()];
         store.delete_many(&rest).await.unwrap();
         for location in &rest {
             assert_eq!(store.stat(location).await.unwrap(), None);

@@ -15,6 +15,7 @@
 //! cost one `PutObject`.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -24,7 +25,7 @@ use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::{BlobSink, BlobStore, Listed, Written};
+use super::{deletable, BlobSink, BlobStore, Listed, Referenced, Written};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -45,6 +46,8 @@ pub struct S3Store {
     part_size: usize,
     /// Send clients to presigned URLs for blob GETs instead of streaming through the registry.
     redirect: bool,
+    /// Asked before any object is deleted.
+    referenced: Arc<dyn Referenced>,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -113,13 +116,20 @@ pub fn parse_url(url: &str) -> Option<(String, String)> {
 }
 
 impl S3Store {
-    pub fn new(client: Client, bucket: String, prefix: String) -> Self {
+    /// A store in `bucket` under `prefix`; `referenced` says which objects are live blobs.
+    pub fn new(
+        client: Client,
+        bucket: String,
+        prefix: String,
+        referenced: Arc<dyn Referenced>,
+    ) -> Self {
         S3Store {
             client,
             bucket,
             prefix,
             part_size: DEFAULT_PART_SIZE,
             redirect: false,
+            referenced,
         }
     }
 
@@ -255,10 +265,12 @@ impl S3Store {
         }
     }
 
-    /// Everything an upload whose state is unknown may have left: objects under its key and
-    /// multipart uploads on it.
+    /// Everything an upload whose state is unknown may have left: its object, its staged tails
+    /// (another upload's id may start with this one's: only these exact names are its own) and
+    /// multipart uploads on it. Whichever of them a committed blob is stays.
     async fn sweep(&self, upload: &str) -> Result<()> {
         let key = self.blob_key(upload);
+        let tails = format!("{key}.tail-");
         let listed = self
             .client
             .list_objects_v2()
@@ -270,7 +282,9 @@ impl S3Store {
         let keys: Vec<String> = listed
             .contents()
             .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
+            .filter_map(|o| o.key())
+            .filter(|k| *k == key || k.starts_with(&tails))
+            .map(str::to_owned)
             .collect();
         self.delete_keys(&keys).await;
         // Some S3-compatible servers do not list multipart uploads; what cannot be listed here
@@ -418,7 +432,10 @@ impl BlobStore for S3Store {
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
-            .map_err(|e| unavailable("GetObject", e.into_service_error()))?;
+            .map_err(|e| match e.into_service_error() {
+                e if e.is_no_such_key() => Error::data_missing(location),
+                e => unavailable("GetObject", e),
+            })?;
         let stream = futures::stream::unfold(out.body, |mut body| async move {
             body.next()
                 .await
@@ -465,20 +482,11 @@ impl BlobStore for S3Store {
         Ok(Some(request.uri().to_owned()))
     }
 
-    async fn delete(&self, location: &str) -> Result<()> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(location)
-            .send()
-            .await
-            .map_err(|e| unavailable("DeleteObject", e.into_service_error()))?;
-        Ok(())
-    }
-
-    /// `DeleteObjects`, a thousand keys per request (the API's limit).
+    /// `DeleteObjects`, a thousand keys per request (the API's limit), of the keys no blob
+    /// refers to.
     async fn delete_many(&self, locations: &[String]) -> Result<()> {
-        for chunk in locations.chunks(1000) {
+        let keys = deletable(self.referenced.as_ref(), locations).await?;
+        for chunk in keys.chunks(1000) {
             let objects: Vec<ObjectIdentifier> = chunk
                 .iter()
                 .map(|k| ObjectIdentifier::builder().key(k).build())
@@ -621,7 +629,7 @@ mod tests {
 
     /// A store on the S3 server named by `DEPOT_TEST_S3_ENDPOINT` (`.ci/run` starts s3s-fs),
     /// in a fresh bucket.
-    async fn test_store() -> Option<S3Store> {
+    async fn test_store() -> Option<(S3Store, Arc<crate::storage::KnownLocations>)> {
         let Ok(endpoint) = std::env::var("DEPOT_TEST_S3_ENDPOINT") else {
             eprintln!("DEPOT_TEST_S3_ENDPOINT not set; the S3 store is covered by .ci/run");
             return None;
@@ -629,7 +637,11 @@ mod tests {
         let client = crate::storage::s3_client(&endpoint_config(&endpoint)).await;
         let bucket = format!("test-{}", uuid::Uuid::new_v4().simple());
         client.create_bucket().bucket(&bucket).send().await.unwrap();
-        Some(S3Store::new(client, bucket, "registry/".into()))
+        let known = crate::storage::KnownLocations::new();
+        Some((
+            S3Store::new(client, bucket, "registry/".into(), known.clone()),
+            known,
+        ))
     }
 
     fn endpoint_config(endpoint: &str) -> crate::storage::S3Options {
@@ -642,17 +654,17 @@ mod tests {
 
     #[tokio::test]
     async fn shared_suite() {
-        let Some(store) = test_store().await else {
+        let Some((store, known)) = test_store().await else {
             return;
         };
-        crate::storage::suite::run(&store).await;
+        crate::storage::suite::run(&store, &known).await;
     }
 
     /// Uploads that cross part boundaries in uneven requests, closed with and without a final
     /// chunk, come back intact.
     #[tokio::test]
     async fn parts_and_staged_tails() {
-        let Some(store) = test_store().await else {
+        let Some((store, _)) = test_store().await else {
             return;
         };
         let store = store.with_part_size(5 * 1024 * 1024);
