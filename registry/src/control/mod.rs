@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
             post(projects::create_token).get(projects::list_tokens),
         )
         .route(
-            "/api/v1/projects/{project}/tokens/{token}",
+            "/api/v1/projects/{project}/tokens/{token_id}",
             axum::routing::delete(projects::revoke_token),
         )
         .route(
