@@ -165,6 +165,11 @@ pub struct AuthConfig {
     #[arg(long, env = "DEPOT_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Believe `X-Forwarded-Host` and `X-Forwarded-Proto` (only behind a proxy that sets them,
+    /// overwriting what clients send); without it the realm and image names come from `Host`.
+    #[arg(long, env = "DEPOT_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// Lifetime of access tokens issued by /token, in seconds.
     #[arg(long, env = "DEPOT_TOKEN_TTL", default_value_t = 300)]
     pub token_ttl_secs: i64,

@@ -209,6 +209,14 @@ impl Error {
         e
     }
 
+    /// `507`: the blob store has no room left for what the client sent.
+    pub fn insufficient_storage(cause: impl std::fmt::Display) -> Self {
+        let mut e = Error::new(StatusCode::INSUFFICIENT_STORAGE, Code::Unsupported)
+            .message("insufficient storage: the registry's disk is full");
+        e.internal = Some(cause.to_string());
+        e
+    }
+
     /// A backend (database, storage) that cannot be reached: the client may retry.
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         let mut e = Error::new(StatusCode::SERVICE_UNAVAILABLE, Code::Unsupported)
@@ -300,6 +308,14 @@ impl From<sqlx::Error> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
+        // ENOSPC, EDQUOT: the disk (or the quota) is full. The client's bytes are not kept, and
+        // a retry may succeed once space is freed.
+        let full = e.kind() == std::io::ErrorKind::StorageFull
+            || e.kind() == std::io::ErrorKind::QuotaExceeded
+            || matches!(e.raw_os_error(), Some(28 | 122));
+        if full {
+            return Error::insufficient_storage(format!("storage: {e}"));
+        }
         Error::internal(format!("storage: {e}"))
     }
 }

@@ -100,8 +100,73 @@ pub struct ParsedManifest {
     pub annotations: Option<String>,
 }
 
+/// Walks a JSON document and fails on an object that names a key twice. JSON parsers disagree
+/// on such objects (some keep the first value, most the last), so two clients could read two
+/// different manifests from the same bytes: the registry refuses them.
+struct NoDuplicateKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for NoDuplicateKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value_seed(NoDuplicateKeys)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+}
+
+fn check_unique_keys(body: &[u8]) -> Result<()> {
+    use serde::de::DeserializeSeed;
+    let mut d = serde_json::Deserializer::from_slice(body);
+    NoDuplicateKeys
+        .deserialize(&mut d)
+        .and_then(|()| d.end())
+        .map_err(|e| Error::manifest_invalid(format!("invalid JSON: {e}")))
+}
+
 /// Parses manifest `body` pushed with `content_type` (parameters already stripped, may be empty).
 pub fn parse(content_type: &str, body: &[u8]) -> Result<ParsedManifest> {
+    check_unique_keys(body)?;
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::manifest_invalid(format!("invalid JSON: {e}")))?;
     let obj: &Map<String, Value> = value
@@ -259,6 +324,15 @@ mod tests {
                 r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":-1}]}"#,
             ),
             ("", r#"{"schemaVersion":2,"manifests":[]}"#),
+            // A key twice, at the top or nested: readers would disagree on what it says.
+            (
+                OCI_INDEX,
+                r#"{"schemaVersion":2,"manifests":[],"manifests":[{"mediaType":"x","digest":"sha256:00","size":1}]}"#,
+            ),
+            (
+                OCI_INDEX,
+                r#"{"schemaVersion":2,"manifests":[],"annotations":{"a":"1","a":"2"}}"#,
+            ),
         ] {
             assert!(parse(ct, body.as_bytes()).is_err(), "{ct} {body}");
         }

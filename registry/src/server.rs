@@ -43,13 +43,14 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     let key = meta.upload_key().await.map_err(startup_error)?;
     let upload_ids = UploadIds::new(&key);
     let clock = Clock::default();
+    let base_url = auth::BaseUrl::new(config.auth.public_url.as_deref(), config.auth.trust_proxy);
     let access = if config.auth.no_auth {
         tracing::warn!(
             "authentication is disabled (--no-auth): anyone who can connect may push and delete"
         );
         Access::open()
     } else {
-        Access::with_auth(auth(config, &meta, &clock).await?)
+        Access::with_auth(auth(config, &meta, &clock, base_url.clone()).await?)
     };
     let caches = Caches::new(Duration::from_secs(config.cache_ttl_secs));
     if let Some(url) = meta.postgres_url() {
@@ -65,6 +66,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         clock,
         test_clock: config.auth.test_clock,
         gc_metrics: Default::default(),
+        base_url,
     })
 }
 
@@ -169,7 +171,12 @@ fn startup_error(e: Error) -> anyhow::Error {
 }
 
 /// Loads (or on first start creates) the admin token and the token signing keys.
-async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::Result<Auth> {
+async fn auth(
+    config: &ServeConfig,
+    meta: &Metadata,
+    clock: &Clock,
+    base_url: auth::BaseUrl,
+) -> anyhow::Result<Auth> {
     let a = &config.auth;
     let admin_token = match (&a.admin_token, &a.admin_token_file) {
         (Some(token), _) => token.trim().to_owned(),
@@ -213,7 +220,7 @@ async fn auth(config: &ServeConfig, meta: &Metadata, clock: &Clock) -> anyhow::R
         keys,
         &admin_token,
         a.auth_service.clone(),
-        a.public_url.clone(),
+        base_url,
         a.token_ttl_secs,
         clock.clone(),
         meta.clone(),
@@ -244,7 +251,8 @@ async fn log_requests(request: Request, next: Next) -> Response {
     let status = response.status();
     let duration_ms = started.elapsed().as_millis() as u64;
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(%method, %path, status = status.as_u16(), duration_ms, cause = %cause, "request failed");
+        // The cause may quote what a client sent: Debug formatting keeps it on one line.
+        tracing::error!(%method, %path, status = status.as_u16(), duration_ms, cause = ?cause, "request failed");
     } else {
         tracing::debug!(%method, %path, status = status.as_u16(), duration_ms, "request");
     }

@@ -178,11 +178,20 @@ pub(crate) async fn put(
         }
     }
     for child in &parsed.manifests {
-        if !state.meta.manifest_exists(repo, &child.digest).await? {
-            return Err(
-                Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
-                    .detail(json!({ "digest": child.digest.to_string() })),
-            );
+        match state.meta.manifest_size(repo, &child.digest).await? {
+            None => {
+                return Err(
+                    Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
+                        .detail(json!({ "digest": child.digest.to_string() })),
+                );
+            }
+            Some(size) if size != child.size => {
+                return Err(Error::manifest_invalid(format!(
+                    "{} has size {size}, the index says {}",
+                    child.digest, child.size
+                )));
+            }
+            Some(_) => {}
         }
     }
 

@@ -52,6 +52,8 @@ pub struct AppState {
     pub test_clock: bool,
     /// This process's garbage collections, for `/metrics`.
     pub gc_metrics: Arc<depot_gc::Metrics>,
+    /// The address clients reach the registry at.
+    pub base_url: crate::auth::BaseUrl,
 }
 
 impl AppState {

@@ -344,7 +344,10 @@ fn content_range(call: &Call, location: &str, current: u64) -> Result<Option<(u6
         .split_once('-')
         .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
     match parsed {
-        Some((start, end)) if end >= start && start == current => Ok(Some((start, end))),
+        // `end` = u64::MAX would make the length wrap: no upload is that long.
+        Some((start, end)) if end >= start && start == current && end < u64::MAX => {
+            Ok(Some((start, end)))
+        }
         Some(_) => Err(Error::range_not_satisfiable(location, current)),
         None => Err(Error::bad_request(
             Code::BlobUploadInvalid,

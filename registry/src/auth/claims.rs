@@ -237,6 +237,7 @@ mod tests {
             project: "p1".into(),
             build: "b".into(),
             expires_at: 0,
+            minted_by: None,
         };
         assert_eq!(
             push.grant(&scope("repository:p1:pull,push,delete")),
@@ -261,6 +262,7 @@ mod tests {
             project: "p1".into(),
             build: None,
             expires_at: 0,
+            minted_by: None,
         };
         assert_eq!(
             pull.grant(&scope("repository:p1:push,delete,*")),

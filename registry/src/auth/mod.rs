@@ -69,8 +69,8 @@ pub struct Auth {
     admin_hash: String,
     /// The `service` of challenges and the `aud` of access tokens.
     pub service: String,
-    /// Base URL clients reach the registry at (for the challenge `realm`); from `Host` if unset.
-    public_url: Option<String>,
+    /// Base URL clients reach the registry at (for the challenge `realm`).
+    base_url: BaseUrl,
     token_ttl_secs: i64,
     clock: Clock,
     meta: Metadata,
@@ -102,7 +102,7 @@ impl Auth {
         keys: Keys,
         admin_token: &str,
         service: String,
-        public_url: Option<String>,
+        base_url: BaseUrl,
         token_ttl_secs: i64,
         clock: Clock,
         meta: Metadata,
@@ -111,7 +111,7 @@ impl Auth {
             keys,
             admin_hash: secret_hash(admin_token),
             service,
-            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            base_url,
             token_ttl_secs,
             clock,
             meta,
@@ -325,10 +325,7 @@ impl Auth {
 
     /// The registry's base URL as clients see it: `--public-url`, or built from the request.
     pub fn base_url(&self, headers: &HeaderMap) -> String {
-        match &self.public_url {
-            Some(base) => base.clone(),
-            None => request_base_url(headers),
-        }
+        self.base_url.of(headers)
     }
 
     /// A 401 with the Bearer challenge telling the client where to get a token for `scope`.
@@ -360,20 +357,51 @@ impl Auth {
     }
 }
 
-/// `scheme://host` of the request as the client addressed it (behind a proxy, from
-/// `X-Forwarded-Host` and `X-Forwarded-Proto`).
-pub fn request_base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| *s == "https" || *s == "http")
-        .unwrap_or("http");
-    format!("{scheme}://{host}")
+/// How the registry tells clients its own address (the token `realm`, image names): a fixed
+/// `--public-url`, or the request's `Host`; `X-Forwarded-Host`/`-Proto` only with
+/// `--trust-proxy`, since any client can send them and would otherwise choose the realm that
+/// other clients' credentials are sent to.
+#[derive(Debug, Clone, Default)]
+pub struct BaseUrl {
+    fixed: Option<String>,
+    trust_proxy: bool,
+}
+
+impl BaseUrl {
+    pub fn new(public_url: Option<&str>, trust_proxy: bool) -> Self {
+        BaseUrl {
+            fixed: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            trust_proxy,
+        }
+    }
+
+    /// `scheme://host` as the client addressed the registry.
+    pub fn of(&self, headers: &HeaderMap) -> String {
+        if let Some(base) = &self.fixed {
+            return base.clone();
+        }
+        let forwarded = |name: &str| {
+            self.trust_proxy
+                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
+                .flatten()
+        };
+        let host = forwarded("x-forwarded-host")
+            .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+            .unwrap_or("localhost");
+        let scheme = forwarded("x-forwarded-proto")
+            .filter(|s| *s == "https" || *s == "http")
+            .unwrap_or("http");
+        format!("{scheme}://{host}")
+    }
+
+    /// The `host[:port]` part of [`BaseUrl::of`].
+    pub fn host(&self, headers: &HeaderMap) -> String {
+        let base = self.of(headers);
+        match base.split_once("://") {
+            Some((_, host)) => host.to_owned(),
+            None => base,
+        }
+    }
 }
 
 /// The secret in an `Authorization` header: a Bearer token, or the password of Basic

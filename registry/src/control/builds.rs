@@ -323,6 +323,11 @@ pub(crate) struct FailRequest {
     target: Option<String>,
 }
 
+/// The first `max` characters of `s` (cut at a character, never inside one).
+fn at_most(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
 pub(crate) async fn fail(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -338,16 +343,15 @@ pub(crate) async fn fail(
         "this credential cannot fail the build",
     )
     .await?;
-    let mut reason = req.reason.unwrap_or_else(|| "failed".into());
-    reason.truncate(2000);
+    let reason = req.reason.unwrap_or_else(|| "failed".into());
     let mut prefix = String::new();
     if let Some(t) = req.target {
-        prefix.push_str(&format!("target {t}: "));
+        prefix.push_str(&format!("target {}: ", at_most(&t, 200)));
     }
     if let Some(p) = req.platform {
-        prefix.push_str(&format!("platform {p}: "));
+        prefix.push_str(&format!("platform {}: ", at_most(&p, 200)));
     }
-    let failure = format!("{prefix}{reason}");
+    let failure = format!("{prefix}{}", at_most(&reason, 2000));
     let now = state.clock.now_ms();
     if !state
         .meta
@@ -372,7 +376,9 @@ pub(crate) async fn fail(
             )));
         }
     }
-    tracing::info!(build = %build.id, failure = %failure, "build failed");
+    // Debug formatting escapes what a builder put in the reason (newlines, terminal escapes):
+    // a log line stays one line, and says only what the registry says.
+    tracing::info!(build = %build.id, failure = ?failure, "build failed");
     current(&state, &headers, &caller, &id).await
 }
 

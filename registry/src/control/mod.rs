@@ -71,7 +71,50 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/clock", post(advance_clock))
         .route("/api/v1/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(same_site_json))
         .with_state(state)
+}
+
+/// Holds `/api/v1` to what scripts and the CLI send, so a web page cannot use a browser's
+/// stored credentials (Basic auth is accepted) against it: a request a browser marks as
+/// cross-site (`Sec-Fetch-Site`, or an `Origin` other than the registry's own host) is refused,
+/// and a body must be `application/json`, which no cross-site form can send without a CORS
+/// preflight the API never answers.
+async fn same_site_json(request: Request, next: axum::middleware::Next) -> Response {
+    if !request.uri().path().starts_with("/api/v1/") {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if value("sec-fetch-site") == Some("cross-site") {
+        return Error::denied("cross-site requests to the API are refused").into_response();
+    }
+    if let Some(origin) = value("origin") {
+        let origin_host = origin.split_once("://").map(|(_, h)| h);
+        if origin_host.is_none() || origin_host != value("host") {
+            return Error::denied(format!("requests from origin {origin:?} are refused"))
+                .into_response();
+        }
+    }
+    let content_type = value("content-type").map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let has_body = value("content-length").is_some_and(|l| l.trim() != "0")
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    let json = content_type.as_deref() == Some("application/json");
+    if (has_body || content_type.is_some()) && !json {
+        return Error::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            crate::error::Code::InvalidRequest,
+        )
+        .message("request bodies must be application/json")
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn method_not_allowed() -> Response {
@@ -220,14 +263,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// The host clients reach the registry at, for image names in answers.
 pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {
-    let base = match state.access.auth() {
-        Some(auth) => auth.base_url(headers),
-        None => crate::auth::request_base_url(headers),
-    };
-    match base.split_once("://") {
-        Some((_, host)) => host.to_owned(),
-        None => base,
-    }
+    state.base_url.host(headers)
 }
 
 /// The OpenAPI document of this API (`GET /api/v1/openapi.json`, no credentials needed).

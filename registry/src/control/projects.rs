@@ -236,7 +236,7 @@ pub(crate) async fn revoke_token(
             "no live token {token} in project {id}"
         )));
     }
-    tracing::info!(project = %project.id, token_id = %token, "project token revoked");
+    tracing::info!(project = %project.id, token_id = ?token, "project token revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

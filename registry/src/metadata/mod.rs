@@ -566,13 +566,15 @@ impl Metadata {
         row.map(|r| stored_manifest(&r)).transpose()
     }
 
-    pub async fn manifest_exists(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+    /// The size of manifest `digest` in `repo`, if it is stored there.
+    pub async fn manifest_size(&self, repo: &RepoName, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT size FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.is_some())
+        row.map(|r| Ok(r.try_get::<i64, _>("size")?.max(0) as u64))
+            .transpose()
     }
 
     /// Stores a manifest (idempotent for the same bytes) and points `tag` at it. With an owner,

@@ -99,6 +99,25 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("object store: {what}: {e}"))
 }
 
+/// How long an object-store call may take before the request gets a `503`, beyond the time its
+/// body takes at [`SLOWEST_TRANSFER`]. A store that stops answering (a stalled node, a network
+/// partition) then costs a client seconds, not the SDK's 60-second read timeout.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The slowest transfer rate to the store still considered alive, bytes per second.
+const SLOWEST_TRANSFER: u64 = 4 * 1024 * 1024;
+
+/// Bounds an object-store call (`what`, sending or receiving `bytes`) in time.
+trait Within: std::future::Future + Sized {
+    async fn within(self, what: &str, bytes: u64) -> Result<Self::Output> {
+        let limit = CALL_TIMEOUT + std::time::Duration::from_secs(bytes / SLOWEST_TRANSFER);
+        tokio::time::timeout(limit, self)
+            .await
+            .map_err(|_| unavailable(what, format!("no answer within {} s", limit.as_secs())))
+    }
+}
+
+impl<F: std::future::Future> Within for F {}
+
 /// Parses `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
 pub fn parse_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("s3://")?;
@@ -164,13 +183,15 @@ impl S3Store {
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let len = bytes.len() as u64;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .body(ByteStream::from(bytes))
             .send()
-            .await
+            .within("PutObject", len)
+            .await?
             .map_err(|e| unavailable("PutObject", e.into_service_error()))?;
         Ok(())
     }
@@ -187,7 +208,8 @@ impl S3Store {
             .key(key)
             .range(format!("bytes=0-{}", len - 1))
             .send()
-            .await
+            .within("GetObject", 0)
+            .await?
             .map_err(|e| unavailable("GetObject (staged tail)", e.into_service_error()))?;
         let bytes = out
             .body
@@ -223,7 +245,8 @@ impl S3Store {
                     .bucket(&self.bucket)
                     .key(&key)
                     .send()
-                    .await
+                    .within("CreateMultipartUpload", 0)
+                    .await?
                     .map_err(|e| unavailable("CreateMultipartUpload", e.into_service_error()))?;
                 let id = created.upload_id.ok_or_else(|| {
                     Error::internal("CreateMultipartUpload returned no upload id")
@@ -233,6 +256,7 @@ impl S3Store {
             }
         };
         let number = state.parts.len() as i32 + 1;
+        let len = bytes.len() as u64;
         let part = self
             .client
             .upload_part()
@@ -242,7 +266,8 @@ impl S3Store {
             .part_number(number)
             .body(ByteStream::from(bytes))
             .send()
-            .await
+            .within("UploadPart", len)
+            .await?
             .map_err(|e| unavailable("UploadPart", e.into_service_error()))?;
         state.parts.push(
             part.e_tag
@@ -252,16 +277,21 @@ impl S3Store {
     }
 
     async fn abort(&self, upload: &str, mpu: &str) {
-        if let Err(e) = self
+        match self
             .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(self.blob_key(upload))
             .upload_id(mpu)
             .send()
+            .within("AbortMultipartUpload", 0)
             .await
         {
-            tracing::warn!(cause = %e.into_service_error(), "aborting a multipart upload failed");
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(cause = %e.into_service_error(), "aborting a multipart upload failed")
+            }
+            Err(e) => tracing::warn!(cause = ?e.internal, "aborting a multipart upload failed"),
         }
     }
 
@@ -277,7 +307,8 @@ impl S3Store {
             .bucket(&self.bucket)
             .prefix(&key)
             .send()
-            .await
+            .within("ListObjectsV2", 0)
+            .await?
             .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
         let keys: Vec<String> = listed
             .contents()
@@ -295,7 +326,8 @@ impl S3Store {
             .bucket(&self.bucket)
             .prefix(&key)
             .send()
-            .await
+            .within("ListMultipartUploads", 0)
+            .await?
         {
             Ok(listed) => listed,
             Err(e) => {
@@ -388,7 +420,8 @@ impl BlobStore for S3Store {
                         .build(),
                 )
                 .send()
-                .await
+                .within("CompleteMultipartUpload", 0)
+                .await?
                 .map_err(|e| unavailable("CompleteMultipartUpload", e.into_service_error()))?;
             self.blob_key(upload)
         } else if let Some(tail) = state.tail.take() {
@@ -431,7 +464,8 @@ impl BlobStore for S3Store {
             .key(location)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
-            .await
+            .within("GetObject", 0)
+            .await?
             .map_err(|e| match e.into_service_error() {
                 e if e.is_no_such_key() => Error::data_missing(location),
                 e => unavailable("GetObject", e),
@@ -451,7 +485,8 @@ impl BlobStore for S3Store {
             .bucket(&self.bucket)
             .key(location)
             .send()
-            .await
+            .within("HeadObject", 0)
+            .await?
         {
             Ok(out) => Ok(Some(out.content_length.unwrap_or(0).max(0) as u64)),
             Err(e) => {
@@ -503,7 +538,8 @@ impl BlobStore for S3Store {
                 .bucket(&self.bucket)
                 .delete(delete)
                 .send()
-                .await
+                .within("DeleteObjects", 0)
+                .await?
                 .map_err(|e| unavailable("DeleteObjects", e.into_service_error()))?;
             if let Some(e) = out.errors().first() {
                 return Err(unavailable(
@@ -531,7 +567,8 @@ impl BlobStore for S3Store {
             .prefix(&prefix)
             .set_continuation_token(cursor)
             .send()
-            .await
+            .within("ListObjectsV2", 0)
+            .await?
             .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
         let listed = out
             .contents()
