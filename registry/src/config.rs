@@ -20,6 +20,26 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Most client connections served at once; beyond it a new connection is answered 503 and
+    /// closed (raise the process's open-file limit to match: it is raised to its hard limit
+    /// at start).
+    #[arg(long, env = "DEPOT_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Seconds a client has to send a request's head (method, path, headers), counted from
+    /// its connection's start or from the previous answer: also how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long = "header-timeout", env = "DEPOT_HEADER_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a connection may move no byte in either direction while a request is in
+    /// flight (a stalled upload or download) before it is closed.
+    #[arg(long = "idle-timeout", env = "DEPOT_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+
     /// Seconds a cached tag lookup may be served before the database is asked again.
     #[arg(long, env = "DEPOT_CACHE_TTL", default_value_t = 5)]
     pub cache_ttl_secs: u64,
@@ -195,6 +215,9 @@ impl ServeConfig {
                 s3_part_size_mib: 16,
             },
             shutdown_grace_secs: 30,
+            max_connections: 4096,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
             cache_ttl_secs: 5,
             s3_read_cache_mib: 256,
             s3_redirect: "auto".into(),
@@ -221,5 +244,14 @@ impl ServeConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The connection limits these flags set.
+    pub fn connection_limits(&self) -> crate::connections::Limits {
+        crate::connections::Limits {
+            max_connections: self.max_connections as usize,
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+        }
     }
 }

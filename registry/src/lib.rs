@@ -1,7 +1,9 @@
 //! depot registry: an OCI distribution-spec v1.1 registry for CI builds.
 //!
 //! Layout:
-//! - [`server`]: builds the application from [`config`] and serves it on a bound listener.
+//! - [`server`]: builds the application from [`config`] and serves it on a bound listener;
+//!   [`connections`] accepts and serves connections within their limits (cap, header and idle
+//!   timeouts, [`guarded_io`]).
 //! - [`api`]: the `/v2/` HTTP surface; [`endpoint`] parses each request into a typed endpoint,
 //!   [`access`] decides who may do what, handlers stay thin.
 //! - [`auth`]: credentials, signed tokens and the `/token` endpoint; [`control`]: the `/api/v1/`
@@ -24,11 +26,13 @@ pub mod builds;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
 pub mod gc;
+pub mod guarded_io;
 pub mod ingest;
 pub mod manifest;
 pub mod metadata;

@@ -50,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve(config) => {
+            server::raise_open_files(config.max_connections as usize);
             let state = server::open(&config).await?;
             server::start_gc(&state, &config);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -58,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             server::serve(
                 listener,
                 state,
+                config.connection_limits(),
                 server::shutdown_signal(),
                 config.shutdown_grace(),
             )

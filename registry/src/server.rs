@@ -231,6 +231,14 @@ async fn auth(
 pub fn app(state: AppState) -> Router {
     let metrics = Router::new()
         .route("/metrics", axum::routing::get(metrics))
+        .method_not_allowed_fallback(|| async {
+            Error::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                crate::error::Code::Unsupported,
+            )
+            .message("method not allowed on this resource")
+            .into_response()
+        })
         .with_state(state.clone());
     api::router(state.clone())
         .merge(crate::control::router(state))
@@ -263,32 +271,29 @@ async fn log_requests(request: Request, next: Next) -> Response {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: crate::connections::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let meta = state.meta.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
-    let server = tokio::spawn(async move { server.await });
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result??,
-        _ = stop_rx => {
-            tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing requests in flight");
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(result) => result??,
-                Err(_) => {
-                    tracing::warn!("grace period over: abandoning requests still in flight");
-                    server.abort();
-                }
-            }
-        }
-    }
+    crate::connections::serve(listener, app(state), limits, shutdown, grace).await?;
     meta.close().await;
     Ok(())
+}
+
+/// Raises this process's open-file limit to its hard limit, so `--max-connections` can be
+/// reached; warns if the cap cannot be (each connection is a descriptor, and the stores and the
+/// database need some of their own).
+pub fn raise_open_files(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if (limit as usize) < max_connections + 256 => tracing::warn!(
+            open_files = limit,
+            max_connections,
+            "the open-file limit is below --max-connections (plus room for storage): connections past it fail to be accepted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -52,7 +52,12 @@ impl Api {
 
     /// A project and a project token of it.
     fn project(&self) -> (String, String, String) {
-        let p = self.ok(Method::POST, "/projects", &self.admin, json!({ "name": "app" }));
+        let p = self.ok(
+            Method::POST,
+            "/projects",
+            &self.admin,
+            json!({ "name": "app" }),
+        );
         let pid = p["id"].as_str().unwrap().to_owned();
         let t = self.ok(
             Method::POST,
@@ -164,7 +169,10 @@ fn expiry_arithmetic_out_of_range_is_refused() {
         (json!({ "add_secs": 9_223_372_036_854_776i64 }), "add_secs"),
         (json!({ "add_secs": i64::MAX }), "add_secs"),
         (json!({ "add_secs": 0 }), "add_secs"),
-        (json!({ "expires_in_secs": 9_223_372_036_854_776i64 }), "expires_in_secs"),
+        (
+            json!({ "expires_in_secs": 9_223_372_036_854_776i64 }),
+            "expires_in_secs",
+        ),
         (json!({ "expires_in_secs": -1 }), "expires_in_secs"),
         // Within range each time, but never past ten years from now in total.
         (json!({ "add_secs": 315_360_000 }), "ten years"),
@@ -183,7 +191,10 @@ fn expiry_arithmetic_out_of_range_is_refused() {
         json!({ "expires_in_secs": 315_360_000 }),
     );
     let at = v["expires_at"].as_str().unwrap();
-    assert!(at.len() == 20 && at.ends_with('Z') && at.starts_with("20"), "{at}");
+    assert!(
+        at.len() == 20 && at.ends_with('Z') && at.starts_with("20"),
+        "{at}"
+    );
 
     for retention in [9_223_372_036_854_776i64, 0, -5, 315_360_001] {
         let (status, v) = api.call(
@@ -258,10 +269,18 @@ fn a_save_tag_cannot_take_another_builds_tag() {
         .unwrap();
     assert_eq!(resp.status(), 403);
     let x_digest = api.push_image(&pid, &x_id, x["push_token"].as_str().unwrap(), "x");
-    assert_eq!(api.resolve(&pid, "latest").as_deref(), Some(x_digest.as_str()));
+    assert_eq!(
+        api.resolve(&pid, "latest").as_deref(),
+        Some(x_digest.as_str())
+    );
     assert_eq!(api.resolve(&pid, &v_id).as_deref(), Some(v_digest.as_str()));
     // Deleting X leaves V's tag alone.
-    api.ok(Method::DELETE, &format!("/builds/{x_id}"), &token, Value::Null);
+    api.ok(
+        Method::DELETE,
+        &format!("/builds/{x_id}"),
+        &token,
+        Value::Null,
+    );
     assert_eq!(api.resolve(&pid, &v_id).as_deref(), Some(v_digest.as_str()));
 }
 
@@ -404,7 +423,10 @@ fn missing_bytes_answer_500_and_are_logged_once() {
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
     let logs = server.logs();
-    let reported = logs.lines().filter(|l| l.contains("bytes are missing")).count();
+    let reported = logs
+        .lines()
+        .filter(|l| l.contains("bytes are missing"))
+        .count();
     assert_eq!(reported, 1, "{logs}");
     assert!(logs.contains(&digest), "{logs}");
 }

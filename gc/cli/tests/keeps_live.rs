@@ -4,11 +4,11 @@
 //! `depot-gc run`, on the embedded default (SQLite + files) and on PostgreSQL + S3, and pulls
 //! back intact afterwards.
 
-#[path = "../../../registry/tests/common/mod.rs"]
-mod common;
 #[path = "../../../registry/tests/common/backends.rs"]
 #[allow(dead_code)]
 mod backends;
+#[path = "../../../registry/tests/common/mod.rs"]
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
@@ -60,10 +60,7 @@ impl Pusher {
                 .http
                 .patch(&location)
                 .header("content-type", "application/octet-stream")
-                .header(
-                    "content-range",
-                    format!("{offset}-{}", offset + len - 1),
-                )
+                .header("content-range", format!("{offset}-{}", offset + len - 1))
                 .body(blob[offset..offset + len].to_vec())
                 .send()
                 .unwrap();
@@ -189,7 +186,10 @@ fn every_shape_survives(backend: &[String], data_dir: &std::path::Path) {
         ("tiny blob (monolithic)", &tiny),
         ("tiny blob, chunked, empty closing PUT", &tiny_staged),
         ("exactly one part, chunked", &one_part),
-        ("many parts, chunked, bytes in the closing PUT", &many_with_final),
+        (
+            "many parts, chunked, bytes in the closing PUT",
+            &many_with_final,
+        ),
         ("many parts, chunked, empty closing PUT", &many_staged),
         ("empty blob", &empty),
         ("pushed twice", &twice),
@@ -198,7 +198,12 @@ fn every_shape_survives(backend: &[String], data_dir: &std::path::Path) {
     p.monolithic("team/a", &tiny);
     p.chunked("team/a", &tiny_staged, &[333], 0);
     p.chunked("team/a", &one_part, &[PART], 0);
-    p.chunked("team/a", &many_with_final, &[2 * MIB, 4 * MIB, 5 * MIB], 4 * MIB + 12_345);
+    p.chunked(
+        "team/a",
+        &many_with_final,
+        &[2 * MIB, 4 * MIB, 5 * MIB],
+        4 * MIB + 12_345,
+    );
     p.chunked("team/a", &many_staged, &[3 * MIB, 4 * MIB, 4 * MIB + 7], 0);
     p.chunked("team/a", &empty, &[], 0);
     p.monolithic("team/a", &twice);
@@ -213,7 +218,14 @@ fn every_shape_survives(backend: &[String], data_dir: &std::path::Path) {
     p.chunked("team/b", &twice, &[1000], 3096);
     p.chunked("team/b", &tiny, &[100], 0);
     p.monolithic("team/b", &one_part);
-    let mounted: Vec<&[u8]> = vec![&config, &tiny_staged, &many_staged, &twice, &tiny, &one_part];
+    let mounted: Vec<&[u8]> = vec![
+        &config,
+        &tiny_staged,
+        &many_staged,
+        &twice,
+        &tiny,
+        &one_part,
+    ];
     p.manifest("team/b", "v1", &mounted);
 
     // Everything is older than the (zero) grace period.

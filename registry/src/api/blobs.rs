@@ -120,7 +120,12 @@ pub(crate) async fn get(
 /// A blob whose bytes are gone from the store is an incident (data lost outside the
 /// registry, or a bug): logged at error level once per digest, then answered `500` on each
 /// request without filling the log.
-async fn missing_reported(state: &AppState, digest: &Digest, location: &str, mut e: Error) -> Error {
+async fn missing_reported(
+    state: &AppState,
+    digest: &Digest,
+    location: &str,
+    mut e: Error,
+) -> Error {
     if !e.is_data_missing() {
         return e;
     }

@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::blobs::stored_blob;
+use super::blobs::{stored_blob, visible_blob};
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH};
 use crate::access::Action;
 use crate::digest::{Algorithm, Digest, ResumableHasher};
@@ -152,15 +152,18 @@ async fn monolithic(
     digest: &Digest,
 ) -> Result<Response> {
     // Checked in the database (a cached answer may be older than a collection), which also
-    // keeps the blob from collection while its bytes arrive.
+    // keeps the blob from collection while its bytes arrive. Only this repository's own blobs
+    // take the shortcut: whether another project holds the digest must not show, not even in
+    // how long the answer takes, so such a push is written like any other and deduplicated
+    // only once its digest is verified (`commit`).
     let now = state.clock.now_ms();
-    let known = match stored_blob(state, digest).await? {
+    let known = match visible_blob(state, repo, digest).await? {
         Some(stored) if state.meta.touch_blob(digest, now).await? => Some(stored),
         _ => None,
     };
     if let Some(stored) = known {
-        // Already stored (a common layer pushed again): verify the bytes as they arrive but
-        // write them nowhere, then link the stored blob. No store request at all.
+        // Already in this repository (a layer pushed again): verify the bytes as they arrive
+        // but write them nowhere. No store request at all.
         let (hasher, received) = ingest(
             body,
             &mut DiscardSink::default(),
@@ -285,7 +288,11 @@ async fn commit(
             // Two uploads of the same content committed at once: the first link recorded
             // wins, and the other copy is nobody's.
             if winner.location != location {
-                if let Err(e) = state.store.delete_many(&[location.clone()]).await {
+                if let Err(e) = state
+                    .store
+                    .delete_many(std::slice::from_ref(&location))
+                    .await
+                {
                     tracing::warn!(location = %location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
                 }
             }

@@ -182,7 +182,8 @@ impl BuildSpec {
     /// Checks names and platforms so that every tag the build `id` can ever derive (outputs,
     /// per-platform images, save tags per target) is a valid, unambiguous tag.
     pub fn validate(&self, id: &str) -> Result<(), String> {
-        let lists = std::iter::once(&self.platforms).chain(self.targets.iter().map(|t| &t.platforms));
+        let lists =
+            std::iter::once(&self.platforms).chain(self.targets.iter().map(|t| &t.platforms));
         for list in lists {
             if list.len() > MAX_PLATFORMS {
                 return Err(format!("at most {MAX_PLATFORMS} platforms per list"));

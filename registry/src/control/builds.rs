@@ -145,7 +145,8 @@ pub(crate) async fn create(
     }
     let now = state.clock.now_ms();
     let retention = req.retention_secs.unwrap_or(project.retention_secs);
-    let expires_at = expiry_after(now, retention, "retention_secs").map_err(Error::invalid_request)?;
+    let expires_at =
+        expiry_after(now, retention, "retention_secs").map_err(Error::invalid_request)?;
     let lease = req.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
     if !(1..=MAX_LEASE_SECS).contains(&lease) {
         return Err(Error::invalid_request(format!(

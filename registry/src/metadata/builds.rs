@@ -148,11 +148,10 @@ impl Metadata {
     /// Whether the project token `id` exists and is not revoked. Read through the writer
     /// pool: a revocation must count from the moment it committed.
     pub async fn project_token_live(&self, id: &str) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 FROM project_tokens WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id)
-                .fetch_optional(&self.write)
-                .await?;
+        let row = sqlx::query("SELECT 1 FROM project_tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?;
         Ok(row.is_some())
     }
 

@@ -1,15 +1,15 @@
 //! The filesystem blob store of the embedded default.
 //!
 //! Layout under the root: `uploads/<id>` holds an upload in progress, `blobs/<alg>/<xx>/<hex>` a
-//! committed blob. Writes happen on a blocking thread fed through a bounded channel, so the socket
-//! keeps being read while the disk writes. A blob becomes visible only through an atomic rename of
+//! committed blob. Writes happen in short jobs on the blocking pool while the socket keeps being
+//! read; no thread waits for a client's next bytes. A blob becomes visible only through an atomic rename of
 //! a fully written, fsynced file, followed by an fsync of the directory so the rename itself
 //! survives a crash; a crash at any earlier point leaves only an upload file that nothing refers to.
 //! Each writer holds an exclusive `flock` on its upload file, which the kernel drops if the
 //! process dies, so two requests (or two processes) can never interleave bytes of one upload.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +18,6 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::StatusCode;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
 
 use super::{deletable, BlobSink, BlobStore, Listed, Referenced, Written};
 use crate::digest::Digest;
@@ -38,7 +37,10 @@ pub struct FileStore {
 
 impl FileStore {
     /// Opens (creating if needed) a store under `root`; `referenced` says which blobs are live.
-    pub fn open(root: impl Into<PathBuf>, referenced: Arc<dyn Referenced>) -> std::io::Result<Self> {
+    pub fn open(
+        root: impl Into<PathBuf>,
+        referenced: Arc<dyn Referenced>,
+    ) -> std::io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(root.join("uploads"))?;
         fs::create_dir_all(root.join("blobs"))?;
@@ -309,95 +311,113 @@ fn map_range(file: &File, range: Range<u64>) -> std::io::Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
-enum Message {
-    Data(Bytes),
-    Finish(oneshot::Sender<std::io::Result<u64>>),
-}
+/// Bytes a write job takes at most, and how far the socket may run ahead of the disk.
+const WRITE_BATCH: usize = 4 * 1024 * 1024;
+/// Chunks waiting for the writer before reading waits for it.
+const MAX_WAITING_CHUNKS: usize = 256;
 
-/// Writes on a dedicated blocking thread; dropping the sink without `finish` abandons the write
-/// (the lock is released when the thread closes the file).
+/// Writes through short jobs on the blocking pool: each writes the bytes that have arrived (at
+/// most [`WRITE_BATCH`]) at their offset, one job in flight while the next bytes are read, and a
+/// write-behind `fdatasync` every [`WRITE_BEHIND_BYTES`] so the final one only has the tail left.
+/// No thread waits for the client: between its bytes a slow upload holds none. Dropping the
+/// sink without `finish` abandons the write (the lock goes when the last job lets go of the
+/// file).
 struct FileSink {
-    tx: mpsc::Sender<Message>,
+    file: Arc<File>,
+    /// Where the next batch goes.
+    position: u64,
+    waiting: Vec<Bytes>,
+    waiting_len: usize,
+    job: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    unflushed: u64,
+    flush: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl FileSink {
-    fn start(mut file: File, offset: u64) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Message>(16);
-        // Write-behind: a second thread flushes what has been written so far while the writer
-        // goes on, so the disk works while the socket is read and the final fsync only has the
-        // tail left. A flush already pending absorbs further requests.
-        let (flush_tx, flush_rx) = std::sync::mpsc::sync_channel::<()>(1);
-        if let Ok(clone) = file.try_clone() {
-            tokio::task::spawn_blocking(move || {
-                while flush_rx.recv().is_ok() {
-                    // Best effort: the final, checked fsync in `Finish` is what acknowledges.
-                    let _ = clone.sync_data();
-                }
-            });
+    fn start(file: File, offset: u64) -> Self {
+        FileSink {
+            file: Arc::new(file),
+            position: offset,
+            waiting: Vec::new(),
+            waiting_len: 0,
+            job: None,
+            unflushed: 0,
+            flush: None,
         }
-        tokio::task::spawn_blocking(move || {
-            let mut position = offset;
-            let mut unflushed = 0u64;
-            let mut error: Option<std::io::Error> = None;
-            while let Some(message) = rx.blocking_recv() {
-                match message {
-                    Message::Data(chunk) => {
-                        if error.is_none() {
-                            match file.write_all(&chunk) {
-                                Ok(()) => {
-                                    position += chunk.len() as u64;
-                                    unflushed += chunk.len() as u64;
-                                    if unflushed >= WRITE_BEHIND_BYTES {
-                                        unflushed = 0;
-                                        let _ = flush_tx.try_send(());
-                                    }
-                                }
-                                Err(e) => error = Some(e),
-                            }
-                        }
-                    }
-                    Message::Finish(reply) => {
-                        let result = match error.take() {
-                            Some(e) => Err(e),
-                            None => file.sync_data().map(|()| position),
-                        };
-                        let _ = reply.send(result);
-                        return;
-                    }
-                }
-            }
-        });
-        FileSink { tx }
     }
 
-    /// The writer thread only stops early if it panicked.
-    fn gone() -> Error {
-        Error::internal("storage writer stopped")
+    /// Waits for the write in flight; its error is this sink's.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(job) = self.job.take() {
+            job.await
+                .map_err(|e| Error::internal(format!("storage write job: {e}")))??;
+        }
+        Ok(())
+    }
+
+    /// Writes what is waiting as one job.
+    fn spawn_write(&mut self) {
+        let batch = std::mem::take(&mut self.waiting);
+        let len = std::mem::take(&mut self.waiting_len) as u64;
+        let file = self.file.clone();
+        let at = self.position;
+        self.position += len;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut offset = at;
+            for chunk in &batch {
+                file.write_all_at(chunk, offset)?;
+                offset += chunk.len() as u64;
+            }
+            Ok(())
+        }));
+        self.unflushed += len;
+        if self.unflushed >= WRITE_BEHIND_BYTES
+            && self.flush.as_ref().is_none_or(|f| f.is_finished())
+        {
+            // Best effort: the final, checked fsync in `finish` is what acknowledges.
+            self.unflushed = 0;
+            let file = self.file.clone();
+            self.flush = Some(tokio::task::spawn_blocking(move || {
+                let _ = file.sync_data();
+            }));
+        }
     }
 }
 
 #[async_trait]
 impl BlobSink for FileSink {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if self.tx.send(Message::Data(chunk)).await.is_err() {
-            return Err(Self::gone());
+        self.waiting_len += chunk.len();
+        self.waiting.push(chunk);
+        if self.job.as_ref().is_some_and(|j| j.is_finished())
+            || (self.job.is_some()
+                && (self.waiting_len >= WRITE_BATCH || self.waiting.len() >= MAX_WAITING_CHUNKS))
+        {
+            self.settle().await?;
+        }
+        if self.job.is_none() {
+            self.spawn_write();
         }
         Ok(())
     }
 
-    async fn finish(self: Box<Self>, _last: bool) -> Result<Written> {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(Message::Finish(reply)).await.is_err() {
-            return Err(Self::gone());
+    async fn finish(mut self: Box<Self>, _last: bool) -> Result<Written> {
+        self.settle().await?;
+        if !self.waiting.is_empty() {
+            self.spawn_write();
+            self.settle().await?;
         }
-        match answer.await {
-            // The file itself is the state: nothing to carry between requests.
-            Ok(result) => Ok(Written {
-                size: result?,
-                state: Vec::new(),
-            }),
-            Err(_) => Err(Self::gone()),
+        if let Some(flush) = self.flush.take() {
+            let _ = flush.await;
         }
+        let file = self.file.clone();
+        blocking(move || file.sync_data()).await?;
+        // The file itself is the state: nothing to carry between requests.
+        Ok(Written {
+            size: self.position,
+            state: Vec::new(),
+        })
     }
 }
 

@@ -334,7 +334,9 @@ pub(crate) mod suite {
         assert_eq!(read_all(store, &three, 0..10).await, &data[..10]);
 
         // Reading a blob whose bytes are gone is a server fault, not "retry later".
-        let e = store.read(&one, 0..10).await.err().expect("bytes are gone");
+        let Err(e) = store.read(&one, 0..10).await else {
+            panic!("the bytes are gone, yet the read succeeded");
+        };
         assert!(e.is_data_missing(), "{e:?}");
 
         known.0.lock().unwrap().clear();

@@ -112,6 +112,10 @@ impl Server {
         self.addr.to_string()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
