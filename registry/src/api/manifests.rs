@@ -129,6 +129,19 @@ async fn read_manifest_body(body: Body) -> Result<Vec<u8>> {
     Ok(content)
 }
 
+/// A descriptor's target as stored (`None`: not in the repository): it must be there, and
+/// its size must be the declared one.
+fn check_referenced(d: &manifest::Descriptor, stored: Option<u64>) -> Result<()> {
+    match stored {
+        None => Err(Error::manifest_blob_unknown(&d.digest)),
+        Some(size) if size != d.size => Err(Error::manifest_invalid(format!(
+            "{} has size {size}, the manifest says {}",
+            d.digest, d.size
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 pub(crate) async fn put(
     state: &AppState,
     call: &Call,
@@ -159,40 +172,14 @@ pub(crate) async fn put(
     };
     let parsed = manifest::parse(&content_type, &content)?;
 
-    // Everything the manifest points at must already be in this repository.
+    // Everything the manifest points at must already be in this repository, at the size the
+    // manifest declares.
     for d in parsed.blobs.iter().filter(|d| !d.foreign) {
-        match visible_blob(state, repo, &d.digest).await?.map(|b| b.size) {
-            None => {
-                return Err(
-                    Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
-                        .detail(json!({ "digest": d.digest.to_string() })),
-                );
-            }
-            Some(size) if size != d.size => {
-                return Err(Error::manifest_invalid(format!(
-                    "{} has size {size}, the manifest says {}",
-                    d.digest, d.size
-                )));
-            }
-            Some(_) => {}
-        }
+        let stored = visible_blob(state, repo, &d.digest).await?.map(|b| b.size);
+        check_referenced(d, stored)?;
     }
     for child in &parsed.manifests {
-        match state.meta.manifest_size(repo, &child.digest).await? {
-            None => {
-                return Err(
-                    Error::new(StatusCode::BAD_REQUEST, Code::ManifestBlobUnknown)
-                        .detail(json!({ "digest": child.digest.to_string() })),
-                );
-            }
-            Some(size) if size != child.size => {
-                return Err(Error::manifest_invalid(format!(
-                    "{} has size {size}, the index says {}",
-                    child.digest, child.size
-                )));
-            }
-            Some(_) => {}
-        }
+        check_referenced(child, state.meta.manifest_size(repo, &child.digest).await?)?;
     }
 
     let tag = match reference {

@@ -260,11 +260,18 @@ impl BuildSpec {
     }
 }
 
+/// The first `max` characters of `s` (cut at a character, never inside one).
+pub fn at_most(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
 /// At most 80 characters of `s`, for error messages about oversized input.
 fn truncated(s: &str) -> String {
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_owned(),
+    let cut = at_most(s, 80);
+    if cut.len() < s.len() {
+        format!("{cut}...")
+    } else {
+        s.to_owned()
     }
 }
 

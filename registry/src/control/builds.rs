@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::projects::{pull_token_response, visible_project, PullTokenRequest};
 use super::{json, registry_host, rfc3339, Caller, JsonBody, QueryParams};
 use crate::api::AppState;
+use crate::builds::model::at_most;
 use crate::builds::{
     assemble, build_id_prefix, expiry_after, random_id, Build, BuildSpec, BuildState, Target,
     BUILD_ID_LEN, MAX_RETENTION_SECS,
@@ -322,11 +323,6 @@ pub(crate) struct FailRequest {
     reason: Option<String>,
     platform: Option<String>,
     target: Option<String>,
-}
-
-/// The first `max` characters of `s` (cut at a character, never inside one).
-fn at_most(s: &str, max: usize) -> &str {
-    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
 }
 
 pub(crate) async fn fail(

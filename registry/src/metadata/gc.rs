@@ -572,19 +572,7 @@ impl Metadata {
     /// Of `locations`, those a blob or a trash entry refers to.
     pub async fn gc_known_locations(&self, locations: &[String]) -> Result<Vec<String>> {
         let mut known = self.referenced_locations(locations).await?;
-        for chunk in locations.chunks(500) {
-            let sql = format!(
-                "SELECT location FROM gc_trash WHERE location IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for l in chunk {
-                q = q.bind(l);
-            }
-            for r in q.fetch_all(&self.read).await? {
-                known.insert(r.try_get("location")?);
-            }
-        }
+        known.extend(self.locations_in("gc_trash", locations).await?);
         Ok(known.into_iter().collect())
     }
 
@@ -594,10 +582,19 @@ impl Metadata {
         &self,
         locations: &[String],
     ) -> Result<std::collections::HashSet<String>> {
+        self.locations_in("blobs", locations).await
+    }
+
+    /// Of `locations`, those in the `location` column of `table` (both tables index it).
+    async fn locations_in(
+        &self,
+        table: &'static str,
+        locations: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
         let mut known = std::collections::HashSet::new();
         for chunk in locations.chunks(500) {
             let sql = format!(
-                "SELECT location FROM blobs WHERE location IN ({})",
+                "SELECT location FROM {table} WHERE location IN ({})",
                 placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
