@@ -167,6 +167,22 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
         }
     }
 
+    /// Notes progress of a write to the inner socket, or arms the idle timer if it waits.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                self.moved(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.idle_check(cx),
+        }
+    }
+
     /// Starts replacing `first` (with `total` bytes asked for in all) if it is an automatic
     /// answer.
     fn intercept(&mut self, first: &[u8], total: usize) -> bool {
@@ -194,14 +210,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         if this.pending.is_some() || this.intercept(buf, buf.len()) {
             return this.poll_pending(cx);
         }
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                this.moved(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.idle_check(cx),
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -218,14 +228,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         if this.pending.is_some() || this.intercept(first, total) {
             return this.poll_pending(cx);
         }
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                this.moved(n);
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.idle_check(cx),
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -294,24 +294,8 @@ fn s3_outage_mid_push() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s3");
-    std::fs::create_dir_all(root.join("depot")).unwrap();
-    let mut s3 = S3Server::start(&root, free_port());
-    let endpoint = s3.url();
-    let server = Server::start_with(
-        &dir.path().join("registry"),
-        &[
-            "--no-auth",
-            "--storage",
-            "s3://depot/registry",
-            "--s3-endpoint",
-            &endpoint,
-            "--s3-region",
-            "us-east-1",
-            "--s3-force-path-style",
-        ],
-    );
-    let s3 = std::cell::RefCell::new(&mut s3);
+    let (s3, server) = on_s3s_fs(dir.path());
+    let s3 = std::cell::RefCell::new(s3);
     push_through_an_outage(
         &server,
         &mut || s3.borrow_mut().stop(),
@@ -320,19 +304,13 @@ fn s3_outage_mid_push() {
     );
 }
 
-/// A store that stops answering (SIGSTOP: connections stay open, nothing comes back) costs the
-/// client about `CALL_TIMEOUT` (10 s), not the SDK's 60-second read timeout.
-#[test]
-fn s3_that_stops_answering_mid_push() {
-    if !enabled() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s3");
+/// An s3s-fs server of its own under `dir`, and a registry storing its blobs there.
+fn on_s3s_fs(dir: &Path) -> (S3Server, Server) {
+    let root = dir.join("s3");
     std::fs::create_dir_all(root.join("depot")).unwrap();
     let s3 = S3Server::start(&root, free_port());
     let server = Server::start_with(
-        &dir.path().join("registry"),
+        &dir.join("registry"),
         &[
             "--no-auth",
             "--storage",
@@ -344,6 +322,18 @@ fn s3_that_stops_answering_mid_push() {
             "--s3-force-path-style",
         ],
     );
+    (s3, server)
+}
+
+/// A store that stops answering (SIGSTOP: connections stay open, nothing comes back) costs the
+/// client about `CALL_TIMEOUT` (10 s), not the SDK's 60-second read timeout.
+#[test]
+fn s3_that_stops_answering_mid_push() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (s3, server) = on_s3s_fs(dir.path());
     push_through_an_outage(
         &server,
         &mut || s3.freeze(true),
