@@ -8,12 +8,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use depot_gc::{Collector, Config, Report};
-use depot_registry::builds::{Build, BuildSpec, BuildState, Project};
-use depot_registry::clock::Clock;
-use depot_registry::digest::{Algorithm, Digest};
-use depot_registry::gc::Backend;
-use depot_registry::metadata::{Link, Metadata, NewManifest, Owner, StoredBlob};
-use depot_registry::storage::FileStore;
+use depot_store::clock::Clock;
+use depot_store::digest::{Algorithm, Digest};
+use depot_store::gc::Backend;
+use depot_store::metadata::{Link, Metadata, NewManifest, Owner, StoredBlob};
+use depot_store::model::{Build, BuildSpec, BuildState, Project};
+use depot_store::storage::FileStore;
 
 /// Blobs per manifest.
 const PER_MANIFEST: usize = 100;
@@ -41,15 +41,13 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
     .await?;
     let store = std::sync::Arc::new(FileStore::open(&dir, std::sync::Arc::new(meta.clone()))?);
     let now = Clock::default().now_ms();
-    let fail = |e: depot_registry::error::Error| anyhow::anyhow!("{}", e.message);
     meta.create_project(&Project {
         id: "bench".into(),
         name: "bench".into(),
         retention_secs: 60,
         created_at: now,
     })
-    .await
-    .map_err(fail)?;
+    .await?;
     let expired = Build {
         id: "expired".into(),
         project: "bench".into(),
@@ -61,7 +59,7 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
         lease_expires_at: now - 10_000,
         expires_at: now - 1_000,
     };
-    meta.create_build(&expired).await.map_err(fail)?;
+    meta.create_build(&expired).await?;
     let repo = "bench".parse().expect("repository name");
 
     let started = Instant::now();
@@ -82,7 +80,7 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
             meta.link_blob(&repo, d, Link::New(blob), now - 5_000)
         });
         for r in futures::future::join_all(links).await {
-            r.map_err(fail)?;
+            r?;
         }
     }
     // Manifests of a hundred blobs each; the last 1% belong to the expired build only.
@@ -104,12 +102,11 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
         };
         let owned = n * PER_MANIFEST >= blobs - garbage;
         meta.put_manifest(&repo, &m, None, owned.then_some(&owner))
-            .await
-            .map_err(fail)?;
+            .await?;
     }
     // The load left a large write-ahead log; folding it in is the load's cost, not the
     // collection's. The page cache is warm either way (the files were just written).
-    meta.checkpoint().await.map_err(fail)?;
+    meta.checkpoint().await?;
     // Nor is writing back the hundred thousand files just created: a collection's commits
     // would wait behind it.
     std::process::Command::new("sync").status()?;

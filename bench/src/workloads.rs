@@ -444,15 +444,24 @@ pub fn disk_ceiling(pattern: &Pattern, dir: &std::path::Path, bytes: u64) -> any
 pub async fn loopback_ceiling(c: &Client, blob: &Blob) -> anyhow::Result<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/sink",
-        axum::routing::put(|body: axum::body::Body| async move {
-            let mut s = body.into_data_stream();
-            while let Some(Ok(_)) = s.next().await {}
-            axum::http::StatusCode::CREATED
-        }),
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // A bare hyper connection, as the registry's own accept loop serves: the ceiling is the
+    // client and loopback, not a framework.
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await?;
+        let sink = hyper::service::service_fn(
+            |request: hyper::Request<hyper::body::Incoming>| async move {
+                let mut body = request.into_body();
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+                let mut answer = hyper::Response::new(http_body_util::Empty::<bytes::Bytes>::new());
+                *answer.status_mut() = hyper::StatusCode::CREATED;
+                Ok::<_, std::convert::Infallible>(answer)
+            },
+        );
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), sink)
+            .await?;
+        anyhow::Ok(())
+    });
     let started = Instant::now();
     let r = c
         .put(format!("http://{addr}/sink"))

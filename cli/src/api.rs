@@ -2,10 +2,14 @@
 
 use anyhow::{anyhow, Context as _, Result};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::config::Context;
+
+pub use depot_api_types::{
+    Build, BuildPage, BuildState, BuildSummary, CreateBuild, ErrorBody, FailBuild, Project,
+    ProjectList, PullToken, PullTokenRequest, TargetRequest,
+};
 
 pub struct Api {
     http: reqwest::Client,
@@ -14,93 +18,8 @@ pub struct Api {
     token: Option<String>,
 }
 
-/// A build as `GET /api/v1/builds/<id>` describes it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Build {
-    pub id: String,
-    pub project: String,
-    pub state: String,
-    #[serde(default)]
-    pub failure: Option<String>,
-    #[serde(default)]
-    pub expired: bool,
-    #[serde(default)]
-    pub images: Vec<BuildImage>,
-}
-
-/// One saved output of a build (a target of a bake build, or the build's one image).
-#[derive(Debug, Clone, Deserialize)]
-pub struct BuildImage {
-    /// Empty for a build without targets.
-    pub target: String,
-    pub tag: String,
-    /// `<registry host>/<project>:<tag>`.
-    pub name: String,
-    pub digest: String,
-    #[serde(default)]
-    pub media_type: String,
-}
-
-/// A build just created: what builders need to push into it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreatedBuild {
-    pub id: String,
-    /// `<registry host>/<project>:<build-id>`.
-    pub image: String,
-    /// `None` against a registry started with `--no-auth`.
-    #[serde(default)]
-    pub push_token: Option<String>,
-}
-
-/// What `POST /projects/<p>/builds` is asked for.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct NewBuild {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub targets: Vec<NewTarget>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub save_tags: Vec<String>,
-}
-
-/// A bake target of a new build, with the platforms it will push.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct NewTarget {
-    pub name: String,
-    pub platforms: Vec<String>,
-}
-
-/// A row of `GET /api/v1/projects/<p>/builds`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub struct BuildSummary {
-    pub id: String,
-    pub state: String,
-    pub image: String,
-    #[serde(default)]
-    pub platforms: Vec<String>,
-    #[serde(default)]
-    pub targets: Vec<String>,
-    #[serde(default)]
-    pub save_tags: Vec<String>,
-    pub created_at: String,
-    pub expires_at: String,
-    #[serde(default)]
-    pub expired: bool,
-}
-
-#[derive(Deserialize)]
-struct BuildPage {
-    builds: Vec<BuildSummary>,
-    next_cursor: Option<String>,
-}
-
-/// A minted pull token.
-#[derive(Debug, Deserialize, serde::Serialize)]
-pub struct PullToken {
-    pub token: String,
-    pub username: String,
-    pub expires_at: String,
-}
+/// No request body.
+const NO_BODY: Option<&()> = None;
 
 impl Api {
     pub fn new(http: reqwest::Client, ctx: &Context) -> Api {
@@ -115,7 +34,7 @@ impl Api {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<Option<T>> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = self.http.request(method.clone(), &url);
@@ -123,7 +42,7 @@ impl Api {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         let resp = req
             .send()
@@ -135,9 +54,9 @@ impl Api {
         }
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
+            let message = serde_json::from_str::<ErrorBody>(&text)
                 .ok()
-                .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+                .and_then(|e| e.message().map(str::to_owned))
                 .unwrap_or(text);
             return Err(match status.as_u16() {
                 401 => anyhow!("the registry refused the token ({message}); run `depot login` or check DEPOT_TOKEN"),
@@ -154,16 +73,16 @@ impl Api {
         self.projects().await.map(|_| ())
     }
 
-    pub async fn projects(&self) -> Result<Vec<Value>> {
-        let v: Value = self
-            .call(reqwest::Method::GET, "/projects", None)
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        let list: ProjectList = self
+            .call(reqwest::Method::GET, "/projects", NO_BODY)
             .await?
             .ok_or_else(|| anyhow!("this registry has no /api/v1/projects"))?;
-        Ok(v["projects"].as_array().cloned().unwrap_or_default())
+        Ok(list.projects)
     }
 
     pub async fn build(&self, id: &str) -> Result<Option<Build>> {
-        self.call(reqwest::Method::GET, &format!("/builds/{id}"), None)
+        self.call(reqwest::Method::GET, &format!("/builds/{id}"), NO_BODY)
             .await
     }
 
@@ -178,7 +97,7 @@ impl Api {
         if let Some(c) = cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: Option<BuildPage> = self.call(reqwest::Method::GET, &path, None).await?;
+        let page: Option<BuildPage> = self.call(reqwest::Method::GET, &path, NO_BODY).await?;
         Ok(page.map(|p| (p.builds, p.next_cursor)))
     }
 
@@ -208,11 +127,12 @@ impl Api {
         }
     }
 
-    pub async fn create_build(&self, project: &str, spec: &NewBuild) -> Result<CreatedBuild> {
+    /// Creates a build; the answer carries the token builders push with.
+    pub async fn create_build(&self, project: &str, spec: &CreateBuild) -> Result<Build> {
         self.call(
             reqwest::Method::POST,
             &format!("/projects/{project}/builds"),
-            Some(serde_json::to_value(spec)?),
+            Some(spec),
         )
         .await?
         .ok_or_else(|| anyhow!("project {project} not found (or this token cannot see it)"))
@@ -223,7 +143,7 @@ impl Api {
         self.call(
             reqwest::Method::POST,
             &format!("/builds/{id}/finalize"),
-            None,
+            NO_BODY,
         )
         .await?
         .ok_or_else(|| anyhow!("build {id} not found"))
@@ -237,18 +157,16 @@ impl Api {
         target: Option<&str>,
         platform: Option<&str>,
     ) -> Result<()> {
-        let mut body = json!({ "reason": reason });
-        if let Some(t) = target.filter(|t| !t.is_empty()) {
-            body["target"] = json!(t);
-        }
-        if let Some(p) = platform {
-            body["platform"] = json!(p);
-        }
-        let _: Option<Value> = self
+        let body = FailBuild {
+            reason: Some(reason.to_owned()),
+            target: target.filter(|t| !t.is_empty()).map(str::to_owned),
+            platform: platform.map(str::to_owned),
+        };
+        let _: Option<Build> = self
             .call(
                 reqwest::Method::POST,
                 &format!("/builds/{id}/fail"),
-                Some(body),
+                Some(&body),
             )
             .await?;
         Ok(())
@@ -266,11 +184,10 @@ impl Api {
             (None, Some(p)) => format!("/projects/{p}/pull-token"),
             (None, None) => return Err(anyhow!("a pull token needs a build or a project")),
         };
-        let body = match ttl_secs {
-            Some(t) => json!({ "ttl_secs": t }),
-            None => json!({}),
+        let body = PullTokenRequest {
+            ttl_secs: ttl_secs.map(|t| t.min(i64::MAX as u64) as i64),
         };
-        self.call(reqwest::Method::POST, &path, Some(body))
+        self.call(reqwest::Method::POST, &path, Some(&body))
             .await?
             .ok_or_else(|| {
                 anyhow!(

@@ -50,7 +50,11 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
     let (columns, rows): (Vec<&str>, Vec<Value>) = match args.what {
         What::Projects => (
             vec!["id", "name", "retention_secs", "created_at"],
-            api.projects().await?,
+            api.projects()
+                .await?
+                .into_iter()
+                .map(|p| serde_json::to_value(p).unwrap_or_default())
+                .collect(),
         ),
         What::Builds { limit } => {
             let project = ctx.project()?;

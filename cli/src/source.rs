@@ -68,8 +68,8 @@ pub async fn resolve(
             bail!("build {arg} has expired");
         }
         if build.images.is_empty() {
-            match build.state.as_str() {
-                "failed" => bail!(
+            match build.state {
+                crate::api::BuildState::Failed => bail!(
                     "build {arg} failed: {}",
                     build.failure.as_deref().unwrap_or("no reason given")
                 ),

@@ -4,14 +4,12 @@
 //! and a fresh `GITHUB_OUTPUT` file per step, parsed as Actions parses it; against the real
 //! registry and podman's Docker Engine API.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::registry::tools::PodmanService;
-use common::Fixture;
+use depot_testkit::cli::Fixture;
+use depot_testkit::tools::PodmanService;
 use serde_yaml::Value;
 
 fn action_dir() -> PathBuf {

@@ -4,13 +4,14 @@
 //! targets; every saved build pulled back with `depot pull` and compared by digest. Without
 //! `--save`, `--push` goes to a distribution registry and `--load` into podman's Docker API.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::registry::tools::{skopeo, PodmanService};
-use common::{fails, ok, sha256, Distribution, Fixture};
+use depot_testkit::cli::Fixture;
+use depot_testkit::distribution::Distribution;
+use depot_testkit::sha256;
+use depot_testkit::tools::{fails, ok};
+use depot_testkit::tools::{skopeo, PodmanService};
 use serde_json::Value;
 
 const CONTAINERFILE: &str = "\
@@ -465,7 +466,7 @@ fn the_credential_helper_answers_buildx_from_its_environment() {
     let dir = tempfile::tempdir().unwrap();
     let helper = dir.path().join("docker-credential-depot-build");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_depot"), &helper).unwrap();
-    let out = common::with_stdin(
+    let out = depot_testkit::tools::with_stdin(
         Command::new(&helper)
             .arg("get")
             .env("DEPOT_CREDENTIAL_HOST", "127.0.0.1:5000")
@@ -476,7 +477,7 @@ fn the_credential_helper_answers_buildx_from_its_environment() {
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Secret"], "the-push-token");
-    let out = common::with_stdin(
+    let out = depot_testkit::tools::with_stdin(
         Command::new(&helper)
             .arg("get")
             .env("DEPOT_CREDENTIAL_HOST", "127.0.0.1:5000"),

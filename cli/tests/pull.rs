@@ -3,12 +3,12 @@
 //! an archive is streamed when it cannot), checked with `docker image inspect`; and the
 //! login, pull-token and list commands around it.
 
-mod common;
-
 use std::process::Command;
 
-use common::registry::tools::{skopeo, PodmanService};
-use common::{fails, ok, sha256, Fixture};
+use depot_testkit::cli::Fixture;
+use depot_testkit::sha256;
+use depot_testkit::tools::{fails, ok};
+use depot_testkit::tools::{skopeo, PodmanService};
 use serde_json::Value;
 
 /// The config digest of the image manifest `digest` in the layout.
@@ -255,7 +255,7 @@ fn login_pull_token_and_lists() {
     login
         .env_remove("DEPOT_TOKEN")
         .args(["login", "--token-stdin"]);
-    let out = common::with_stdin(&mut login, "depot_pt_wrong\n");
+    let out = depot_testkit::tools::with_stdin(&mut login, "depot_pt_wrong\n");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refused the token"), "{err}");
@@ -264,7 +264,7 @@ fn login_pull_token_and_lists() {
     login
         .env_remove("DEPOT_TOKEN")
         .args(["login", "--token-stdin"]);
-    let out = common::with_stdin(&mut login, &format!("{}\n", f.token));
+    let out = depot_testkit::tools::with_stdin(&mut login, &format!("{}\n", f.token));
     assert!(
         out.status.success(),
         "{}",

@@ -4,14 +4,15 @@
 //! Then mounts, a destination that fails while the others succeed, and a destination killed
 //! and restarted mid-push.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::registry::Server;
-use common::{fails, ok, remote_manifest, sha256, Distribution, Fixture};
+use depot_testkit::cli::Fixture;
+use depot_testkit::distribution::Distribution;
+use depot_testkit::sha256;
+use depot_testkit::tools::{fails, ok, remote_manifest};
+use depot_testkit::Server;
 use serde_json::{json, Value};
 
 /// A Docker config with Basic credentials for `basic_host` and a credential helper for
@@ -121,7 +122,7 @@ fn promotes_to_many_registries_at_once() {
         }
     }
     // skopeo can copy the whole thing back out (every blob is really there).
-    common::registry::tools::skopeo(&[
+    depot_testkit::tools::skopeo(&[
         "copy",
         "--all",
         "--src-tls-verify=false",
@@ -162,8 +163,8 @@ fn promotes_to_many_registries_at_once() {
     );
 
     // A destination that cannot be reached fails, says so, and the others still get the image.
-    let dead = format!("127.0.0.1:{}", common::free_port());
-    let out = common::output(
+    let dead = "127.0.0.1:1".to_owned();
+    let out = depot_testkit::tools::output(
         f.depot()
             .env("PATH", &path)
             .env("DEPOT_INSECURE_REGISTRIES", format!("{insecure},{dead}"))
@@ -212,7 +213,7 @@ fn busy_registries_are_waited_for_as_they_ask() {
     let f = Fixture::new();
     let (multi, index) = f.multi();
     let upstream = Distribution::start(&f.dir.path().join("busy"), None);
-    let proxy = common::FaultProxy::start(
+    let proxy = depot_testkit::fault_proxy::FaultProxy::start(
         &upstream.host(),
         vec![
             ("HEAD", "/blobs/", 503),
@@ -308,7 +309,7 @@ fn a_destination_restarted_mid_push_is_retried_to_the_end() {
         );
     }
     // Every layer is whole on the restarted registry (skopeo verifies digests on copy).
-    common::registry::tools::skopeo(&[
+    depot_testkit::tools::skopeo(&[
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{}/app:v1", flaky.host()),

@@ -5,8 +5,9 @@
 //! beyond the spec). Checks run in their own repositories under a per-run namespace, so a run
 //! never depends on what an earlier one left behind.
 //!
-//! Layout: [`client`] sends requests (and answers auth challenges); `checks` holds the checks,
-//! grouped by workflow (push, pull, discovery, management, errors).
+//! Layout: [`client`] sends requests (and answers auth challenges); `checks/` holds the checks,
+//! one file per area of the spec (pushing and pulling blobs and manifests, tags, referrers,
+//! deletes, names and errors) and the helpers they share.
 
 mod checks;
 pub mod client;

@@ -50,11 +50,16 @@ pub struct Config {
     pub dry_run: bool,
 }
 
+/// Seconds a blob must be unreferenced and unused before it is collected, unless configured.
+pub const DEFAULT_GRACE_SECS: u64 = 3600;
+/// Seconds an upload session may sit idle before it is collected, unless configured.
+pub const DEFAULT_UPLOAD_TIMEOUT_SECS: u64 = 24 * 3600;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            grace: Duration::from_secs(3600),
-            upload_timeout: Duration::from_secs(24 * 3600),
+            grace: Duration::from_secs(DEFAULT_GRACE_SECS),
+            upload_timeout: Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT_SECS),
             batch: 1000,
             dry_run: false,
         }

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap};
 
 use crate::auth::{Auth, Claims, CredKind, ResourceActions, TokenKind};
-use crate::builds::{assemble, Build, TagRole};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::metadata::Metadata;
-use crate::names::{Reference, RepoName};
+use depot_store::assemble;
+use depot_store::metadata::Metadata;
+use depot_store::model::{Build, TagRole};
+use depot_store::names::{Reference, RepoName};
 
 /// What a caller may do to a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::clock::Clock;
 use crate::control::projects::{new_project, new_project_token, token_view, view};
-use crate::metadata::Metadata;
+use depot_store::metadata::Metadata;
 
 /// Where the metadata lives (the same options as `serve`).
 #[derive(Debug, Clone, clap::Args)]
@@ -46,31 +45,27 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
         )
     });
     let meta = Metadata::connect(&url).await?;
-    let now = Clock::default().now_ms();
-    let fail = |e: crate::error::Error| anyhow::anyhow!("{}", e.message);
+    let now = meta.clock().now_ms();
     let out = match command {
         AdminCommand::CreateProject {
             name,
             retention_secs,
-        } => view(
-            &new_project(&meta, name, retention_secs, now)
-                .await
-                .map_err(fail)?,
-        ),
+        } => {
+            let project = new_project(&meta, name, retention_secs, now).await?;
+            serde_json::to_value(view(&project))?
+        }
         AdminCommand::CreateToken { project, name } => {
-            if meta.project(&project).await.map_err(fail)?.is_none() {
+            if meta.project(&project).await?.is_none() {
                 anyhow::bail!("no project {project}");
             }
-            let (info, secret) = new_project_token(&meta, &project, name, now)
-                .await
-                .map_err(fail)?;
-            let mut v = token_view(&info);
-            v["token"] = serde_json::json!(secret);
-            v
+            let (info, secret) = new_project_token(&meta, &project, name, now).await?;
+            serde_json::to_value(token_view(&info, Some(secret)))?
         }
         AdminCommand::ListProjects => {
-            let projects = meta.list_projects().await.map_err(fail)?;
-            serde_json::json!({ "projects": projects.iter().map(view).collect::<Vec<_>>() })
+            let projects = meta.list_projects().await?;
+            serde_json::to_value(depot_api_types::ProjectList {
+                projects: projects.iter().map(view).collect(),
+            })?
         }
     };
     meta.close().await;

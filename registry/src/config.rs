@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use depot_store::backend::{BackendConfig, GcConfig};
+
 /// Options of `depot-registry serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
@@ -64,81 +66,6 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub auth: AuthConfig,
-}
-
-/// Where metadata and blobs live: shared by `serve`, `admin` and `depot-gc`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BackendConfig {
-    /// Directory for the embedded metadata database and blob files; created on first start.
-    #[arg(long, env = "DEPOT_DATA_DIR", default_value = "./depot-data")]
-    pub data_dir: PathBuf,
-
-    /// Metadata database (`sqlite:PATH` or `postgres://...`); default SQLite under --data-dir.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-
-    /// Where blob bytes go: `file:DIR` or `s3://BUCKET[/PREFIX]`; default files under --data-dir.
-    #[arg(long, env = "DEPOT_STORAGE")]
-    pub storage: Option<String>,
-
-    /// S3 endpoint URL, for S3-compatible stores (Garage, MinIO, ...); AWS when unset.
-    /// Credentials come from the standard AWS environment and profile chain.
-    #[arg(long, env = "DEPOT_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-
-    /// S3 region (default: from the AWS chain, else us-east-1).
-    #[arg(long, env = "DEPOT_S3_REGION")]
-    pub s3_region: Option<String>,
-
-    /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
-    #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
-    pub s3_force_path_style: bool,
-
-    /// Size of the parts blobs are uploaded to S3 in, MiB (S3 allows 5 to 5120, and 10,000
-    /// parts a blob: 16 MiB parts carry blobs up to 160 GB).
-    #[arg(long, env = "DEPOT_S3_PART_SIZE_MIB", default_value_t = 16,
-          value_parser = clap::value_parser!(u64).range(5..=5120))]
-    pub s3_part_size_mib: u64,
-}
-
-impl BackendConfig {
-    pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "sqlite:{}?mode=rwc",
-                self.data_dir.join("metadata.db").display()
-            ),
-        }
-    }
-}
-
-/// How garbage collection judges garbage: shared by the server's collections and `depot-gc`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GcConfig {
-    /// Seconds a blob must have been unreferenced and unused before it is deleted. Keep it well
-    /// above the time a client takes between checking a blob and pushing the manifest that
-    /// uses it, and above --cache-ttl.
-    #[arg(long = "gc-grace", env = "DEPOT_GC_GRACE", default_value_t = 3600)]
-    pub grace_secs: u64,
-
-    /// Seconds an upload session may sit idle before collection deletes it (and its bytes);
-    /// session ids expire after 24 hours anyway.
-    #[arg(
-        long = "upload-timeout",
-        env = "DEPOT_UPLOAD_TIMEOUT",
-        default_value_t = 86400
-    )]
-    pub upload_timeout_secs: u64,
-}
-
-impl Default for GcConfig {
-    fn default() -> Self {
-        GcConfig {
-            grace_secs: 3600,
-            upload_timeout_secs: 86400,
-        }
-    }
 }
 
 /// Authentication options.

@@ -7,9 +7,9 @@
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::digest::Digest;
 use crate::error::{Code, Error};
-use crate::names::{Reference, RepoName};
+use depot_store::digest::Digest;
+use depot_store::names::{Reference, RepoName};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {

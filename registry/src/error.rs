@@ -1,14 +1,17 @@
 //! The one error type of the registry API and its mapping to OCI error codes.
 //!
-//! Layers below the HTTP handlers (metadata, storage) return [`Error`] too: a "not found" from them
-//! becomes the matching `*_UNKNOWN` code, a lost database or storage connection becomes `503`, and
-//! anything else a `500` whose cause is logged once by the failure-logging middleware (never sent
-//! to the client). Every response is the spec's `{"errors":[{"code","message","detail"}]}` envelope.
+//! The store below returns its own [`depot_store::Error`]; it becomes this error in one place
+//! (`From<StoreError>`): a lost database or storage connection becomes `503`, a full disk `507`,
+//! an invalid manifest its OCI code, and anything else a `500` whose cause is logged once by the
+//! failure-logging middleware (never sent to the client). Every response is the spec's
+//! `{"errors":[{"code","message","detail"}]}` envelope.
 
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
+
+use depot_store::Error as StoreError;
 
 /// The error codes of the distribution spec (section "Error Codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,68 +258,59 @@ impl IntoResponse for Error {
     }
 }
 
-/// Marks a database error that retrying the transaction resolves.
-const CONFLICT: &str = "database: transaction conflict";
-
-/// Marks a blob whose metadata is there but whose bytes are not.
-const DATA_MISSING: &str = "storage: blob data missing";
-
 impl Error {
     /// The bytes of a stored blob are gone from the store (deleted outside the registry, or
     /// lost): a server fault no retry mends, so a `500`, never a "retry later".
-    pub fn data_missing(location: &str) -> Self {
-        let mut e = Error::internal(format!("{DATA_MISSING} at {location}"));
+    pub fn data_missing(cause: impl std::fmt::Display) -> Self {
+        let mut e = Error::internal(cause);
         e.message = "the blob's data is missing from storage".into();
         e
     }
+}
 
-    pub fn is_data_missing(&self) -> bool {
-        self.internal
-            .as_deref()
-            .is_some_and(|m| m.starts_with(DATA_MISSING))
-    }
-
-    /// A deadlock or serialization failure between concurrent transactions: retry.
-    pub fn is_conflict(&self) -> bool {
-        self.internal
-            .as_deref()
-            .is_some_and(|m| m.starts_with(CONFLICT))
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {:?}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )?;
+        if !self.detail.is_null() {
+            write!(f, " ({})", self.detail)?;
+        }
+        if let Some(cause) = &self.internal {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
+impl std::error::Error for Error {}
+
+/// The one place a store failure becomes what a client is told.
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
         match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Error::unavailable(format!("database: {e}")),
-            sqlx::Error::Database(ref db) if db.message().contains("database is locked") => {
-                Error::unavailable(format!("database: {e}"))
+            StoreError::Unavailable(_) | StoreError::Conflict(_) => Error::unavailable(e),
+            StoreError::StateConflict(m) => Error::conflict(m),
+            StoreError::BlobUnknown { digest } => Error::manifest_blob_unknown(digest),
+            StoreError::InvalidManifest(detail) => Error::manifest_invalid(detail),
+            StoreError::UploadBusy => {
+                Error::new(StatusCode::RANGE_NOT_SATISFIABLE, Code::BlobUploadInvalid)
+                    .message("another request is writing to this upload")
             }
-            // PostgreSQL gave up on one of two transactions waiting for each other: the work
-            // may simply be done again (see `Error::is_conflict`).
-            sqlx::Error::Database(ref db)
-                if matches!(db.code().as_deref(), Some("40P01") | Some("40001")) =>
-            {
-                Error::unavailable(format!("{CONFLICT}: {e}"))
-            }
-            other => Error::internal(format!("database: {other}")),
+            StoreError::DataMissing { .. } => Error::data_missing(e),
+            StoreError::StorageFull(_) => Error::insufficient_storage(e),
+            StoreError::Corrupt(_) | StoreError::Internal(_) => Error::internal(e),
         }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        // ENOSPC, EDQUOT: the disk (or the quota) is full. The client's bytes are not kept, and
-        // a retry may succeed once space is freed.
-        let full = e.kind() == std::io::ErrorKind::StorageFull
-            || e.kind() == std::io::ErrorKind::QuotaExceeded
-            || matches!(e.raw_os_error(), Some(28 | 122));
-        if full {
-            return Error::insufficient_storage(format!("storage: {e}"));
-        }
-        Error::internal(format!("storage: {e}"))
+        StoreError::from(e).into()
     }
 }
 

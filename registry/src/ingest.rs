@@ -13,9 +13,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::digest::ResumableHasher;
 use crate::error::{Code, Error, Result};
-use crate::storage::BlobSink;
+use depot_store::digest::ResumableHasher;
+use depot_store::storage::BlobSink;
 
 /// Bytes a hashing job takes at most; also how far reading may run ahead of hashing.
 const HASH_BATCH: usize = 4 * 1024 * 1024;
@@ -138,7 +138,7 @@ pub async fn ingest(
             hashing.push(chunk.clone()).await?;
             if let Err(e) = sink.write(chunk).await {
                 drain(&mut stream).await;
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(())
@@ -165,19 +165,19 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::{Algorithm, Digest};
-    use crate::storage::Written;
+    use depot_store::digest::{Algorithm, Digest};
+    use depot_store::storage::Written;
 
     #[derive(Default)]
     struct Collect(Vec<u8>);
 
     #[async_trait::async_trait]
     impl BlobSink for Collect {
-        async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        async fn write(&mut self, chunk: Bytes) -> depot_store::Result<()> {
             self.0.extend_from_slice(&chunk);
             Ok(())
         }
-        async fn finish(self: Box<Self>, _last: bool) -> Result<Written> {
+        async fn finish(self: Box<Self>, _last: bool) -> depot_store::Result<Written> {
             Ok(Written {
                 size: self.0.len() as u64,
                 state: Vec::new(),

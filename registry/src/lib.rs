@@ -1,42 +1,29 @@
-//! depot registry: an OCI distribution-spec v1.1 registry for CI builds.
+//! depot registry: an OCI distribution-spec v1.1 registry for CI builds. The HTTP layer on top
+//! of the `depot-store` crate (names, digests, builds, metadata, storage, caches, content).
 //!
-//! Layout:
+//! Layout (a module uses only modules below it in this list; see `docs/architecture.md`):
 //! - [`server`]: builds the application from [`config`] and serves it on a bound listener;
 //!   [`connections`] accepts and serves connections within their limits (cap, header and idle
-//!   timeouts, [`guarded_io`]).
-//! - [`api`]: the `/v2/` HTTP surface; [`endpoint`] parses each request into a typed endpoint,
-//!   [`access`] decides who may do what, handlers stay thin.
-//! - [`auth`]: credentials, signed tokens and the `/token` endpoint; [`control`]: the `/api/v1/`
-//!   control plane (projects, tokens, builds); [`builds`]: what a build is and how pushed
-//!   images become a saved build; [`clock`]: the time expiry is judged by.
-//! - [`ingest`]: the streaming upload pipeline (socket read, hashing and storage write overlap);
+//!   timeouts, [`guarded_io`]); [`admin`]: the `admin` subcommand.
+//! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`.
+//! - [`state`]: what every handler shares (the store's content plus [`access`], upload ids).
+//! - [`access`]: who may do what, decided once per request from [`endpoint`] and [`auth`]
+//!   (credentials and signed tokens); [`ingest`]: the streaming upload pipeline;
 //!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
-//! - [`storage`]: blob bytes behind the [`storage::BlobStore`] trait (files or S3).
-//! - [`gc`]: garbage collection's backend (the `depot-gc` crate's traits over [`metadata`] and
-//!   [`storage`]) and the collections a server runs on an interval.
-//! - [`metadata`]: repositories, blob links, uploads, manifests and tags in SQL (sqlx).
-//! - [`manifest`], [`digest`], [`names`]: validation of what clients send.
-//! - [`error`]: the one error type, mapped to OCI error codes and the JSON envelope.
+//! - [`error`]: the HTTP error, mapped to OCI error codes and the JSON envelope; the store's
+//!   errors are mapped into it in one place.
 
 pub mod access;
 pub mod admin;
 pub mod api;
 pub mod auth;
-pub mod builds;
-pub mod cache;
-pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod control;
-pub mod digest;
 pub mod endpoint;
 pub mod error;
-pub mod gc;
 pub mod guarded_io;
 pub mod ingest;
-pub mod manifest;
-pub mod metadata;
-pub mod names;
 pub mod server;
-pub mod storage;
+pub mod state;
 pub mod upload_id;

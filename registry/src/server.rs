@@ -2,7 +2,6 @@
 //! tests bind `127.0.0.1:0` and never race for a port), with clean shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
@@ -12,16 +11,19 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use depot_store::backend::open_backend;
+use depot_store::cache::Caches;
+use depot_store::clock::Clock;
+use depot_store::content::Content;
+use depot_store::metadata::Metadata;
+use depot_store::storage::coalesce::{self, Coalescer};
+
 use crate::access::Access;
-use crate::api::{self, AppState};
+use crate::api;
 use crate::auth::{self, Auth, Keys};
-use crate::cache::Caches;
-use crate::clock::Clock;
-use crate::config::{BackendConfig, ServeConfig};
+use crate::config::ServeConfig;
 use crate::error::{Error, InternalCause};
-use crate::metadata::Metadata;
-use crate::storage::coalesce::{self, Coalescer};
-use crate::storage::{s3, s3_client, BlobStore, FileStore, Referenced, S3Options, S3Store};
+use crate::state::AppState;
 use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
@@ -42,7 +44,8 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         });
     let key = meta.upload_key().await.map_err(startup_error)?;
     let upload_ids = UploadIds::new(&key);
-    let clock = Clock::default();
+    // The process's one clock: the database writes its timestamps by it.
+    let clock = meta.clock().clone();
     let base_url = auth::BaseUrl::new(config.auth.public_url.as_deref(), config.auth.trust_proxy);
     let access = if config.auth.no_auth {
         tracing::warn!(
@@ -53,17 +56,19 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         Access::with_auth(auth(config, &meta, &clock, base_url.clone()).await?)
     };
     let caches = Caches::new(Duration::from_secs(config.cache_ttl_secs));
-    if let Some(url) = meta.postgres_url() {
+    if let Some(url) = meta.shared_url() {
         caches.follow(url);
     }
     Ok(AppState {
+        content: Content {
+            meta,
+            store,
+            reads,
+            caches,
+            clock,
+        },
         upload_ids,
-        meta,
-        store,
-        reads,
-        caches,
         access,
-        clock,
         test_clock: config.auth.test_clock,
         gc_metrics: Default::default(),
         base_url,
@@ -76,15 +81,15 @@ pub fn start_gc(state: &AppState, config: &ServeConfig) {
         tracing::info!("garbage collection is off in this server (--gc-interval 0)");
         return;
     }
-    let backend = crate::gc::Backend {
-        meta: state.meta.clone(),
-        store: state.store.clone(),
-        caches: Some(state.caches.clone()),
+    let backend = depot_store::gc::Backend {
+        meta: state.content.meta.clone(),
+        store: state.content.store.clone(),
+        caches: Some(state.content.caches.clone()),
     };
-    crate::gc::spawn(
+    depot_store::gc::spawn(
         backend,
-        state.clock.clone(),
-        crate::gc::collector_config(&config.gc, false),
+        state.content.clock.clone(),
+        config.gc.collector(false),
         Duration::from_secs(config.gc_interval_secs),
         state.gc_metrics.clone(),
     );
@@ -111,63 +116,8 @@ fn s3_redirect(config: &ServeConfig) -> bool {
     }
 }
 
-/// Opens the metadata database and the blob store `backend` names (shared with `depot-gc`).
-pub async fn open_backend(
-    backend: &BackendConfig,
-    redirect: bool,
-) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
-    std::fs::create_dir_all(&backend.data_dir)?;
-    let meta = Metadata::connect(&backend.database_url()).await?;
-    let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
-    Ok((meta, store))
-}
-
-/// The blob store `--storage` names: files under a directory, or an S3 bucket (checked to be
-/// reachable, so a wrong bucket or endpoint fails at start rather than at the first push).
-async fn open_store(
-    config: &BackendConfig,
-    redirect: bool,
-    referenced: Arc<dyn Referenced>,
-) -> anyhow::Result<Arc<dyn BlobStore>> {
-    match config.storage.as_deref() {
-        None => Ok(Arc::new(FileStore::open(&config.data_dir, referenced)?)),
-        Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
-            std::path::Path::new(&spec["file:".len()..]),
-            referenced,
-        )?)),
-        Some(spec) => {
-            let (bucket, prefix) = s3::parse_url(spec).ok_or_else(|| {
-                anyhow::anyhow!("--storage must be file:DIR or s3://BUCKET[/PREFIX], not {spec:?}")
-            })?;
-            let options = S3Options {
-                endpoint: config.s3_endpoint.clone(),
-                region: config.s3_region.clone(),
-                force_path_style: config.s3_force_path_style,
-            };
-            let client = s3_client(&options).await;
-            client
-                .head_bucket()
-                .bucket(&bucket)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "bucket {bucket} is not reachable: {}",
-                        e.into_service_error()
-                    )
-                })?;
-            tracing::info!(%bucket, %prefix, redirect, "blobs are stored in S3");
-            Ok(Arc::new(
-                S3Store::new(client, bucket, prefix, referenced)
-                    .with_redirects(redirect)
-                    .with_part_size(config.s3_part_size_mib as usize * 1024 * 1024),
-            ))
-        }
-    }
-}
-
-fn startup_error(e: Error) -> anyhow::Error {
-    anyhow::anyhow!("{} {}", e.message, e.internal.unwrap_or_default())
+fn startup_error(e: depot_store::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("opening the registry")
 }
 
 /// Loads (or on first start creates) the admin token and the token signing keys.
@@ -275,7 +225,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let meta = state.meta.clone();
+    let meta = state.content.meta.clone();
     crate::connections::serve(listener, app(state), limits, shutdown, grace).await?;
     meta.close().await;
     Ok(())

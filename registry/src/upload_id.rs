@@ -9,8 +9,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::digest::Algorithm;
-use crate::names::RepoName;
+use depot_store::digest::Algorithm;
+use depot_store::names::RepoName;
 
 /// How long a minted id stays usable.
 pub const SESSION_TTL_MS: i64 = 24 * 60 * 60 * 1000;

@@ -3,10 +3,8 @@
 //! token pushing, a token without the scope, a revoked project token, and the rule that one
 //! project learns nothing about another's blobs.
 
-mod common;
-
 use base64::Engine;
-use common::{sha256, Server};
+use depot_testkit::{sha256, ApiClient, Server};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -20,16 +18,10 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// `path` is the whole `/api/v1/...` path, as these tests spell it.
     fn api(&self, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.server.url()))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
+        let path = path.strip_prefix("/api/v1").expect("an /api/v1 path");
+        ApiClient::new(&self.server.url(), token).call(method, path, Some(&body))
     }
 
     fn ok(&self, method: Method, path: &str, token: &str, body: Value) -> Value {
@@ -96,7 +88,7 @@ fn denied(resp: Response, status: u16, code: &str) -> Value {
 /// Pushes a one-layer image (monolithic blob uploads, then the manifest) with `token`; returns
 /// the first refused response, or the manifest push's.
 fn push_image(f: &Fixture, repo: &str, reference: &str, token: &str) -> Response {
-    let layer = common::random_bytes(2000);
+    let layer = depot_testkit::random_bytes(2000);
     let config = serde_json::to_vec(&json!({ "architecture": "amd64", "os": "linux", "rootfs": { "type": "layers", "diff_ids": [] } })).unwrap();
     for blob in [&layer, &config] {
         let resp = f

@@ -3,34 +3,25 @@
 //! platforms pushed separately as two native builders would; a bake build with two targets),
 //! pulled back with pull tokens, and a build expiring under the controlled clock.
 
-mod common;
-
 use std::process::Command;
 
-use common::tools::{build_layout, skopeo};
-use common::{sha256, Server};
+use depot_testkit::tools::{build_layout, skopeo};
+use depot_testkit::{sha256, ApiClient, Server};
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// Calls the control-plane API; returns the status and the JSON body (Null when empty).
-pub fn api(
+/// Calls the control-plane API (`path` under the server, `/api/v1/...`); returns the status
+/// and the JSON body (Null when empty).
+fn api(
     server: &Server,
     method: Method,
     path: &str,
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = Client::new()
-        .request(method, format!("{}{path}", server.url()))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let path = path.strip_prefix("/api/v1").expect("an /api/v1 path");
+    ApiClient::new(&server.url(), token).call(method, path, body.as_ref())
 }
 
 fn ok(server: &Server, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
@@ -403,7 +394,7 @@ fn push_referrer(
 ) -> String {
     let token = access_token(server, push_token, &format!("repository:{repo}:pull,push"));
     let http = Client::new();
-    let sbom = common::random_bytes(1000);
+    let sbom = depot_testkit::random_bytes(1000);
     for blob in [sbom.as_slice(), b"{}"] {
         let resp = http
             .post(format!(

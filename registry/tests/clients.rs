@@ -10,13 +10,13 @@
 //! The tools come from `.ci/setup` (Debian's skopeo, umoci, podman; oras from PyPI). A missing
 //! tool fails the test rather than skipping it.
 
-mod common;
-
 use std::process::Command;
 
 use base64::Engine;
-use common::tools::{build_layout, raw_manifest, run, run_with_stdin, skopeo, PodmanService};
-use common::{sha256, Server};
+use depot_testkit::tools::{
+    build_layout, remote_manifest, run, run_with_stdin, skopeo, PodmanService,
+};
+use depot_testkit::{sha256, Server};
 use serde_json::{json, Value};
 
 #[test]
@@ -53,7 +53,7 @@ fn skopeo_podman_and_oras_round_trips() {
         &format!("docker://{host}/clients/app:oci"),
     ]);
     assert_eq!(
-        json!(sha256(&raw_manifest(&host, "clients/app:oci"))),
+        json!(sha256(&remote_manifest(&host, "clients/app:oci", None))),
         digests["amd64"]
     );
     let back = dir.path().join("back");
@@ -88,7 +88,7 @@ fn skopeo_podman_and_oras_round_trips() {
         &format!("oci:{l}:amd64"),
         &format!("docker://{host}/clients/app:docker"),
     ]);
-    let raw = raw_manifest(&host, "clients/app:docker");
+    let raw = remote_manifest(&host, "clients/app:docker", None);
     let manifest: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(
         manifest["mediaType"],
@@ -116,13 +116,21 @@ fn skopeo_podman_and_oras_round_trips() {
         &format!("docker://{host}/clients/multi:latest"),
     ]);
     assert_eq!(
-        json!(sha256(&raw_manifest(&host, "clients/multi:latest"))),
+        json!(sha256(&remote_manifest(
+            &host,
+            "clients/multi:latest",
+            None
+        ))),
         digests["multi"]
     );
     for arch in ["amd64", "arm64"] {
         let child = digests[arch].as_str().unwrap();
         assert_eq!(
-            sha256(&raw_manifest(&host, &format!("clients/multi@{child}"))),
+            sha256(&remote_manifest(
+                &host,
+                &format!("clients/multi@{child}"),
+                None
+            )),
             child
         );
     }
@@ -154,7 +162,7 @@ fn skopeo_podman_and_oras_round_trips() {
     ]);
     let pushed = std::fs::read_to_string(&podman_digest).unwrap();
     assert_eq!(
-        sha256(&raw_manifest(&host, "clients/podman:v1")),
+        sha256(&remote_manifest(&host, "clients/podman:v1", None)),
         pushed.trim()
     );
     podman(&["rmi", "-a", "-f"]);
@@ -166,7 +174,9 @@ fn skopeo_podman_and_oras_round_trips() {
 
     // oras (Python SDK): an artifact whose subject is the image above, listed as its referrer.
     let subject = digests["amd64"].as_str().unwrap();
-    let subject_size = raw_manifest(&host, "clients/app:oci").len().to_string();
+    let subject_size = remote_manifest(&host, "clients/app:oci", None)
+        .len()
+        .to_string();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/oras_artifact.py"
@@ -215,7 +225,7 @@ fn skopeo_podman_and_oras_round_trips() {
         &format!("{host}/clients/docker:v1"),
     ]);
     let pushed = docker(&["push", &format!("{host}/clients/docker:v1")]);
-    let stored = sha256(&raw_manifest(&host, "clients/docker:v1"));
+    let stored = sha256(&remote_manifest(&host, "clients/docker:v1", None));
     assert!(
         pushed.contains(&stored),
         "docker push said {pushed}, registry holds {stored}"

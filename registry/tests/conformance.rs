@@ -2,9 +2,7 @@
 //! on (the suite answers the Bearer challenges with the admin token) and off: every check must
 //! pass both ways.
 
-mod common;
-
-fn run_suite(server: &common::Server, credentials: Option<(String, String)>) {
+fn run_suite(server: &depot_testkit::Server, credentials: Option<(String, String)>) {
     let options = depot_conformance::Options {
         url: server.url(),
         credentials,
@@ -23,13 +21,13 @@ fn run_suite(server: &common::Server, credentials: Option<(String, String)>) {
 #[test]
 fn every_conformance_check_passes_with_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start_authed(dir.path());
+    let server = depot_testkit::Server::start_authed(dir.path());
     run_suite(&server, Some(("x-token".into(), server.admin_token())));
 }
 
 #[test]
 fn every_conformance_check_passes_without_auth() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start(dir.path());
+    let server = depot_testkit::Server::start(dir.path());
     run_suite(&server, None);
 }

@@ -1,16 +1,13 @@
 //! Crashes, kills, lost connections and concurrent pushes against the real binary: nothing
 //! half-written becomes visible and nothing acknowledged is lost.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{random_bytes, sha256, Server};
+use depot_testkit::oci::{self, OCI_MANIFEST};
+use depot_testkit::{random_bytes, sha256, Server};
 use reqwest::blocking::Client;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn client() -> Client {
     Client::builder()
@@ -20,33 +17,17 @@ fn client() -> Client {
 }
 
 fn push_blob(c: &Client, base: &str, repo: &str, data: &[u8]) -> String {
-    let digest = sha256(data);
-    let r = c
-        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
-        .body(data.to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    digest
+    oci::push_blob(c, base, repo, None, data)
 }
 
+/// A one-layer image tagged `tag`: its manifest and its layer's digest.
 fn push_image(c: &Client, base: &str, repo: &str, tag: &str) -> (Vec<u8>, String) {
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     let layer = random_bytes(100_000);
-    let cd = push_blob(c, base, repo, &config);
+    push_blob(c, base, repo, &config);
     let ld = push_blob(c, base, repo, &layer);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
-    }))
-    .unwrap();
-    let r = c
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(manifest.clone())
-        .send()
-        .unwrap();
+    let manifest = oci::image_manifest(&config, &[&layer]);
+    let r = oci::put_manifest(c, base, repo, tag, None, &manifest);
     assert_eq!(r.status(), 201);
     (manifest, ld)
 }

@@ -6,14 +6,11 @@
 //! Runs where `.ci/run` provides the servers (`DEPOT_TEST_S3_ENDPOINT` set, s3s-fs on the PATH,
 //! PostgreSQL binaries installed, root to run them as `postgres`).
 
-mod common;
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, sha256, Server};
+use depot_testkit::backends::{Postgres, S3Server};
+use depot_testkit::{random_bytes, sha256, Server};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
@@ -23,169 +20,6 @@ fn enabled() -> bool {
         return false;
     }
     true
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// An s3s-fs server over `root` on `port`, restartable on the same data.
-struct S3Server {
-    child: Option<Child>,
-    root: PathBuf,
-    port: u16,
-}
-
-impl S3Server {
-    fn start(root: &Path, port: u16) -> S3Server {
-        let mut s = S3Server {
-            child: None,
-            root: root.to_owned(),
-            port,
-        };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", &std::env::var("AWS_ACCESS_KEY_ID").unwrap()])
-            .args([
-                "--secret-key",
-                &std::env::var("AWS_SECRET_ACCESS_KEY").unwrap(),
-            ])
-            .arg(&self.root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs (bash .ci/setup installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGSTOP (`true`) or SIGCONT: a store that stops answering without closing connections.
-    fn freeze(&self, frozen: bool) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let signal = if frozen { "-STOP" } else { "-CONT" };
-        run_ok(Command::new("kill").args([signal, &pid]));
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A throwaway PostgreSQL cluster, run as `postgres`, stoppable and restartable.
-struct Postgres {
-    bin: PathBuf,
-    data: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start(dir: &Path) -> Postgres {
-        let initdb = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL binaries")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin/initdb")))
-            .filter(|p| p.exists())
-            .max()
-            .expect("initdb");
-        let bin = initdb.parent().unwrap().to_owned();
-        std::fs::create_dir_all(dir).unwrap();
-        // The test's temporary directory is private; the postgres user must reach into it.
-        use std::os::unix::fs::PermissionsExt;
-        let parent = dir.parent().unwrap();
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let data = dir.join("pg");
-        run_ok(Command::new("chown").args(["postgres"]).arg(dir));
-        run_ok(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join("initdb"))
-                .args(["-A", "trust", "-U", "postgres", "-D"])
-                .arg(&data),
-        );
-        let pg = Postgres {
-            bin,
-            data,
-            port: free_port(),
-        };
-        pg.pg_ctl("start");
-        run_ok(
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(pg.bin.join("createdb"))
-                .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "depot"]),
-        );
-        pg
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.data.display()
-        );
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-w", "-m", "immediate", "-l"])
-            .arg(self.data.join("log"));
-        if action == "start" {
-            cmd.args(["-o", &options]);
-        }
-        run_ok(cmd.arg(action));
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/depot", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
-/// Runs `cmd` (as root, or through `runuser`), which must succeed.
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.output().expect("run a PostgreSQL command");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn client() -> Client {
@@ -308,7 +142,7 @@ fn s3_outage_mid_push() {
 fn on_s3s_fs(dir: &Path) -> (S3Server, Server) {
     let root = dir.join("s3");
     std::fs::create_dir_all(root.join("depot")).unwrap();
-    let s3 = S3Server::start(&root, free_port());
+    let s3 = S3Server::start(&root);
     let server = Server::start_with(
         &dir.join("registry"),
         &[

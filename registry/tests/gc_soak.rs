@@ -8,28 +8,19 @@
 //! replicas on PostgreSQL + S3 when `DEPOT_TEST_POSTGRES_URL` and `DEPOT_TEST_S3_ENDPOINT` are
 //! set (as in `.ci/run`).
 
-#[path = "common/backends.rs"]
-mod backends;
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use depot_testkit::{sha256, ApiClient, Server};
 use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
 /// Test-clock seconds the clock moves every tick (100 ms): time runs ten times faster.
 const TICK_SECS: u64 = 1;
 /// The collection's grace period, in test-clock seconds (3 s of real time).
 const GRACE: &str = "30";
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 fn soak_secs() -> u64 {
     std::env::var("DEPOT_SOAK_SECS")
@@ -102,12 +93,12 @@ impl World {
         secret: &str,
         body: Value,
     ) -> Value {
-        common::api(&self.http, url, method, path, secret, body)
+        ApiClient::new(url, secret).ok(method, path, Some(&body))
     }
 
     fn bearer(&self, url: &str, secret: &str, actions: &str) -> String {
         let scope = format!("repository:{}:{actions}", self.project);
-        common::access_token(&self.http, url, secret, &scope)
+        depot_testkit::api::access_token(&self.http, url, secret, &scope)
     }
 }
 
@@ -428,7 +419,7 @@ fn pushes_and_collection_together_lose_nothing_embedded() {
 
 #[test]
 fn pushes_and_collection_together_lose_nothing_on_postgres_and_s3() {
-    let Some(b) = backends::fresh("soak") else {
+    let Some(b) = depot_testkit::backends::fresh("soak") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -4,15 +4,13 @@
 //! browser could be tricked into sending, the token realm follows forwarded headers only when
 //! told to, a full disk is a `507`, and whether another project holds a digest does not show.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{sha256, Server};
+use depot_testkit::{sha256, ApiClient, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -302,13 +300,13 @@ fn a_full_disk_is_507_and_other_projects_blobs_do_not_show() {
     let admin = server.admin_token();
     let http = Client::new();
     let api = |method: reqwest::Method, path: &str, body: Value| -> Value {
-        common::api(&http, &server.url(), method, path, &admin, body)
+        ApiClient::new(&server.url(), &admin).ok(method, path, Some(&body))
     };
     let a = api(reqwest::Method::POST, "/projects", json!({ "name": "a" }));
     let b = api(reqwest::Method::POST, "/projects", json!({ "name": "b" }));
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     let token = |project: &str| {
-        common::access_token(
+        depot_testkit::api::access_token(
             &http,
             &server.url(),
             &admin,

@@ -4,9 +4,7 @@
 //! revoking a project token stops every credential it minted, and a blob whose bytes are gone
 //! answers a 500 that is logged once.
 
-mod common;
-
-use common::{sha256, Server};
+use depot_testkit::{sha256, Server};
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -4,13 +4,11 @@
 //! test longer), and 1,000 uploads that send a byte a second. Other clients keep being served, the server's memory stays bounded, and nothing
 //! waits forever.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, sha256, Server};
+use depot_testkit::{random_bytes, sha256, Server};
 use tokio::io::AsyncWriteExt;
 
 /// Resident set size of `pid` and its peak so far, in KiB.

@@ -7,15 +7,11 @@
 //! Needs `DEPOT_TEST_POSTGRES_URL` and `DEPOT_TEST_S3_ENDPOINT` (with AWS credentials in the
 //! environment), which `.ci/run` provides with a throwaway PostgreSQL cluster and s3s-fs.
 
-#[path = "common/backends.rs"]
-mod backends;
-mod common;
-
-use backends::Backends;
+use depot_testkit::backends::Backends;
 
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, sha256, Server};
+use depot_testkit::{random_bytes, sha256, Server};
 use reqwest::blocking::{Client, Response};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -37,7 +33,14 @@ fn replica(b: &Backends, dir: &std::path::Path) -> Server {
 
 /// An access token for `scope` from `server`'s `/token`, presenting `secret`.
 fn token(server: &Server, secret: &str, scope: &str) -> String {
-    common::access_token(&Client::new(), &server.url(), secret, scope)
+    depot_testkit::api::access_token(&Client::new(), &server.url(), secret, scope)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 fn v2(
@@ -46,24 +49,13 @@ fn v2(
     path: &str,
     token: &str,
 ) -> reqwest::blocking::RequestBuilder {
-    Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
+    client()
         .request(method, format!("{}{path}", server.url()))
         .bearer_auth(token)
 }
 
 fn push_blob(server: &Server, repo: &str, token: &str, data: &[u8]) -> Response {
-    v2(
-        server,
-        Method::POST,
-        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(data)),
-        token,
-    )
-    .body(data.to_vec())
-    .send()
-    .unwrap()
+    depot_testkit::oci::post_blob(&client(), &server.url(), repo, Some(token), data)
 }
 
 fn get_blob(server: &Server, repo: &str, token: &str, digest: &str) -> Vec<u8> {
@@ -131,7 +123,7 @@ fn manifest_status(server: &Server, repo: &str, reference: &str, token: &str) ->
 
 #[test]
 fn two_replicas_behave_as_one() {
-    let Some(b) = backends::fresh("replicas") else {
+    let Some(b) = depot_testkit::backends::fresh("replicas") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -203,12 +195,12 @@ fn two_replicas_behave_as_one() {
         }
     });
     let objects = runtime().block_on(async {
-        let options = depot_registry::storage::S3Options {
+        let options = depot_store::storage::S3Options {
             endpoint: Some(b.endpoint.clone()),
             region: Some("us-east-1".into()),
             force_path_style: true,
         };
-        let client = depot_registry::storage::s3_client(&options).await;
+        let client = depot_store::storage::s3_client(&options).await;
         let listed = client
             .list_objects_v2()
             .bucket(&b.bucket)
@@ -260,7 +252,7 @@ fn two_replicas_behave_as_one() {
 
 #[test]
 fn a_build_created_on_one_replica_is_saved_through_the_other() {
-    let Some(b) = backends::fresh("replicas") else {
+    let Some(b) = depot_testkit::backends::fresh("replicas") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::builder::{Auth, Builder, Dest};
 use super::{Outputs, Target};
-use crate::api::{Api, Build, CreatedBuild, NewBuild, NewTarget};
+use crate::api::{Api, Build, BuildState, CreateBuild, TargetRequest};
 use crate::config::Context;
 use crate::oci::manifest::Platform;
 use crate::{pull, push};
@@ -58,7 +58,7 @@ pub async fn run(
     let api = Api::new(http.clone(), ctx);
     let project = ctx.project()?.to_owned();
     let bake = targets.iter().any(|t| !t.name.is_empty());
-    let spec = NewBuild {
+    let spec = CreateBuild {
         platforms: if bake {
             Vec::new()
         } else {
@@ -71,15 +71,18 @@ pub async fn run(
         targets: if bake {
             targets
                 .iter()
-                .map(|t| NewTarget {
-                    name: t.name.clone(),
-                    platforms: t.platforms.iter().map(ToString::to_string).collect(),
+                .map(|t| {
+                    TargetRequest::Full(depot_api_types::Target {
+                        name: t.name.clone(),
+                        platforms: t.platforms.iter().map(ToString::to_string).collect(),
+                    })
                 })
                 .collect()
         } else {
             Vec::new()
         },
         save_tags: outputs.save_tags.clone(),
+        ..CreateBuild::default()
     };
     let created = api
         .create_build(&project, &spec)
@@ -134,12 +137,12 @@ pub async fn run(
         .build(&created.id)
         .await?
         .ok_or_else(|| anyhow!("build {} vanished", created.id))?;
-    if build.state == "building" {
+    if build.state == BuildState::Building {
         // Every builder pushed, so this only happens when a platform's image could not be
         // told apart; finalizing saves what arrived.
         build = api.finalize_build(&created.id).await?;
     }
-    if build.state != "saved" {
+    if build.state != BuildState::Saved {
         bail!(
             "build {} is {}: {}",
             build.id,
@@ -156,7 +159,7 @@ pub async fn run(
 }
 
 /// The builder processes of a build: one per target and platform.
-fn jobs<'a>(created: &CreatedBuild, targets: &'a [Target]) -> Vec<Job<'a>> {
+fn jobs<'a>(created: &Build, targets: &'a [Target]) -> Vec<Job<'a>> {
     let mut jobs = Vec::new();
     for t in targets {
         let output = if t.name.is_empty() {
@@ -204,7 +207,7 @@ fn tag_suffix(p: &Platform) -> String {
 }
 
 /// Where a job pushes: the build's repository in the depot registry, with its push token.
-fn dest_for(ctx: &Context, created: &CreatedBuild, tag: &str) -> Result<Dest> {
+fn dest_for(ctx: &Context, created: &Build, tag: &str) -> Result<Dest> {
     let (repo, _) = created
         .image
         .rsplit_once(':')
@@ -362,12 +365,13 @@ mod tests {
         }
     }
 
-    fn created() -> CreatedBuild {
-        CreatedBuild {
-            id: "b1".into(),
-            image: "127.0.0.1:5000/p1:b1".into(),
-            push_token: Some("tok".into()),
-        }
+    fn created() -> Build {
+        serde_json::from_value(serde_json::json!({
+            "id": "b1", "project": "p1", "repository": "p1", "image": "127.0.0.1:5000/p1:b1",
+            "state": "building", "created_at": "", "updated_at": "", "lease_expires_at": "",
+            "expires_at": "", "push_token": "tok",
+        }))
+        .unwrap()
     }
 
     #[test]

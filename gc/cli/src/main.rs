@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use depot_gc::reconcile::reconcile;
-use depot_gc::{Catalog, Clock as _, Collector};
-use depot_registry::clock::Clock;
-use depot_registry::config::{BackendConfig, GcConfig};
-use depot_registry::gc::{collector_config, holder, Backend};
+use depot_gc::{Catalog, Collector};
+use depot_store::backend::{open_backend, BackendConfig, GcConfig};
+use depot_store::gc::{holder, Backend};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -73,13 +72,13 @@ fn print_item(line: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let (meta, store) = depot_registry::server::open_backend(&cli.backend, false).await?;
+    let (meta, store) = open_backend(&cli.backend, false).await?;
+    let clock = meta.clock().clone();
     let backend = Backend {
         meta,
         store,
         caches: None,
     };
-    let clock = Clock::default();
     match cli.command {
         Command::Run {
             once,
@@ -91,7 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 catalog: &backend,
                 objects: &backend,
                 clock: &clock,
-                config: collector_config(&cli.gc, dry_run),
+                config: cli.gc.collector(dry_run),
                 holder: holder("depot-gc"),
                 on_item: (verbose || dry_run).then_some(&print_item as &(dyn Fn(&str) + Sync)),
             };

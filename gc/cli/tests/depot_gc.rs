@@ -3,21 +3,13 @@
 //! used (not the ones a live build shares), abandoned upload sessions go, `status` reports it,
 //! and `reconcile` removes an object no metadata refers to.
 
-#[path = "../../../registry/tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Server;
+use depot_testkit::{sha256, ApiClient, Server};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 struct Registry {
     server: Server,
@@ -29,12 +21,12 @@ struct Registry {
 
 impl Registry {
     fn api(&self, method: reqwest::Method, path: &str, secret: &str, body: Value) -> Value {
-        common::api(&self.http, &self.server.url(), method, path, secret, body)
+        ApiClient::new(&self.server.url(), secret).ok(method, path, Some(&body))
     }
 
     fn bearer(&self, secret: &str, actions: &str) -> String {
         let scope = format!("repository:{}:{actions}", self.project);
-        common::access_token(&self.http, &self.server.url(), secret, &scope)
+        depot_testkit::api::access_token(&self.http, &self.server.url(), secret, &scope)
     }
 
     /// A build (kept `retention` seconds) whose image has `layers`; returns its id.

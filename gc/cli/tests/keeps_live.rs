@@ -4,16 +4,10 @@
 //! `depot-gc run`, on the embedded default (SQLite + files) and on PostgreSQL + S3, and pulls
 //! back intact afterwards.
 
-#[path = "../../../registry/tests/common/backends.rs"]
-#[allow(dead_code)]
-mod backends;
-#[path = "../../../registry/tests/common/mod.rs"]
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{random_bytes, sha256, Server};
+use depot_testkit::{random_bytes, sha256, Server};
 use reqwest::blocking::Client;
 use serde_json::json;
 
@@ -255,7 +249,7 @@ fn every_shape_survives_on_the_embedded_default() {
 
 #[test]
 fn every_shape_survives_on_postgres_and_s3() {
-    let Some(b) = backends::fresh("keepslive") else {
+    let Some(b) = depot_testkit::backends::fresh("keepslive") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -5,54 +5,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST};
-use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
-use crate::metadata::StoredBlob;
-use crate::names::RepoName;
-
-/// The blob `digest` as seen from `repo`, through the cache. A candidate for garbage collection
-/// is not cached: looking at it keeps it for another grace period (a client that sees it here
-/// may push a manifest referencing it next).
-pub(crate) async fn visible_blob(
-    state: &AppState,
-    repo: &RepoName,
-    digest: &Digest,
-) -> Result<Option<StoredBlob>> {
-    let key = (repo.clone(), digest.clone());
-    if let Some(blob) = state.caches.repo_blobs.get(&key).await {
-        return Ok(Some(blob));
-    }
-    let Some(blob) = state.meta.repo_blob(repo, digest).await? else {
-        return Ok(None);
-    };
-    if blob.candidate {
-        let kept = state.meta.touch_blob(digest, state.clock.now_ms()).await?;
-        return Ok(kept.then_some(blob));
-    }
-    state.caches.repo_blobs.insert(key, blob.clone()).await;
-    Ok(Some(blob))
-}
-
-/// Where `digest` is stored, if anywhere (any repository), through the cache; a candidate for
-/// collection is kept for another grace period, as in [`visible_blob`].
-pub(crate) async fn stored_blob(state: &AppState, digest: &Digest) -> Result<Option<StoredBlob>> {
-    if let Some(blob) = state.caches.stored.get(digest).await {
-        return Ok(Some(blob));
-    }
-    let Some(blob) = state.meta.blob(digest).await? else {
-        return Ok(None);
-    };
-    if blob.candidate {
-        let kept = state.meta.touch_blob(digest, state.clock.now_ms()).await?;
-        return Ok(kept.then_some(blob));
-    }
-    state
-        .caches
-        .stored
-        .insert(digest.clone(), blob.clone())
-        .await;
-    Ok(Some(blob))
-}
+use depot_store::digest::Digest;
+use depot_store::names::RepoName;
 
 pub(crate) async fn get(
     state: &AppState,
@@ -61,7 +16,9 @@ pub(crate) async fn get(
     digest: &Digest,
     head: bool,
 ) -> Result<Response> {
-    let blob = visible_blob(state, repo, digest)
+    let blob = state
+        .content
+        .visible_blob(repo, digest)
         .await?
         .ok_or_else(|| Error::blob_unknown(digest))?;
     let size = blob.size;
@@ -74,7 +31,7 @@ pub(crate) async fn get(
         None => (StatusCode::OK, 0..size),
     };
     if !head {
-        if let Some(url) = state.store.direct_url(&blob.location).await? {
+        if let Some(url) = state.content.store.direct_url(&blob.location).await? {
             // The client fetches the bytes (and its Range) from the object store directly.
             return Ok((
                 StatusCode::TEMPORARY_REDIRECT,
@@ -88,17 +45,18 @@ pub(crate) async fn get(
         }
     }
     let body = if head {
-        Ok(Body::empty())
-    } else if let Some(reads) = &state.reads {
-        reads
-            .read(state.store.clone(), &blob.location, size, span.clone())
-            .await
+        Body::empty()
     } else {
-        state.store.read(&blob.location, span.clone()).await
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return Err(missing_reported(state, digest, &blob.location, e).await),
+        match state.content.read_blob(digest, &blob, span.clone()).await {
+            Ok(bytes) => Body::from_stream(bytes),
+            // Logged once per digest already: each retry is answered without filling the log.
+            Err(e) if e.is_data_missing() => {
+                let mut e = Error::from(e);
+                e.internal = None;
+                return Err(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     let mut response = Response::builder()
         .status(status)
@@ -115,31 +73,6 @@ pub(crate) async fn get(
         );
     }
     response.body(body).map_err(Error::internal)
-}
-
-/// A blob whose bytes are gone from the store is an incident (data lost outside the
-/// registry, or a bug): logged at error level once per digest, then answered `500` on each
-/// request without filling the log.
-async fn missing_reported(
-    state: &AppState,
-    digest: &Digest,
-    location: &str,
-    mut e: Error,
-) -> Error {
-    if !e.is_data_missing() {
-        return e;
-    }
-    let entry = state
-        .caches
-        .missing_reported
-        .entry(digest.clone())
-        .or_insert(())
-        .await;
-    if entry.is_fresh() {
-        tracing::error!(%digest, %location, "a stored blob's bytes are missing from the blob store: its data is lost; pulls of it fail with 500");
-    }
-    e.internal = None;
-    e
 }
 
 /// Parses a single `bytes=` range against a blob of `size` bytes. Multiple ranges and other units
@@ -183,19 +116,9 @@ fn parse_range(value: &str, size: u64) -> Result<Option<std::ops::Range<u64>>> {
 }
 
 pub(crate) async fn delete(state: &AppState, repo: &RepoName, digest: &Digest) -> Result<Response> {
-    if !state
-        .meta
-        .unlink_blob(repo, digest, state.clock.now_ms())
-        .await?
-    {
+    if !state.content.unlink_blob(repo, digest).await? {
         return Err(Error::blob_unknown(digest));
     }
-    state
-        .caches
-        .repo_blobs
-        .invalidate(&(repo.clone(), digest.clone()))
-        .await;
-    state.announce(repo).await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 

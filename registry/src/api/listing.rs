@@ -6,10 +6,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{AppState, Call, OCI_FILTERS_APPLIED};
-use crate::digest::Digest;
 use crate::error::{Code, Error, Result};
-use crate::manifest::OCI_INDEX;
-use crate::names::RepoName;
+use depot_store::digest::Digest;
+use depot_store::manifest::OCI_INDEX;
+use depot_store::names::RepoName;
 
 /// Largest page served; larger `n` (or none) is cut to this with a `Link` to the rest.
 pub const MAX_PAGE: i64 = 10_000;
@@ -64,15 +64,16 @@ fn page(
 
 pub(crate) async fn tags(state: &AppState, call: &Call, repo: &RepoName) -> Result<Response> {
     let n = page_size(call)?;
-    if !state.meta.repository_exists(repo).await? {
+    if !state.content.meta.repository_exists(repo).await? {
         return Err(Error::name_unknown(repo));
     }
     let items = if n == 0 {
         Vec::new()
     } else {
         state
+            .content
             .meta
-            .list_tags(repo, n + 1, call.query("last"), state.clock.now_ms())
+            .list_tags(repo, n + 1, call.query("last"), state.content.now_ms())
             .await?
     };
     Ok(page(
@@ -90,6 +91,7 @@ pub(crate) async fn catalog(state: &AppState, call: &Call) -> Result<Response> {
         Vec::new()
     } else {
         state
+            .content
             .meta
             .list_repositories(n + 1, call.query("last"))
             .await?
@@ -105,8 +107,9 @@ pub(crate) async fn referrers(
 ) -> Result<Response> {
     let filter = call.query("artifactType").filter(|t| !t.is_empty());
     let found = state
+        .content
         .meta
-        .referrers(repo, subject, filter, state.clock.now_ms())
+        .referrers(repo, subject, filter, state.content.now_ms())
         .await?;
     let manifests: Vec<Value> = found
         .into_iter()

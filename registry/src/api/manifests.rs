@@ -7,37 +7,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::{blobs::visible_blob, AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
-use crate::builds::assemble;
-use crate::digest::{Algorithm, Digest};
+use super::{AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
 use crate::error::{Code, Error, Result};
-use crate::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
-use crate::metadata::{NewManifest, StoredManifest};
-use crate::names::{Reference, RepoName};
-
-async fn lookup(
-    state: &AppState,
-    repo: &RepoName,
-    reference: &Reference,
-) -> Result<Option<StoredManifest>> {
-    let key = (repo.clone(), reference.clone());
-    let now = state.clock.now_ms();
-    // A cached entry past its build's expiry is not served: the database decides (the build may
-    // have been extended, or it is gone).
-    if let Some(m) = state.caches.manifests.get(&key).await {
-        if m.is_live(now) {
-            return Ok(Some(m));
-        }
-    }
-    let found = match reference {
-        Reference::Digest(d) => state.meta.manifest_by_digest(repo, d, now).await?,
-        Reference::Tag(t) => state.meta.manifest_by_tag(repo, t, now).await?,
-    };
-    if let Some(m) = &found {
-        state.caches.manifests.insert(key, m.clone()).await;
-    }
-    Ok(found)
-}
+use depot_store::assemble;
+use depot_store::digest::{Algorithm, Digest};
+use depot_store::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
+use depot_store::metadata::NewManifest;
+use depot_store::names::{Reference, RepoName};
 
 /// Whether an `Accept` header admits `media_type`. No header, or a wildcard, admits anything:
 /// this registry never converts manifests, so the only choice is to serve or to refuse.
@@ -65,7 +41,9 @@ pub(crate) async fn get(
     reference: &Reference,
     head: bool,
 ) -> Result<Response> {
-    let m = lookup(state, repo, reference)
+    let m = state
+        .content
+        .manifest(repo, reference)
         .await?
         .ok_or_else(|| Error::manifest_unknown(reference))?;
     if !accepts(call, &m.media_type) {
@@ -175,11 +153,20 @@ pub(crate) async fn put(
     // Everything the manifest points at must already be in this repository, at the size the
     // manifest declares.
     for d in parsed.blobs.iter().filter(|d| !d.foreign) {
-        let stored = visible_blob(state, repo, &d.digest).await?.map(|b| b.size);
+        let stored = state
+            .content
+            .visible_blob(repo, &d.digest)
+            .await?
+            .map(|b| b.size);
         check_referenced(d, stored)?;
     }
     for child in &parsed.manifests {
-        check_referenced(child, state.meta.manifest_size(repo, &child.digest).await?)?;
+        let stored = state
+            .content
+            .meta
+            .manifest_size(repo, &child.digest)
+            .await?;
+        check_referenced(child, stored)?;
     }
 
     let tag = match reference {
@@ -204,25 +191,9 @@ pub(crate) async fn put(
     let building = call.identity.pushing_build();
     let owner = building.map(assemble::owner);
     state
-        .meta
+        .content
         .put_manifest(repo, &record, tag, owner.as_ref())
         .await?;
-    if let Some(t) = tag {
-        state
-            .caches
-            .manifests
-            .invalidate(&(repo.clone(), Reference::Tag(t.clone())))
-            .await;
-        state.announce(repo).await;
-    }
-    if owner.is_some() {
-        // The digest entry may hold an earlier (expired) lifetime of the same bytes.
-        state
-            .caches
-            .manifests
-            .invalidate(&(repo.clone(), Reference::Digest(digest.clone())))
-            .await;
-    }
     if let Some(build) = building {
         let pushed = assemble::Pushed {
             repo,
@@ -231,7 +202,7 @@ pub(crate) async fn put(
             size: record.content.len() as u64,
             parsed: &parsed,
         };
-        assemble::on_push(state, build, pushed).await?;
+        assemble::on_push(&state.content, build, pushed).await?;
     }
 
     let mut response = (
@@ -257,37 +228,12 @@ pub(crate) async fn delete(
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response> {
-    match reference {
-        Reference::Tag(tag) => {
-            if !state.meta.delete_tag(repo, tag).await? {
-                return Err(Error::manifest_unknown(reference));
-            }
-            state
-                .caches
-                .manifests
-                .invalidate(&(repo.clone(), reference.clone()))
-                .await;
-        }
-        Reference::Digest(digest) => {
-            let tags = state
-                .meta
-                .delete_manifest(repo, digest, state.clock.now_ms())
-                .await?
-                .ok_or_else(|| Error::manifest_unknown(reference))?;
-            state
-                .caches
-                .manifests
-                .invalidate(&(repo.clone(), reference.clone()))
-                .await;
-            for tag in tags.iter().filter_map(|t| t.parse().ok()) {
-                state
-                    .caches
-                    .manifests
-                    .invalidate(&(repo.clone(), Reference::Tag(tag)))
-                    .await;
-            }
-        }
+    let deleted = match reference {
+        Reference::Tag(tag) => state.content.delete_tag(repo, tag).await?,
+        Reference::Digest(digest) => state.content.delete_manifest(repo, digest).await?,
+    };
+    if !deleted {
+        return Err(Error::manifest_unknown(reference));
     }
-    state.announce(repo).await;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

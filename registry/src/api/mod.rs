@@ -7,7 +7,6 @@ mod manifests;
 mod uploads;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -15,18 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use crate::access::{Access, Identity};
-use crate::cache::Caches;
-use crate::clock::Clock;
+use crate::access::Identity;
 use crate::endpoint::Endpoint;
 use crate::error::{Code, Error, Result};
-use crate::metadata::Metadata;
-use crate::names::RepoName;
-use crate::storage::coalesce::Coalescer;
-use crate::storage::BlobStore;
-use crate::upload_id::UploadIds;
-
-pub(crate) use blobs::stored_blob;
+use crate::state::AppState;
 
 pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
@@ -35,36 +26,6 @@ pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject"
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 pub(crate) const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
-
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub meta: Metadata,
-    pub store: Arc<dyn BlobStore>,
-    /// Coalesced, cached reads in front of an object store (`None` for files, which the page
-    /// cache already serves).
-    pub reads: Option<Coalescer>,
-    pub caches: Caches,
-    pub access: Access,
-    pub upload_ids: UploadIds,
-    pub clock: Clock,
-    /// Whether the admin may move `clock` forward (`--test-clock`).
-    pub test_clock: bool,
-    /// This process's garbage collections, for `/metrics`.
-    pub gc_metrics: Arc<depot_gc::Metrics>,
-    /// The address clients reach the registry at.
-    pub base_url: crate::auth::BaseUrl,
-}
-
-impl AppState {
-    /// Tells the other replicas that `repo` changed (after the change committed), so none serves
-    /// a stale cached lookup. A failure is logged, not returned: the change itself is done.
-    pub(crate) async fn announce(&self, repo: &RepoName) {
-        if let Err(e) = self.meta.notify_changed(repo).await {
-            tracing::warn!(%repo, cause = %e.message, "announcing a change to other replicas failed");
-        }
-    }
-}
 
 /// A request after routing: who is asking and the raw parts handlers need (the body travels
 /// separately: it is not `Sync`, and most handlers never touch it).
@@ -112,7 +73,7 @@ async fn route(state: AppState, request: Request) -> Result<Response> {
     let endpoint = Endpoint::parse(&parts.method, parts.uri.path())?;
     let identity = state
         .access
-        .authorize(&state.meta, &parts.headers, &endpoint)
+        .authorize(&state.content.meta, &parts.headers, &endpoint)
         .await?;
     let query = match parts.uri.query() {
         None => HashMap::new(),

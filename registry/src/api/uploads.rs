@@ -11,15 +11,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::blobs::{stored_blob, visible_blob};
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH};
 use crate::access::Action;
-use crate::digest::{Algorithm, Digest, ResumableHasher};
 use crate::error::{upload_range, Code, Error, Result};
 use crate::ingest::ingest;
-use crate::metadata::{now_ms, Link, StoredBlob, Upload};
-use crate::names::RepoName;
-use crate::storage::{BlobSink, Written};
+use depot_store::digest::{Algorithm, Digest, ResumableHasher};
+use depot_store::metadata::{Link, StoredBlob, Upload};
+use depot_store::names::RepoName;
+use depot_store::storage::{BlobSink, Written};
 
 /// Advertised minimum chunk size: small chunks cost a durable write and a database update each.
 pub const CHUNK_MIN_LENGTH: u64 = 1024 * 1024;
@@ -93,7 +92,9 @@ pub(crate) async fn start(
             )))
         }
     };
-    let id = state.upload_ids.mint(repo, algorithm, now_ms());
+    let id = state
+        .upload_ids
+        .mint(repo, algorithm, state.content.clock.wall_ms());
     let mut response = upload_accepted(StatusCode::ACCEPTED, repo, &id, 0);
     response
         .headers_mut()
@@ -115,6 +116,7 @@ async fn try_mount(
             Err(()) => return Ok(None),
         },
         None => state
+            .content
             .meta
             .repos_with_blob(digest, AUTO_MOUNT_CANDIDATES)
             .await?
@@ -126,18 +128,12 @@ async fn try_mount(
         if !call.identity.may(&from, Action::Pull) {
             continue;
         }
-        if let Some(blob) = state
-            .meta
-            .mount_blob(repo, &from, digest, state.clock.now_ms())
+        if state
+            .content
+            .mount_blob(repo, &from, digest)
             .await?
+            .is_some()
         {
-            if !blob.candidate {
-                state
-                    .caches
-                    .repo_blobs
-                    .insert((repo.clone(), digest.clone()), blob)
-                    .await;
-            }
             return Ok(Some(blob_created(repo, digest)));
         }
     }
@@ -156,9 +152,8 @@ async fn monolithic(
     // take the shortcut: whether another project holds the digest must not show, not even in
     // how long the answer takes, so such a push is written like any other and deduplicated
     // only once its digest is verified (`commit`).
-    let now = state.clock.now_ms();
-    let known = match visible_blob(state, repo, digest).await? {
-        Some(stored) if state.meta.touch_blob(digest, now).await? => Some(stored),
+    let known = match state.content.visible_blob(repo, digest).await? {
+        Some(stored) if state.content.touch_blob(digest).await? => Some(stored),
         _ => None,
     };
     if let Some(stored) = known {
@@ -181,25 +176,18 @@ async fn monolithic(
         }
         // `stored_blob` kept a candidate for a grace period, so it is still there unless the
         // body took longer than that to arrive.
-        let linked = state
-            .meta
-            .link_blob(repo, digest, Link::Existing, state.clock.now_ms())
+        state
+            .content
+            .link_blob(repo, digest, Link::Existing)
             .await?
             .ok_or_else(|| {
                 Error::unavailable(format!("{digest} was garbage collected during the upload"))
             })?;
-        if !linked.candidate {
-            state
-                .caches
-                .repo_blobs
-                .insert((repo.clone(), digest.clone()), linked)
-                .await;
-        }
         return Ok(blob_created(repo, digest));
     }
     let id = format!("mono-{}", uuid::Uuid::new_v4());
     let result = async {
-        let mut sink = state.store.append(&id, 0, &[]).await?;
+        let mut sink = state.content.store.append(&id, 0, &[]).await?;
         let (hasher, _) = ingest(
             body,
             sink.as_mut(),
@@ -214,7 +202,7 @@ async fn monolithic(
     if result.is_err() {
         // Best effort (the store finds the upload's pieces by its id): the upload was never
         // visible, and GC reaps what a failure here leaves.
-        let _ = state.store.discard(&id, &[]).await;
+        let _ = state.content.store.discard(&id, &[]).await;
     }
     result?;
     Ok(blob_created(repo, digest))
@@ -228,12 +216,12 @@ struct DiscardSink {
 
 #[async_trait::async_trait]
 impl BlobSink for DiscardSink {
-    async fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+    async fn write(&mut self, chunk: bytes::Bytes) -> depot_store::Result<()> {
         self.received += chunk.len() as u64;
         Ok(())
     }
 
-    async fn finish(self: Box<Self>, _last: bool) -> Result<Written> {
+    async fn finish(self: Box<Self>, _last: bool) -> depot_store::Result<Written> {
         Ok(Written {
             size: self.received,
             state: Vec::new(),
@@ -260,56 +248,39 @@ async fn commit(
         );
     }
     let size = written.size;
-    let now = state.clock.now_ms();
+    let content = &state.content;
     // Content already stored is linked (and kept from collection) before the new copy is
     // dropped; if it was collected meanwhile, the new copy is stored after all.
-    let existing = match stored_blob(state, digest).await? {
+    let existing = match content.stored_blob(digest).await? {
         Some(stored) if stored.size == size => {
-            state
-                .meta
-                .link_blob(repo, digest, Link::Existing, now)
-                .await?
+            content.link_blob(repo, digest, Link::Existing).await?
         }
         _ => None,
     };
-    let blob = match existing {
-        Some(blob) => {
-            state.store.discard(id, &written.state).await?;
-            blob
-        }
+    match existing {
+        Some(_) => content.store.discard(id, &written.state).await?,
         None => {
-            let location = state.store.commit(id, &written.state, digest, size).await?;
+            let location = content
+                .store
+                .commit(id, &written.state, digest, size)
+                .await?;
             let new = Link::New(StoredBlob::new(size, location.clone()));
-            let winner = state
-                .meta
-                .link_blob(repo, digest, new, now)
+            let winner = content
+                .link_blob(repo, digest, new)
                 .await?
                 .ok_or_else(|| Error::internal("a blob just stored is not there"))?;
             // Two uploads of the same content committed at once: the first link recorded
             // wins, and the other copy is nobody's.
             if winner.location != location {
-                if let Err(e) = state
+                if let Err(e) = content
                     .store
                     .delete_many(std::slice::from_ref(&location))
                     .await
                 {
-                    tracing::warn!(location = %location, cause = %e.message, "dropping a duplicate copy failed; reconcile will find it");
+                    tracing::warn!(location = %location, cause = %e, "dropping a duplicate copy failed; reconcile will find it");
                 }
             }
-            winner
         }
-    };
-    if !blob.candidate {
-        state
-            .caches
-            .stored
-            .insert(digest.clone(), blob.clone())
-            .await;
-        state
-            .caches
-            .repo_blobs
-            .insert((repo.clone(), digest.clone()), blob)
-            .await;
     }
     Ok(())
 }
@@ -320,9 +291,9 @@ async fn commit(
 async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<(Upload, bool)> {
     let info = state
         .upload_ids
-        .check(repo, id, now_ms())
+        .check(repo, id, state.content.clock.wall_ms())
         .ok_or_else(Error::upload_unknown)?;
-    match state.meta.upload(id).await? {
+    match state.content.meta.upload(id).await? {
         Some(up) if up.closed || up.repo != repo.as_str() => Err(Error::upload_unknown()),
         Some(up) => Ok((up, true)),
         None => Ok((
@@ -386,7 +357,11 @@ async fn write_chunk(
             ));
         }
     }
-    let mut sink = state.store.append(id, up.size, &up.store_state).await?;
+    let mut sink = state
+        .content
+        .store
+        .append(id, up.size, &up.store_state)
+        .await?;
     let (hasher, received) = ingest(body, sink.as_mut(), hasher, expected).await?;
     if expected.is_some_and(|e| e != received) {
         return Err(Error::size_invalid(
@@ -416,6 +391,7 @@ async fn append(
     let (written, hasher) = write_chunk(state, call, body, (repo, id), &up, false).await?;
     let new_size = written.size;
     if !state
+        .content
         .meta
         .advance_upload(
             id,
@@ -429,7 +405,7 @@ async fn append(
     {
         // Another request moved the session while this one wrote (only possible if the store's
         // writer lock was lost); its bytes win, ours are truncated away by the next append.
-        let current = state.meta.upload(id).await?.map_or(0, |u| u.size);
+        let current = state.content.meta.upload(id).await?.map_or(0, |u| u.size);
         return Err(Error::range_not_satisfiable(
             &upload_location(repo, id),
             current,
@@ -492,12 +468,12 @@ pub(crate) async fn finish(
             return committed.map(|()| blob_created(repo, &digest));
         }
         // The session cannot succeed any more: free its bytes now rather than at expiry.
-        state.store.discard(id, &written.state).await?;
+        state.content.store.discard(id, &written.state).await?;
     }
     // A session that never had a row needs no tombstone: its next use would start afresh,
     // which is harmless, and skipping the write keeps a POST + PUT push to one commit.
     if has_row {
-        state.meta.close_upload(id, repo).await?;
+        state.content.meta.close_upload(id, repo).await?;
     }
     committed.map(|()| blob_created(repo, &digest))
 }
@@ -509,7 +485,7 @@ pub(crate) async fn status(state: &AppState, repo: &RepoName, id: &str) -> Resul
 
 pub(crate) async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> Result<Response> {
     let (up, _) = session(state, repo, id).await?;
-    state.meta.close_upload(id, repo).await?;
-    state.store.discard(id, &up.store_state).await?;
+    state.content.meta.close_upload(id, repo).await?;
+    state.content.store.discard(id, &up.store_state).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -1,14 +1,14 @@
-//! Authentication: the secrets callers present, the JWTs the registry signs, and the Docker/OCI
-//! token flow (`/token`) that turns the first into the second.
+//! Authentication: the secrets callers present, the JWTs the registry signs, and what the
+//! Docker/OCI token flow (`/token`, served by the control plane) turns the first into.
 //!
 //! Credentials: the admin token (a secret held in a file or given by configuration), project
 //! tokens (stored only as SHA-256 hashes), and JWTs the API mints: build push tokens and pull
 //! tokens. Registry routes accept only short-lived access tokens from `/token`, whose `access`
-//! claim never exceeds what the presented credential allows; [`crate::access`] checks them.
+//! claim never exceeds what the presented credential allows; the `access` module, above this
+//! one, checks them.
 
 pub mod claims;
 pub mod keys;
-pub mod token_endpoint;
 
 use std::path::Path;
 
@@ -19,10 +19,10 @@ use sha2::Digest as _;
 pub use claims::{Claims, CredKind, Credential, ResourceActions, TokenKind};
 pub use keys::{Keys, Rejected};
 
-use crate::builds::{random_id, Build, BuildState};
-use crate::clock::Clock;
 use crate::error::{Code, Error, Result};
-use crate::metadata::Metadata;
+use depot_store::clock::Clock;
+use depot_store::metadata::Metadata;
+use depot_store::model::{random_id, Build, BuildState};
 
 /// How long a build push token keeps working after the build is saved, for late pushes such as
 /// signatures and SBOMs that refer to the image.

@@ -4,46 +4,28 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use super::projects::{pull_token_response, visible_project, PullTokenRequest};
-use super::{json, registry_host, rfc3339, Caller, JsonBody, QueryParams};
-use crate::api::AppState;
-use crate::builds::model::at_most;
-use crate::builds::{
-    assemble, build_id_prefix, expiry_after, random_id, Build, BuildSpec, BuildState, Target,
+use depot_api_types as api;
+use depot_store::assemble;
+use depot_store::content::Change;
+use depot_store::model::{
+    at_most, build_id_prefix, expiry_after, random_id, Build, BuildSpec, BuildState, Target,
     BUILD_ID_LEN, MAX_RETENTION_SECS,
 };
+use depot_store::names::RepoName;
+use serde::Deserialize;
+
+use super::projects::{pull_token_response, pull_ttl, visible_project};
+use super::{
+    json, registry_host, rfc3339, wire_state, Caller, JsonBody, QueryParams, TOKEN_USERNAME,
+};
 use crate::error::{Error, Result};
-use crate::names::RepoName;
+use crate::state::AppState;
 
 /// Default and longest time builders may push to a build that is still `building`.
 pub const DEFAULT_LEASE_SECS: i64 = 3 * 3600;
 pub const MAX_LEASE_SECS: i64 = 7 * 24 * 3600;
 const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
-
-/// A bake target: a name, or a name with its own platforms.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub(crate) enum TargetRequest {
-    Name(String),
-    Full(Target),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateBuild {
-    #[serde(default)]
-    platforms: Vec<String>,
-    #[serde(default)]
-    targets: Vec<TargetRequest>,
-    #[serde(default)]
-    save_tags: Vec<String>,
-    retention_secs: Option<i64>,
-    lease_secs: Option<i64>,
-}
 
 fn repo_of(build: &Build) -> Result<RepoName> {
     build.project.parse().map_err(|_| {
@@ -54,61 +36,83 @@ fn repo_of(build: &Build) -> Result<RepoName> {
     })
 }
 
-/// The JSON answer describing a build, with its outputs as they stand now.
-async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<Value> {
+/// The answer describing a build, with its outputs as they stand now.
+async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<api::Build> {
     let host = registry_host(state, headers);
     let repo = repo_of(build)?;
-    let now = state.clock.now_ms();
+    let now = state.content.now_ms();
+    let meta = &state.content.meta;
     let mut images = Vec::new();
     for output in build.spec.outputs() {
         let tag = build.output_tag(&output.name);
         let Ok(parsed) = tag.parse() else { continue };
-        let Some(m) = state.meta.manifest_by_tag(&repo, &parsed, now).await? else {
+        let Some(m) = meta.manifest_by_tag(&repo, &parsed, now).await? else {
             continue;
         };
-        let size = state.meta.image_size(&repo, m.digest.as_str()).await?;
-        images.push(json!({
-            "target": output.name,
-            "tag": tag,
-            "name": format!("{host}/{}:{tag}", build.project),
-            "digest": m.digest.to_string(),
-            "media_type": m.media_type,
-            "size": size,
-        }));
+        let size = meta.image_size(&repo, m.digest.as_str()).await?;
+        images.push(api::BuildImage {
+            name: format!("{host}/{}:{tag}", build.project),
+            target: output.name,
+            tag,
+            digest: m.digest.to_string(),
+            media_type: m.media_type,
+            size,
+        });
     }
-    let arrived: Vec<Value> = state
-        .meta
+    let pushed = meta
         .build_images(&build.id)
         .await?
         .into_iter()
-        .map(|i| json!({ "target": i.target, "platform": i.platform, "digest": i.digest, "media_type": i.media_type, "size": i.size }))
+        .map(|i| api::PushedImage {
+            target: i.target,
+            platform: i.platform,
+            digest: i.digest,
+            media_type: i.media_type,
+            size: i.size,
+        })
         .collect();
-    Ok(json!({
-        "id": build.id,
-        "project": build.project,
-        "repository": build.project,
-        "image": format!("{host}/{}:{}", build.project, build.id),
-        "state": build.state,
-        "failure": build.failure,
-        "platforms": build.spec.platforms,
-        "targets": build.spec.targets,
-        "save_tags": build.spec.save_tags,
-        "created_at": rfc3339(build.created_at),
-        "updated_at": rfc3339(build.updated_at),
-        "lease_expires_at": rfc3339(build.lease_expires_at),
-        "expires_at": rfc3339(build.expires_at),
-        "expired": build.is_expired(now),
-        "images": images,
-        "pushed": arrived,
-    }))
+    Ok(api::Build {
+        id: build.id.clone(),
+        project: build.project.clone(),
+        repository: build.project.clone(),
+        image: format!("{host}/{}:{}", build.project, build.id),
+        state: wire_state(build.state),
+        failure: build.failure.clone(),
+        platforms: build.spec.platforms.clone(),
+        targets: build
+            .spec
+            .targets
+            .iter()
+            .map(|t| api::Target {
+                name: t.name.clone(),
+                platforms: t.platforms.clone(),
+            })
+            .collect(),
+        save_tags: build.spec.save_tags.clone(),
+        created_at: rfc3339(build.created_at),
+        updated_at: rfc3339(build.updated_at),
+        lease_expires_at: rfc3339(build.lease_expires_at),
+        expires_at: rfc3339(build.expires_at),
+        expired: build.is_expired(now),
+        images,
+        pushed,
+        push_token: None,
+        username: None,
+    })
 }
 
+/// Create a build in a project (project or admin token); the answer carries its push token.
+#[utoipa::path(post, operation_id = "create_build", path = "/projects/{project}/builds", tag = "builds",
+    params(("project" = String, Path, description = "project id")),
+    request_body = api::CreateBuild,
+    responses((status = 201, description = "created, with `push_token`", body = api::Build),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
     headers: HeaderMap,
     caller: Caller,
-    JsonBody(req): JsonBody<CreateBuild>,
+    JsonBody(req): JsonBody<api::CreateBuild>,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &project_id).await?;
     if !caller.manages_project(&project.id) {
@@ -122,11 +126,14 @@ pub(crate) async fn create(
             .targets
             .into_iter()
             .map(|t| match t {
-                TargetRequest::Name(name) => Target {
+                api::TargetRequest::Name(name) => Target {
                     name,
                     platforms: Vec::new(),
                 },
-                TargetRequest::Full(t) => t,
+                api::TargetRequest::Full(t) => Target {
+                    name: t.name,
+                    platforms: t.platforms,
+                },
             })
             .collect(),
         save_tags: req.save_tags,
@@ -135,7 +142,7 @@ pub(crate) async fn create(
     spec.validate(&id).map_err(Error::invalid_request)?;
     for tag in spec.derived_save_tags() {
         if let Some(owner) = build_id_prefix(&tag) {
-            if let Some(other) = state.meta.build(owner).await? {
+            if let Some(other) = state.content.meta.build(owner).await? {
                 if other.project == project.id {
                     return Err(Error::invalid_request(format!(
                         "save tag {tag:?} is named after build {owner}, whose tags stay its own"
@@ -144,7 +151,7 @@ pub(crate) async fn create(
             }
         }
     }
-    let now = state.clock.now_ms();
+    let now = state.content.now_ms();
     let retention = req.retention_secs.unwrap_or(project.retention_secs);
     let expires_at =
         expiry_after(now, retention, "retention_secs").map_err(Error::invalid_request)?;
@@ -165,12 +172,12 @@ pub(crate) async fn create(
         lease_expires_at: now + lease * 1000,
         expires_at,
     };
-    state.meta.create_build(&build).await?;
+    state.content.meta.create_build(&build).await?;
     tracing::info!(build = %build.id, project = %build.project, "build created");
     let mut body = view(&state, &headers, &build).await?;
     if let Some(auth) = state.access.auth() {
-        body["push_token"] = json!(auth.mint_push(&build, caller.0.root_token()));
-        body["username"] = json!("x-token");
+        body.push_token = Some(auth.mint_push(&build, caller.0.root_token()));
+        body.username = Some(TOKEN_USERNAME.to_owned());
     }
     Ok(json(StatusCode::CREATED, &body))
 }
@@ -208,13 +215,18 @@ async fn current(
 /// A build the caller may see, or 404.
 async fn visible_build(state: &AppState, caller: &Caller, id: &str) -> Result<Build> {
     let not_found = || Error::not_found(format!("build {id} not found"));
-    let build = state.meta.build(id).await?.ok_or_else(not_found)?;
+    let build = state.content.meta.build(id).await?.ok_or_else(not_found)?;
     if !caller.sees_build(&build) {
         return Err(not_found());
     }
     Ok(build)
 }
 
+/// Show a build (any credential that may see it).
+#[utoipa::path(get, operation_id = "show_build", path = "/builds/{build}", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    responses((status = 200, description = "the build", body = api::Build),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -230,6 +242,13 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
+/// List a project's builds, newest first.
+#[utoipa::path(get, operation_id = "list_builds", path = "/projects/{project}/builds", tag = "builds",
+    params(("project" = String, Path, description = "project id"),
+           ("limit" = Option<i64>, Query, description = "page size, 1 to 500 (default 50)"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "one page", body = api::BuildPage),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
@@ -255,6 +274,7 @@ pub(crate) async fn list(
         }
     };
     let mut builds = state
+        .content
         .meta
         .list_builds(
             &project.id,
@@ -267,28 +287,36 @@ pub(crate) async fn list(
     let next = more
         .then(|| builds.last().map(|b| format!("{}.{}", b.created_at, b.id)))
         .flatten();
-    let mut items = Vec::with_capacity(builds.len());
-    let now = state.clock.now_ms();
+    let now = state.content.now_ms();
     let host = registry_host(&state, &headers);
-    for b in &builds {
-        items.push(json!({
-            "id": b.id,
-            "state": b.state,
-            "image": format!("{host}/{}:{}", b.project, b.id),
-            "platforms": b.spec.platforms,
-            "targets": b.spec.targets.iter().map(|t| &t.name).collect::<Vec<_>>(),
-            "save_tags": b.spec.save_tags,
-            "created_at": rfc3339(b.created_at),
-            "expires_at": rfc3339(b.expires_at),
-            "expired": b.is_expired(now),
-        }));
-    }
+    let items = builds
+        .iter()
+        .map(|b| api::BuildSummary {
+            id: b.id.clone(),
+            state: wire_state(b.state),
+            image: format!("{host}/{}:{}", b.project, b.id),
+            platforms: b.spec.platforms.clone(),
+            targets: b.spec.targets.iter().map(|t| t.name.clone()).collect(),
+            save_tags: b.spec.save_tags.clone(),
+            created_at: rfc3339(b.created_at),
+            expires_at: rfc3339(b.expires_at),
+            expired: b.is_expired(now),
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
-        &json!({ "builds": items, "next_cursor": next }),
+        &api::BuildPage {
+            builds: items,
+            next_cursor: next,
+        },
     ))
 }
 
+/// Save the build with what has arrived (a no-op for a saved build).
+#[utoipa::path(post, operation_id = "finalize_build", path = "/builds/{build}/finalize", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    responses((status = 200, description = "the saved build", body = api::Build),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn finalize(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -303,34 +331,32 @@ pub(crate) async fn finalize(
         "this credential cannot finalize the build",
     )
     .await?;
-    if build.is_expired(state.clock.now_ms()) {
+    if build.is_expired(state.content.now_ms()) {
         return Err(Error::conflict(format!("build {id} has expired")));
     }
     match build.state {
         BuildState::Failed => return Err(Error::conflict(format!("build {id} has failed"))),
         BuildState::Saved => {}
         BuildState::Building => {
-            let images = state.meta.build_images(&build.id).await?;
-            assemble::save(&state, &build, &images, &repo_of(&build)?).await?;
+            let images = state.content.meta.build_images(&build.id).await?;
+            assemble::save(&state.content, &build, &images, &repo_of(&build)?).await?;
         }
     }
     current(&state, &headers, &caller, &id).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FailRequest {
-    reason: Option<String>,
-    platform: Option<String>,
-    target: Option<String>,
-}
-
+/// Mark the build failed, saying why (and which target and platform).
+#[utoipa::path(post, operation_id = "fail_build", path = "/builds/{build}/fail", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    request_body = api::FailBuild,
+    responses((status = 200, description = "the failed build", body = api::Build),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn fail(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     caller: Caller,
-    JsonBody(req): JsonBody<FailRequest>,
+    JsonBody(req): JsonBody<api::FailBuild>,
 ) -> Result<Response> {
     let build = build_for(
         &state,
@@ -349,8 +375,9 @@ pub(crate) async fn fail(
         prefix.push_str(&format!("platform {}: ", at_most(&p, 200)));
     }
     let failure = format!("{prefix}{}", at_most(&reason, 2000));
-    let now = state.clock.now_ms();
+    let now = state.content.now_ms();
     if !state
+        .content
         .meta
         .transition_build(
             &build.id,
@@ -362,6 +389,7 @@ pub(crate) async fn fail(
         .await?
     {
         let current = state
+            .content
             .meta
             .build(&id)
             .await?
@@ -379,21 +407,18 @@ pub(crate) async fn fail(
     current(&state, &headers, &caller, &id).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExtendRequest {
-    /// Seconds to add to the current expiry.
-    add_secs: Option<i64>,
-    /// Or: expire this many seconds from now.
-    expires_in_secs: Option<i64>,
-}
-
+/// Keep the build longer (project or admin token).
+#[utoipa::path(post, operation_id = "extend_build", path = "/builds/{build}/extend", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    request_body = api::ExtendBuild,
+    responses((status = 200, description = "the build with its new expiry", body = api::Build),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn extend(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     caller: Caller,
-    JsonBody(req): JsonBody<ExtendRequest>,
+    JsonBody(req): JsonBody<api::ExtendBuild>,
 ) -> Result<Response> {
     let build = build_for(
         &state,
@@ -403,7 +428,7 @@ pub(crate) async fn extend(
         "builds are extended with a project or admin token",
     )
     .await?;
-    let now = state.clock.now_ms();
+    let now = state.content.now_ms();
     let expires_at = match (req.add_secs, req.expires_in_secs) {
         (Some(add), None) => {
             // Every stored expiry is within ten years of its writing, so this cannot overflow.
@@ -428,6 +453,7 @@ pub(crate) async fn extend(
         }
     };
     if !state
+        .content
         .meta
         .set_build_expiry(&build.id, expires_at, now)
         .await?
@@ -438,11 +464,15 @@ pub(crate) async fn extend(
     }
     // Cached lookups carry the old expiry: an earlier one must not be served past.
     let repo = repo_of(&build)?;
-    state.caches.forget_repo(repo.as_str());
-    state.announce(&repo).await;
+    state.content.changed(&repo, &[Change::Everything]).await;
     current(&state, &headers, &caller, &id).await
 }
 
+/// Delete the build now (project or admin token).
+#[utoipa::path(delete, operation_id = "delete_build", path = "/builds/{build}", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    responses((status = 204, description = "deleted"),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -458,22 +488,28 @@ pub(crate) async fn delete(
     .await?;
     let repo = repo_of(&build)?;
     state
+        .content
         .meta
-        .delete_build(&build.id, state.clock.now_ms())
+        .delete_build(&build.id, state.content.now_ms())
         .await?;
     // Its tags, and digest entries of manifests only this build held would live on until evicted: forget
     // the repository's lookups here and on every replica.
-    state.caches.forget_repo(repo.as_str());
-    state.announce(&repo).await;
+    state.content.changed(&repo, &[Change::Everything]).await;
     tracing::info!(build = %build.id, project = %build.project, "build deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Mint a pull token for this build only (project or admin token).
+#[utoipa::path(post, operation_id = "build_pull_token", path = "/builds/{build}/pull-token", tag = "builds",
+    params(("build" = String, Path, description = "build id")),
+    request_body = api::PullTokenRequest,
+    responses((status = 201, description = "minted", body = api::PullToken),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn pull_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
-    JsonBody(req): JsonBody<PullTokenRequest>,
+    JsonBody(req): JsonBody<api::PullTokenRequest>,
 ) -> Result<Response> {
     let build = build_for(
         &state,
@@ -483,5 +519,11 @@ pub(crate) async fn pull_token(
         "pull tokens are minted with a project or admin token",
     )
     .await?;
-    pull_token_response(&state, &caller, &build.project, Some(&build.id), req.ttl()?)
+    pull_token_response(
+        &state,
+        &caller,
+        &build.project,
+        Some(&build.id),
+        pull_ttl(&req)?,
+    )
 }

@@ -6,7 +6,9 @@
 //! ones that do not exist.
 
 mod builds;
+mod openapi;
 pub mod projects;
+mod token_endpoint;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -19,10 +21,11 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::AppState;
-use crate::auth::{token_endpoint, Credential};
-use crate::builds::Build;
+use depot_store::model::{Build, BuildState};
+
+use crate::auth::Credential;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 /// Largest JSON request body.
 const MAX_JSON_BYTES: usize = 1024 * 1024;
@@ -69,7 +72,7 @@ pub fn router(state: AppState) -> Router {
             post(builds::pull_token),
         )
         .route("/api/v1/admin/clock", post(advance_clock))
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(same_site_json))
         .with_state(state)
@@ -266,18 +269,16 @@ pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {
     state.base_url.host(headers)
 }
 
-/// The OpenAPI document of this API (`GET /api/v1/openapi.json`, no credentials needed).
-async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
-        .into_response()
-}
+/// The user name every registry token is presented with (Basic auth `x-token:<token>`).
+pub(crate) const TOKEN_USERNAME: &str = "x-token";
 
-#[derive(serde::Deserialize)]
-struct ClockRequest {
-    advance_secs: i64,
+/// A build's state as the wire contract spells it.
+pub(crate) fn wire_state(state: BuildState) -> depot_api_types::BuildState {
+    match state {
+        BuildState::Building => depot_api_types::BuildState::Building,
+        BuildState::Saved => depot_api_types::BuildState::Saved,
+        BuildState::Failed => depot_api_types::BuildState::Failed,
+    }
 }
 
 /// `POST /api/v1/admin/clock {"advance_secs": N}`: moves the registry clock forward, only with
@@ -285,16 +286,21 @@ struct ClockRequest {
 async fn advance_clock(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(req): JsonBody<ClockRequest>,
+    JsonBody(req): JsonBody<depot_api_types::ClockRequest>,
 ) -> Result<Response> {
     if !state.test_clock {
         return Err(Error::not_found("the test clock is off (--test-clock)"));
     }
     caller.require_admin()?;
-    state.clock.advance(req.advance_secs.saturating_mul(1000));
+    state
+        .content
+        .clock
+        .advance(req.advance_secs.saturating_mul(1000));
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({ "now": rfc3339(state.clock.now_ms()) }),
+        &depot_api_types::ClockAnswer {
+            now: rfc3339(state.content.now_ms()),
+        },
     ))
 }
 

@@ -3,15 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use depot_api_types as api;
+use depot_store::metadata::{Metadata, TokenInfo};
+use depot_store::model::{random_id, Project};
 
-use super::{json, rfc3339, Caller, JsonBody};
-use crate::api::AppState;
+use super::{json, rfc3339, Caller, JsonBody, TOKEN_USERNAME};
 use crate::auth::{new_secret, secret_hash, PROJECT_TOKEN_PREFIX};
-use crate::builds::{random_id, Project};
 use crate::error::{Error, Result};
-use crate::metadata::{Metadata, TokenInfo};
+use crate::state::AppState;
 
 /// Default retention of a project's builds.
 pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
@@ -19,24 +18,26 @@ pub const DEFAULT_RETENTION_SECS: i64 = 7 * 24 * 3600;
 pub const DEFAULT_PULL_TOKEN_SECS: i64 = 3600;
 pub const MAX_PULL_TOKEN_SECS: i64 = 7 * 24 * 3600;
 
-pub fn view(p: &Project) -> serde_json::Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "repository": p.id,
-        "retention_secs": p.retention_secs,
-        "created_at": rfc3339(p.created_at),
-    })
+pub fn view(p: &Project) -> api::Project {
+    api::Project {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        repository: p.id.clone(),
+        retention_secs: p.retention_secs,
+        created_at: rfc3339(p.created_at),
+    }
 }
 
-pub fn token_view(t: &TokenInfo) -> serde_json::Value {
-    json!({
-        "id": t.id,
-        "project": t.project,
-        "name": t.name,
-        "created_at": rfc3339(t.created_at),
-        "revoked_at": t.revoked_at.map(rfc3339),
-    })
+/// A token as answers show it; the secret only when `secret` is given (at creation).
+pub fn token_view(t: &TokenInfo, secret: Option<String>) -> api::Token {
+    api::Token {
+        id: t.id.clone(),
+        project: t.project.clone(),
+        name: t.name.clone(),
+        created_at: rfc3339(t.created_at),
+        revoked_at: t.revoked_at.map(rfc3339),
+        token: secret,
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -49,10 +50,10 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn check_retention(secs: i64) -> Result<()> {
-    if !(60..=crate::builds::MAX_RETENTION_SECS).contains(&secs) {
+    if !(60..=depot_store::model::MAX_RETENTION_SECS).contains(&secs) {
         return Err(Error::invalid_request(format!(
             "retention_secs must be between 60 and {} seconds (ten years)",
-            crate::builds::MAX_RETENTION_SECS
+            depot_store::model::MAX_RETENTION_SECS
         )));
     }
     Ok(())
@@ -111,42 +112,52 @@ pub(crate) async fn visible_project(
     if !caller.sees_project(id) {
         return Err(not_found());
     }
-    state.meta.project(id).await?.ok_or_else(not_found)
+    state.content.meta.project(id).await?.ok_or_else(not_found)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateProject {
-    name: String,
-    retention_secs: Option<i64>,
-}
-
+/// Create a project (admin).
+#[utoipa::path(post, operation_id = "create_project", path = "/projects", tag = "projects",
+    request_body = api::CreateProject,
+    responses((status = 201, description = "created", body = api::Project),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(req): JsonBody<CreateProject>,
+    JsonBody(req): JsonBody<api::CreateProject>,
 ) -> Result<Response> {
     caller.require_admin()?;
     let project = new_project(
-        &state.meta,
+        &state.content.meta,
         req.name,
         req.retention_secs,
-        state.clock.now_ms(),
+        state.content.now_ms(),
     )
     .await?;
     Ok(json(StatusCode::CREATED, &view(&project)))
 }
 
+/// List the projects the caller may see.
+#[utoipa::path(get, operation_id = "list_projects", path = "/projects", tag = "projects",
+    responses((status = 200, description = "projects", body = api::ProjectList),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    let projects = state.meta.list_projects().await?;
+    let projects = state.content.meta.list_projects().await?;
     let visible: Vec<_> = projects
         .iter()
         .filter(|p| caller.sees_project(&p.id))
         .map(view)
         .collect();
-    Ok(json(StatusCode::OK, &json!({ "projects": visible })))
+    Ok(json(
+        StatusCode::OK,
+        &api::ProjectList { projects: visible },
+    ))
 }
 
+/// Show a project.
+#[utoipa::path(get, operation_id = "show_project", path = "/projects/{project}", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    responses((status = 200, description = "the project", body = api::Project),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -156,18 +167,17 @@ pub(crate) async fn show(
     Ok(json(StatusCode::OK, &view(&project)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UpdateProject {
-    name: Option<String>,
-    retention_secs: Option<i64>,
-}
-
+/// Rename a project or change its retention (admin).
+#[utoipa::path(patch, operation_id = "update_project", path = "/projects/{project}", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    request_body = api::UpdateProject,
+    responses((status = 200, description = "the project", body = api::Project),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
-    JsonBody(req): JsonBody<UpdateProject>,
+    JsonBody(req): JsonBody<api::UpdateProject>,
 ) -> Result<Response> {
     caller.require_admin()?;
     let mut project = visible_project(&state, &caller, &id).await?;
@@ -180,34 +190,43 @@ pub(crate) async fn update(
         project.retention_secs = secs;
     }
     state
+        .content
         .meta
         .update_project(&project.id, &project.name, project.retention_secs)
         .await?;
     Ok(json(StatusCode::OK, &view(&project)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateToken {
-    name: String,
-}
-
+/// Create a project token (admin); its secret is shown this once.
+#[utoipa::path(post, operation_id = "create_token", path = "/projects/{project}/tokens", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    request_body = api::CreateToken,
+    responses((status = 201, description = "created, with `token`", body = api::Token),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
-    JsonBody(req): JsonBody<CreateToken>,
+    JsonBody(req): JsonBody<api::CreateToken>,
 ) -> Result<Response> {
     caller.require_admin()?;
     let project = visible_project(&state, &caller, &id).await?;
-    let (info, secret) =
-        new_project_token(&state.meta, &project.id, req.name, state.clock.now_ms()).await?;
-    let mut body = token_view(&info);
+    let (info, secret) = new_project_token(
+        &state.content.meta,
+        &project.id,
+        req.name,
+        state.content.now_ms(),
+    )
+    .await?;
     // The only time the secret is ever shown.
-    body["token"] = json!(secret);
-    Ok(json(StatusCode::CREATED, &body))
+    Ok(json(StatusCode::CREATED, &token_view(&info, Some(secret))))
 }
 
+/// List a project's tokens (admin), revoked ones too; never their secrets.
+#[utoipa::path(get, operation_id = "list_tokens", path = "/projects/{project}/tokens", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    responses((status = 200, description = "tokens", body = api::TokenList),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -215,11 +234,17 @@ pub(crate) async fn list_tokens(
 ) -> Result<Response> {
     caller.require_admin()?;
     let project = visible_project(&state, &caller, &id).await?;
-    let tokens = state.meta.list_project_tokens(&project.id).await?;
-    let tokens: Vec<_> = tokens.iter().map(token_view).collect();
-    Ok(json(StatusCode::OK, &json!({ "tokens": tokens })))
+    let tokens = state.content.meta.list_project_tokens(&project.id).await?;
+    let tokens = tokens.iter().map(|t| token_view(t, None)).collect();
+    Ok(json(StatusCode::OK, &api::TokenList { tokens }))
 }
 
+/// Revoke a project token (admin): it, and every token minted with it, stop working.
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/projects/{project}/tokens/{token_id}", tag = "projects",
+    params(("project" = String, Path, description = "project id"),
+           ("token_id" = String, Path, description = "token id")),
+    responses((status = 204, description = "revoked"),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
     Path((id, token)): Path<(String, String)>,
@@ -228,8 +253,9 @@ pub(crate) async fn revoke_token(
     caller.require_admin()?;
     let project = visible_project(&state, &caller, &id).await?;
     if !state
+        .content
         .meta
-        .revoke_project_token(&project.id, &token, state.clock.now_ms())
+        .revoke_project_token(&project.id, &token, state.content.now_ms())
         .await?
     {
         return Err(Error::not_found(format!(
@@ -240,22 +266,15 @@ pub(crate) async fn revoke_token(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PullTokenRequest {
-    pub ttl_secs: Option<i64>,
-}
-
-impl PullTokenRequest {
-    pub fn ttl(&self) -> Result<i64> {
-        let ttl = self.ttl_secs.unwrap_or(DEFAULT_PULL_TOKEN_SECS);
-        if !(1..=MAX_PULL_TOKEN_SECS).contains(&ttl) {
-            return Err(Error::invalid_request(format!(
-                "ttl_secs must be between 1 and {MAX_PULL_TOKEN_SECS}"
-            )));
-        }
-        Ok(ttl)
+/// The lifetime a pull token request asks for, checked.
+pub(crate) fn pull_ttl(request: &api::PullTokenRequest) -> Result<i64> {
+    let ttl = request.ttl_secs.unwrap_or(DEFAULT_PULL_TOKEN_SECS);
+    if !(1..=MAX_PULL_TOKEN_SECS).contains(&ttl) {
+        return Err(Error::invalid_request(format!(
+            "ttl_secs must be between 1 and {MAX_PULL_TOKEN_SECS}"
+        )));
     }
+    Ok(ttl)
 }
 
 /// Mints a pull token (`None` build: the whole project) and answers with it.
@@ -274,21 +293,27 @@ pub(crate) fn pull_token_response(
     let (token, exp) = auth.mint_pull(project, build, ttl, caller.0.root_token());
     Ok(json(
         StatusCode::CREATED,
-        &json!({
-            "token": token,
-            "username": "x-token",
-            "project": project,
-            "build": build,
-            "expires_at": rfc3339(exp * 1000),
-        }),
+        &api::PullToken {
+            token,
+            username: TOKEN_USERNAME.to_owned(),
+            project: project.to_owned(),
+            build: build.map(str::to_owned),
+            expires_at: rfc3339(exp * 1000),
+        },
     ))
 }
 
+/// Mint a pull token for every build of a project (project or admin token).
+#[utoipa::path(post, operation_id = "project_pull_token", path = "/projects/{project}/pull-token", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    request_body = api::PullTokenRequest,
+    responses((status = 201, description = "minted", body = api::PullToken),
+              (status = "default", description = "error", body = api::ErrorBody)))]
 pub(crate) async fn pull_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     caller: Caller,
-    JsonBody(req): JsonBody<PullTokenRequest>,
+    JsonBody(req): JsonBody<api::PullTokenRequest>,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &id).await?;
     if !caller.manages_project(&project.id) {
@@ -296,5 +321,5 @@ pub(crate) async fn pull_token(
             "pull tokens are minted with a project or admin token",
         ));
     }
-    pull_token_response(&state, &caller, &project.id, None, req.ttl()?)
+    pull_token_response(&state, &caller, &project.id, None, pull_ttl(&req)?)
 }

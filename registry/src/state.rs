@@ -1,0 +1,26 @@
+//! The state every request handler shares: the store's [`Content`] and what the HTTP layer adds
+//! to it (who may do what, upload session ids, this process's metrics, the public address).
+//! It sits at the top of the HTTP layer so the handlers (`api`, `control`) and the server use
+//! it, and nothing below them does.
+
+use std::sync::Arc;
+
+use depot_store::content::Content;
+
+use crate::access::Access;
+use crate::auth::BaseUrl;
+use crate::upload_id::UploadIds;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub content: Content,
+    pub access: Access,
+    pub upload_ids: UploadIds,
+    /// Whether the admin may move the clock forward (`--test-clock`).
+    pub test_clock: bool,
+    /// This process's garbage collections, for `/metrics`.
+    pub gc_metrics: Arc<depot_gc::Metrics>,
+    /// The address clients reach the registry at.
+    pub base_url: BaseUrl,
+}

@@ -1,0 +1,176 @@
+//! Opening the store from its options: the metadata database and the blob store named by
+//! flags and environment variables shared by `depot-registry serve`, `admin` and `depot-gc`,
+//! and how garbage collection judges garbage.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metadata::Metadata;
+#[cfg(feature = "s3")]
+use crate::storage::{s3, s3_client, S3Options, S3Store};
+use crate::storage::{BlobStore, FileStore, Referenced};
+
+/// Where metadata and blobs live: shared by `serve`, `admin` and `depot-gc`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendConfig {
+    /// Directory for the embedded metadata database and blob files; created on first start.
+    #[arg(long, env = "DEPOT_DATA_DIR", default_value = "./depot-data")]
+    pub data_dir: PathBuf,
+
+    /// Metadata database (`sqlite:PATH` or `postgres://...`); default SQLite under --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where blob bytes go: `file:DIR` or `s3://BUCKET[/PREFIX]`; default files under --data-dir.
+    #[arg(long, env = "DEPOT_STORAGE")]
+    pub storage: Option<String>,
+
+    /// S3 endpoint URL, for S3-compatible stores (Garage, MinIO, ...); AWS when unset.
+    /// Credentials come from the standard AWS environment and profile chain.
+    #[arg(long, env = "DEPOT_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region (default: from the AWS chain, else us-east-1).
+    #[arg(long, env = "DEPOT_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Address buckets by path (`endpoint/bucket`), as most S3-compatible servers want.
+    #[arg(long, env = "DEPOT_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+
+    /// Size of the parts blobs are uploaded to S3 in, MiB (S3 allows 5 to 5120, and 10,000
+    /// parts a blob: 16 MiB parts carry blobs up to 160 GB).
+    #[arg(long, env = "DEPOT_S3_PART_SIZE_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub s3_part_size_mib: u64,
+}
+
+impl BackendConfig {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite:{}?mode=rwc",
+                self.data_dir.join("metadata.db").display()
+            ),
+        }
+    }
+}
+
+/// How garbage collection judges garbage: shared by the server's collections and `depot-gc`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GcConfig {
+    /// Seconds a blob must have been unreferenced and unused before it is deleted. Keep it well
+    /// above the time a client takes between checking a blob and pushing the manifest that
+    /// uses it, and above --cache-ttl.
+    #[arg(long = "gc-grace", env = "DEPOT_GC_GRACE", default_value_t = depot_gc::DEFAULT_GRACE_SECS)]
+    pub grace_secs: u64,
+
+    /// Seconds an upload session may sit idle before collection deletes it (and its bytes);
+    /// session ids expire after 24 hours anyway.
+    #[arg(
+        long = "upload-timeout",
+        env = "DEPOT_UPLOAD_TIMEOUT",
+        default_value_t = depot_gc::DEFAULT_UPLOAD_TIMEOUT_SECS
+    )]
+    pub upload_timeout_secs: u64,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace_secs: depot_gc::DEFAULT_GRACE_SECS,
+            upload_timeout_secs: depot_gc::DEFAULT_UPLOAD_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The collector's settings these options give.
+    pub fn collector(&self, dry_run: bool) -> depot_gc::Config {
+        depot_gc::Config {
+            grace: Duration::from_secs(self.grace_secs),
+            upload_timeout: Duration::from_secs(self.upload_timeout_secs),
+            dry_run,
+            ..depot_gc::Config::default()
+        }
+    }
+}
+
+/// Opens the metadata database and the blob store `backend` names (shared with `depot-gc`).
+pub async fn open_backend(
+    backend: &BackendConfig,
+    redirect: bool,
+) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
+    std::fs::create_dir_all(&backend.data_dir)?;
+    let meta = Metadata::connect(&backend.database_url()).await?;
+    let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
+    Ok((meta, store))
+}
+
+/// The blob store `--storage` names: files under a directory, or an S3 bucket (checked to be
+/// reachable, so a wrong bucket or endpoint fails at start rather than at the first push).
+async fn open_store(
+    config: &BackendConfig,
+    redirect: bool,
+    referenced: Arc<dyn Referenced>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    match config.storage.as_deref() {
+        None => Ok(Arc::new(FileStore::open(&config.data_dir, referenced)?)),
+        Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
+            std::path::Path::new(&spec["file:".len()..]),
+            referenced,
+        )?)),
+        Some(spec) => open_s3(config, spec, redirect, referenced).await,
+    }
+}
+
+/// An S3 bucket, checked to be reachable, so a wrong bucket or endpoint fails at start rather
+/// than at the first push.
+#[cfg(feature = "s3")]
+async fn open_s3(
+    config: &BackendConfig,
+    spec: &str,
+    redirect: bool,
+    referenced: Arc<dyn Referenced>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let (bucket, prefix) = s3::parse_url(spec).ok_or_else(|| {
+        anyhow::anyhow!("--storage must be file:DIR or s3://BUCKET[/PREFIX], not {spec:?}")
+    })?;
+    let options = S3Options {
+        endpoint: config.s3_endpoint.clone(),
+        region: config.s3_region.clone(),
+        force_path_style: config.s3_force_path_style,
+    };
+    let client = s3_client(&options).await;
+    client
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "bucket {bucket} is not reachable: {}",
+                e.into_service_error()
+            )
+        })?;
+    tracing::info!(%bucket, %prefix, redirect, "blobs are stored in S3");
+    Ok(Arc::new(
+        S3Store::new(client, bucket, prefix, referenced)
+            .with_redirects(redirect)
+            .with_part_size(config.s3_part_size_mib as usize * 1024 * 1024),
+    ))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn open_s3(
+    _: &BackendConfig,
+    spec: &str,
+    _: bool,
+    _: Arc<dyn Referenced>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    anyhow::bail!(
+        "--storage {spec:?}: this build has no S3 support (the `s3` feature); use file:DIR"
+    )
+}

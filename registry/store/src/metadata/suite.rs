@@ -1,0 +1,401 @@
+//! The shared test suite every metadata backend must pass (SQLite always, PostgreSQL when
+//! `DEPOT_TEST_POSTGRES_URL` names a scratch database).
+
+use super::*;
+use crate::digest::Algorithm;
+use crate::model::{Build, BuildSpec, BuildState, Project};
+use crate::names::Tag;
+
+fn repo(s: &str) -> RepoName {
+    s.parse().unwrap()
+}
+
+pub async fn run(db: &Metadata) {
+    let now = db.clock().now_ms();
+    let a = repo("team/a");
+    let b = repo("team/b");
+    let d1 = Digest::of(Algorithm::Sha256, b"one");
+    let d2 = Digest::of(Algorithm::Sha256, b"two");
+
+    // Blobs are per repository. A new blob is a candidate for collection until a manifest
+    // references it.
+    let mut stored = StoredBlob::new(3, "loc-1".into());
+    stored.candidate = true;
+    let linked = db.link_blob(&a, &d1, Link::New(stored.clone()), now);
+    assert_eq!(linked.await.unwrap(), Some(stored.clone()));
+    // A second link with another location (a lost race) keeps, and returns, the first.
+    let loser = Link::New(StoredBlob::new(3, "loc-2".into()));
+    let linked = db.link_blob(&a, &d1, loser, now).await.unwrap();
+    assert_eq!(linked, Some(stored.clone()));
+    assert_eq!(db.repo_blob(&a, &d1).await.unwrap(), Some(stored.clone()));
+    assert_eq!(db.repo_blob(&b, &d1).await.unwrap(), None);
+    assert_eq!(db.mount_blob(&b, &a, &d2, now).await.unwrap(), None);
+    assert_eq!(
+        db.mount_blob(&b, &a, &d1, now).await.unwrap(),
+        Some(stored.clone())
+    );
+    // Linking an existing blob that is not stored (collected) links nothing.
+    let gone = Digest::of(Algorithm::Sha256, b"gone");
+    assert_eq!(
+        db.link_blob(&b, &gone, Link::Existing, now).await.unwrap(),
+        None
+    );
+    assert_eq!(db.repo_blob(&b, &gone).await.unwrap(), None);
+    assert!(db.touch_blob(&d1, now).await.unwrap());
+    assert!(!db.touch_blob(&gone, now).await.unwrap());
+    assert_eq!(
+        db.repos_with_blob(&d1, 10).await.unwrap(),
+        vec!["team/a", "team/b"]
+    );
+    assert!(db.unlink_blob(&b, &d1, now).await.unwrap());
+    assert!(!db.unlink_blob(&b, &d1, now).await.unwrap());
+    assert_eq!(db.blob(&d1).await.unwrap(), Some(stored.clone()));
+
+    // Uploads get a row with their first chunk and move forward only from where they stand.
+    assert!(db.upload("u1").await.unwrap().is_none());
+    assert!(db
+        .advance_upload("u1", &a, 0, 10, b"s1", b"t1")
+        .await
+        .unwrap());
+    assert!(!db
+        .advance_upload("u1", &a, 0, 20, b"s2", b"t2")
+        .await
+        .unwrap());
+    assert!(db
+        .advance_upload("u1", &a, 10, 15, b"s3", b"t3")
+        .await
+        .unwrap());
+    let up = db.upload("u1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            up.size,
+            up.hash_state.as_slice(),
+            up.store_state.as_slice(),
+            up.repo.as_str(),
+            up.closed
+        ),
+        (15, &b"s3"[..], &b"t3"[..], "team/a", false)
+    );
+    db.close_upload("u1", &a).await.unwrap();
+    assert!(db.upload("u1").await.unwrap().unwrap().closed);
+    assert!(!db
+        .advance_upload("u1", &a, 15, 20, b"s4", b"t4")
+        .await
+        .unwrap());
+    db.close_upload("u2", &a).await.unwrap();
+    assert!(db.upload("u2").await.unwrap().unwrap().closed);
+    assert!(db.delete_upload("u1").await.unwrap());
+    assert!(db.upload("u1").await.unwrap().is_none());
+    let key = db.upload_key().await.unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(db.upload_key().await.unwrap(), key);
+
+    // Manifests, tags, ordering and referrers.
+    let m = NewManifest {
+        digest: d2.clone(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: b"two".to_vec(),
+        subject: Some(d1.clone()),
+        artifact_type: Some("application/x-sbom".into()),
+        annotations: Some(r#"{"k":"v"}"#.into()),
+        blobs: vec![d1.clone()],
+        manifests: vec![],
+    };
+    for t in ["b", "A", "a", "C", "_z"] {
+        db.put_manifest(&a, &m, Some(&t.parse().unwrap()), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        db.list_tags(&a, 100, None, now).await.unwrap(),
+        vec!["_z", "A", "a", "b", "C"]
+    );
+    assert_eq!(
+        db.list_tags(&a, 2, Some("A"), now).await.unwrap(),
+        vec!["a", "b"]
+    );
+    let got = db
+        .manifest_by_tag(&a, &"b".parse().unwrap(), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.digest, &got.content[..]), (d2.clone(), &b"two"[..]));
+    assert!(db.manifest_by_digest(&b, &d2, now).await.unwrap().is_none());
+    let refs = db.referrers(&a, &d1, None, now).await.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].size, 3);
+    assert!(db
+        .referrers(&a, &d1, Some("other"), now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db.referrers(&a, &d1, Some("application/x-sbom"), now)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert!(db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
+    assert!(!db.delete_tag(&a, &"b".parse().unwrap()).await.unwrap());
+    // A manifest referencing the blob takes it out of the candidates; deleting the
+    // manifest puts it back.
+    assert!(!db.blob(&d1).await.unwrap().unwrap().candidate);
+    let mut removed = db.delete_manifest(&a, &d2, now).await.unwrap().unwrap();
+    removed.sort();
+    assert_eq!(removed, vec!["A", "C", "_z", "a"]);
+    assert!(db.delete_manifest(&a, &d2, now).await.unwrap().is_none());
+    assert!(db.blob(&d1).await.unwrap().unwrap().candidate);
+    // A manifest whose blob the repository does not hold is refused in its transaction.
+    let mut orphan = manifest(b"orphan");
+    orphan.blobs = vec![gone.clone()];
+    let err = db.put_manifest(&a, &orphan, None, None).await.unwrap_err();
+    assert!(matches!(err, Error::BlobUnknown { .. }), "{err:?}");
+    assert!(db.list_tags(&a, 10, None, now).await.unwrap().is_empty());
+
+    assert!(db.repository_exists(&a).await.unwrap());
+    assert!(!db.repository_exists(&repo("nope")).await.unwrap());
+    assert_eq!(db.list_repositories(1, None).await.unwrap(), vec!["team/a"]);
+    assert_eq!(
+        db.list_repositories(10, Some("team/a")).await.unwrap(),
+        vec!["team/b"]
+    );
+
+    builds_and_expiry(db).await;
+    super::gc::suite::run(db).await;
+}
+
+fn manifest(content: &[u8]) -> NewManifest {
+    NewManifest {
+        digest: Digest::of(Algorithm::Sha256, content),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content: content.to_vec(),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+        blobs: vec![],
+        manifests: vec![],
+    }
+}
+
+fn build(id: &str, project: &str, created_at: i64, expires_at: i64) -> Build {
+    Build {
+        id: id.into(),
+        project: project.into(),
+        state: BuildState::Building,
+        spec: BuildSpec::default(),
+        failure: None,
+        created_at,
+        updated_at: created_at,
+        lease_expires_at: created_at + 1000,
+        expires_at,
+    }
+}
+
+/// Projects, tokens, builds, and the exact expiry of what builds own.
+async fn builds_and_expiry(db: &Metadata) {
+    let p = Project {
+        id: "proj1".into(),
+        name: "one".into(),
+        retention_secs: 60,
+        created_at: 1,
+    };
+    db.create_project(&p).await.unwrap();
+    assert_eq!(db.project("proj1").await.unwrap(), Some(p.clone()));
+    assert!(db.project("nope").await.unwrap().is_none());
+    assert!(db.update_project("proj1", "uno", 120).await.unwrap());
+    assert_eq!(db.list_projects().await.unwrap()[0].retention_secs, 120);
+
+    let t = TokenInfo {
+        id: "t1".into(),
+        project: "proj1".into(),
+        name: "ci".into(),
+        created_at: 1,
+        revoked_at: None,
+    };
+    db.create_project_token(&t, "hash1").await.unwrap();
+    assert_eq!(
+        db.project_token_by_hash("hash1").await.unwrap().unwrap().id,
+        "t1"
+    );
+    assert!(db.revoke_project_token("proj1", "t1", 5).await.unwrap());
+    assert!(!db.revoke_project_token("proj1", "t1", 6).await.unwrap());
+    assert!(db.project_token_by_hash("hash1").await.unwrap().is_none());
+    assert_eq!(
+        db.list_project_tokens("proj1").await.unwrap()[0].revoked_at,
+        Some(5)
+    );
+
+    // Two builds share one manifest; each has its own tag.
+    let r = repo("proj1");
+    let (b1, b2) = (
+        build("b1", "proj1", 10, 1_000),
+        build("b2", "proj1", 20, 2_000),
+    );
+    db.create_build(&b1).await.unwrap();
+    db.create_build(&b2).await.unwrap();
+    let shared = manifest(b"shared");
+    let only1 = manifest(b"only-in-b1");
+    let o1 = Owner {
+        build_id: "b1".into(),
+        expires_at: 1_000,
+    };
+    let o2 = Owner {
+        build_id: "b2".into(),
+        expires_at: 2_000,
+    };
+    db.put_manifest(&r, &shared, Some(&"b1".parse().unwrap()), Some(&o1))
+        .await
+        .unwrap();
+    db.put_manifest(&r, &only1, None, Some(&o1)).await.unwrap();
+    db.put_manifest(&r, &shared, Some(&"b2".parse().unwrap()), Some(&o2))
+        .await
+        .unwrap();
+    let tag = |t: &str| t.parse::<Tag>().unwrap();
+    let by_tag = |t: &'static str, at: i64| async move {
+        db.manifest_by_tag(&r_static(), &tag(t), at).await.unwrap()
+    };
+    assert_eq!(by_tag("b1", 999).await.unwrap().expires_at, Some(1_000));
+    assert!(
+        by_tag("b1", 1_000).await.is_none(),
+        "expired exactly at expires_at"
+    );
+    assert!(by_tag("b2", 1_500).await.is_some());
+    assert!(db
+        .manifest_by_digest(&r, &shared.digest, 1_500)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(db
+        .manifest_by_digest(&r, &only1.digest, 1_500)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(db.list_tags(&r, 10, None, 1_500).await.unwrap(), vec!["b2"]);
+    assert_eq!(db.tag_owner(&r, "b1").await.unwrap().as_deref(), Some("b1"));
+    assert_eq!(db.image_size(&r, shared.digest.as_str()).await.unwrap(), 6);
+    assert!(db
+        .build_has_manifest("b1", &r, shared.digest.as_str())
+        .await
+        .unwrap());
+    assert!(!db
+        .build_has_manifest("b2", &r, only1.digest.as_str())
+        .await
+        .unwrap());
+
+    // Extending brings b1 back; deleting b2 leaves the shared manifest to b1.
+    assert!(db.set_build_expiry("b1", 5_000, 1_500).await.unwrap());
+    assert!(by_tag("b1", 4_000).await.is_some());
+    assert!(db
+        .manifest_by_digest(&r, &only1.digest, 4_000)
+        .await
+        .unwrap()
+        .is_some());
+    let removed = db.delete_build("b2", 1_600).await.unwrap().unwrap();
+    assert_eq!(removed, vec!["b2"]);
+    assert!(db.delete_build("b2", 1_600).await.unwrap().is_none());
+    assert!(by_tag("b2", 1_700).await.is_none());
+    assert!(db
+        .manifest_by_digest(&r, &shared.digest, 4_000)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(db.delete_build("b1", 1_800).await.unwrap().is_some());
+    assert!(db
+        .manifest_by_digest(&r, &shared.digest, 1_900)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A manifest pushed again by a new build lives again.
+    let b3 = build("b3", "proj1", 30, 9_000);
+    db.create_build(&b3).await.unwrap();
+    let o3 = Owner {
+        build_id: "b3".into(),
+        expires_at: 9_000,
+    };
+    db.put_manifest(&r, &shared, None, Some(&o3)).await.unwrap();
+    assert!(db
+        .manifest_by_digest(&r, &shared.digest, 8_000)
+        .await
+        .unwrap()
+        .is_some());
+    db.tag_manifest(&r, &tag("latest"), &shared.digest, &o3)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.tag_owner(&r, "latest").await.unwrap().as_deref(),
+        Some("b3")
+    );
+
+    // State transitions happen once; images are recorded per target and platform.
+    assert!(db
+        .transition_build(
+            "b3",
+            BuildState::Building,
+            BuildState::Failed,
+            Some("x"),
+            40
+        )
+        .await
+        .unwrap());
+    assert!(!db
+        .transition_build("b3", BuildState::Building, BuildState::Saved, None, 41)
+        .await
+        .unwrap());
+    assert_eq!(
+        db.build("b3").await.unwrap().unwrap().failure.as_deref(),
+        Some("x")
+    );
+    let img = BuildImage {
+        target: String::new(),
+        platform: "linux/amd64".into(),
+        digest: shared.digest.to_string(),
+        media_type: shared.media_type.clone(),
+        size: 6,
+    };
+    db.record_build_image("b3", &img, 50).await.unwrap();
+    db.record_build_image("b3", &img, 51).await.unwrap();
+    assert_eq!(db.build_images("b3").await.unwrap(), vec![img]);
+
+    // Newest first, paginated by (created_at, id).
+    for (i, id) in ["c1", "c2", "c3"].iter().enumerate() {
+        db.create_build(&build(id, "proj1", 100 + i as i64, 10_000))
+            .await
+            .unwrap();
+    }
+    let first = db.list_builds("proj1", 2, None).await.unwrap();
+    let ids: Vec<_> = first.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, vec!["c3", "c2"]);
+    let last = first.last().unwrap();
+    let rest = db
+        .list_builds("proj1", 10, Some((last.created_at, &last.id)))
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, vec!["c1", "b3"]);
+
+    fn r_static() -> RepoName {
+        "proj1".parse().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}?mode=rwc", dir.path().join("m.db").display());
+    let db = Metadata::connect(&url).await.unwrap();
+    run(&db).await;
+}
+
+/// Runs against PostgreSQL when `DEPOT_TEST_POSTGRES_URL` names a scratch database.
+#[tokio::test]
+async fn postgres() {
+    let Ok(url) = std::env::var("DEPOT_TEST_POSTGRES_URL") else {
+        eprintln!("DEPOT_TEST_POSTGRES_URL not set; the PostgreSQL backend is covered by .ci/run");
+        return;
+    };
+    let db = Metadata::connect(&url).await.unwrap();
+    run(&db).await;
+}

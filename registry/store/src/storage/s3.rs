@@ -1,0 +1,793 @@
+//! Blob bytes in S3 or any S3-compatible object store (aws-sdk-s3).
+//!
+//! An upload streams into an S3 multipart upload as it arrives: bytes are gathered into parts of
+//! [`S3Store::part_size`] (the only buffer: about one part per upload in flight) and each full
+//! part is uploaded at once, hashed on the way by the caller. What is left after the last full
+//! part when a request ends (the *tail*) is staged as a small object of its own, so the next
+//! request, on this replica or another, continues from it. All of that is the upload's *state*
+//! (multipart upload id, part ETags, staged tail), which the caller saves with the session's size
+//! in one compare-and-set: a request that loses a race cannot change what the session holds,
+//! because its parts carry other ETags and its tail another key.
+//!
+//! Committing never copies or re-reads the blob: the multipart upload is completed where it is
+//! (`data/<upload-id>`), or, for a blob smaller than a part, the single object already written is
+//! the blob. The object's key is the blob's location, which SQL maps from the digest. Tiny blobs
+//! cost one `PutObject`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use super::{deletable, BlobSink, BlobStore, ByteStream, Listed, Referenced, Written};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// How to reach an S3-compatible store; credentials come from the standard AWS chain
+/// (environment, profile, instance role).
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Endpoint URL for S3-compatible servers (Garage, MinIO, s3s); AWS when unset.
+    pub endpoint: Option<String>,
+    /// Region; from the AWS chain when unset, else `us-east-1`.
+    pub region: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub force_path_style: bool,
+}
+
+/// An S3 client for `options`, with bounded timeouts: a store that stops answering turns into
+/// a `503` for the client, never a hung request.
+pub async fn s3_client(options: &S3Options) -> aws_sdk_s3::Client {
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(options.force_path_style)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(60))
+                .build(),
+        );
+    if shared.region().is_none() {
+        builder = builder.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(endpoint) = &options.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Default part size: S3 wants at least 5 MiB for every part but the last, and allows 10,000
+/// parts, so 16 MiB parts carry blobs up to 160 GB.
+pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
+
+/// How long a presigned blob URL stays valid: long enough to start a large download.
+const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Where blobs live in a bucket.
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Key prefix, empty or ending in `/`.
+    prefix: String,
+    part_size: usize,
+    /// Send clients to presigned URLs for blob GETs instead of streaming through the registry.
+    redirect: bool,
+    /// Asked before any object is deleted.
+    referenced: Arc<dyn Referenced>,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("part_size", &self.part_size)
+            .finish()
+    }
+}
+
+/// An upload's state between requests.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct UploadState {
+    /// The multipart upload, once a first full part was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mpu: Option<String>,
+    /// ETags of parts 1..=n, each exactly one part size long.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<String>,
+    /// The staged bytes after the last full part: an object key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail: Option<String>,
+    /// The whole blob already written as one object (a last request with no multipart upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    single: Option<String>,
+    /// Earlier tails, no longer needed; removed when the upload ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stale: Vec<String>,
+}
+
+impl UploadState {
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        if bytes.is_empty() {
+            return Ok(UploadState::default());
+        }
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::internal(format!("corrupt S3 upload state: {e}")))
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("upload state always serializes")
+    }
+}
+
+/// Every object-store failure is a `503`: the client's retry is safe, the session is unchanged.
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!("object store: {what}: {e}"))
+}
+
+/// How long an object-store call may take before the request gets a `503`, beyond the time its
+/// body takes at [`SLOWEST_TRANSFER`]. A store that stops answering (a stalled node, a network
+/// partition) then costs a client seconds, not the SDK's 60-second read timeout.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The slowest transfer rate to the store still considered alive, bytes per second.
+const SLOWEST_TRANSFER: u64 = 4 * 1024 * 1024;
+
+/// Bounds an object-store call (`what`, sending or receiving `bytes`) in time.
+trait Within: std::future::Future + Sized {
+    async fn within(self, what: &str, bytes: u64) -> Result<Self::Output> {
+        let limit = CALL_TIMEOUT + std::time::Duration::from_secs(bytes / SLOWEST_TRANSFER);
+        tokio::time::timeout(limit, self)
+            .await
+            .map_err(|_| unavailable(what, format!("no answer within {} s", limit.as_secs())))
+    }
+}
+
+impl<F: std::future::Future> Within for F {}
+
+/// Parses `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
+pub fn parse_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return None;
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Some((bucket.to_owned(), prefix))
+}
+
+impl S3Store {
+    /// A store in `bucket` under `prefix`; `referenced` says which objects are live blobs.
+    pub fn new(
+        client: Client,
+        bucket: String,
+        prefix: String,
+        referenced: Arc<dyn Referenced>,
+    ) -> Self {
+        S3Store {
+            client,
+            bucket,
+            prefix,
+            part_size: DEFAULT_PART_SIZE,
+            redirect: false,
+            referenced,
+        }
+    }
+
+    /// Answers blob GETs with a redirect to a presigned URL (clients must reach the endpoint).
+    pub fn with_redirects(mut self, on: bool) -> Self {
+        self.redirect = on;
+        self
+    }
+
+    /// Uses parts of `bytes` (at least 5 MiB on real S3; tests go lower where the server allows).
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
+    }
+
+    pub fn part_size(&self) -> usize {
+        self.part_size
+    }
+
+    /// The object an upload's multipart upload (or single object) becomes.
+    fn blob_key(&self, upload: &str) -> String {
+        format!("{}data/{upload}", self.prefix)
+    }
+
+    /// A fresh key for a staged tail (unique, so racing requests never share one).
+    fn tail_key(&self, upload: &str) -> String {
+        format!(
+            "{}data/{upload}.tail-{}",
+            self.prefix,
+            uuid::Uuid::new_v4().simple()
+        )
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        let len = bytes.len() as u64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(S3Body::from(bytes))
+            .send()
+            .within("PutObject", len)
+            .await?
+            .map_err(|e| unavailable("PutObject", e.into_service_error()))?;
+        Ok(())
+    }
+
+    /// The first `len` bytes of `key` (a staged tail, at most one part).
+    async fn get_prefix(&self, key: &str, len: u64) -> Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", len - 1))
+            .send()
+            .within("GetObject", 0)
+            .await?
+            .map_err(|e| unavailable("GetObject (staged tail)", e.into_service_error()))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| unavailable("reading a staged tail", e))?
+            .into_bytes();
+        if (bytes.len() as u64) < len {
+            return Err(Error::internal(format!(
+                "staged tail {key} holds {} bytes, the session says {len}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes.slice(..len as usize))
+    }
+
+    /// [`BlobStore::delete_many`], best effort: a leftover staged tail is small, and
+    /// `reconcile` finds it.
+    async fn delete_keys(&self, keys: &[String]) {
+        if let Err(e) = self.delete_many(keys).await {
+            tracing::warn!(cause = %e, "removing staged upload objects failed");
+        }
+    }
+
+    async fn upload_part(&self, upload: &str, state: &mut UploadState, bytes: Bytes) -> Result<()> {
+        let key = self.blob_key(upload);
+        let mpu = match &state.mpu {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send()
+                    .within("CreateMultipartUpload", 0)
+                    .await?
+                    .map_err(|e| unavailable("CreateMultipartUpload", e.into_service_error()))?;
+                let id = created.upload_id.ok_or_else(|| {
+                    Error::internal("CreateMultipartUpload returned no upload id")
+                })?;
+                state.mpu = Some(id.clone());
+                id
+            }
+        };
+        let number = state.parts.len() as i32 + 1;
+        let len = bytes.len() as u64;
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(&mpu)
+            .part_number(number)
+            .body(S3Body::from(bytes))
+            .send()
+            .within("UploadPart", len)
+            .await?
+            .map_err(|e| unavailable("UploadPart", e.into_service_error()))?;
+        state.parts.push(
+            part.e_tag
+                .ok_or_else(|| Error::internal("UploadPart returned no ETag"))?,
+        );
+        Ok(())
+    }
+
+    async fn abort(&self, upload: &str, mpu: &str) {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.blob_key(upload))
+            .upload_id(mpu)
+            .send()
+            .within("AbortMultipartUpload", 0)
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(cause = %e.into_service_error(), "aborting a multipart upload failed")
+            }
+            Err(e) => tracing::warn!(cause = %e, "aborting a multipart upload failed"),
+        }
+    }
+
+    /// Everything an upload whose state is unknown may have left: its object, its staged tails
+    /// (another upload's id may start with this one's: only these exact names are its own) and
+    /// multipart uploads on it. Whichever of them a committed blob is stays.
+    async fn sweep(&self, upload: &str) -> Result<()> {
+        let key = self.blob_key(upload);
+        let tails = format!("{key}.tail-");
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&key)
+            .send()
+            .within("ListObjectsV2", 0)
+            .await?
+            .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
+        let keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| *k == key || k.starts_with(&tails))
+            .map(str::to_owned)
+            .collect();
+        self.delete_keys(&keys).await;
+        // Some S3-compatible servers do not list multipart uploads; what cannot be listed here
+        // is left to the bucket's abort-incomplete-multipart-upload lifecycle rule.
+        let uploads = match self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&key)
+            .send()
+            .within("ListMultipartUploads", 0)
+            .await?
+        {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(cause = %e.into_service_error(), "cannot list multipart uploads to abort");
+                return Ok(());
+            }
+        };
+        for u in uploads.uploads() {
+            if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                if k == key {
+                    self.abort(upload, id).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn append(&self, upload: &str, offset: u64, state: &[u8]) -> Result<Box<dyn BlobSink>> {
+        let state = UploadState::parse(state)?;
+        if state.single.is_some() {
+            return Err(Error::internal(format!(
+                "upload {upload} was already finished"
+            )));
+        }
+        let full = state.parts.len() as u64 * self.part_size as u64;
+        if offset < full || offset - full >= self.part_size as u64 {
+            return Err(Error::internal(format!(
+                "upload {upload}: offset {offset} does not match its {} stored parts",
+                state.parts.len()
+            )));
+        }
+        let tail_len = offset - full;
+        let mut buffer = BytesMut::with_capacity(self.part_size);
+        if tail_len > 0 {
+            let key = state
+                .tail
+                .as_deref()
+                .ok_or_else(|| Error::internal(format!("upload {upload} lost its staged tail")))?;
+            buffer.extend_from_slice(&self.get_prefix(key, tail_len).await?);
+        }
+        Ok(Box::new(S3Sink {
+            store: self.clone(),
+            upload: upload.to_owned(),
+            state,
+            buffer,
+        }))
+    }
+
+    async fn commit(
+        &self,
+        upload: &str,
+        state: &[u8],
+        _digest: &Digest,
+        size: u64,
+    ) -> Result<String> {
+        let mut state = UploadState::parse(state)?;
+        let location = if let Some(single) = state.single.take() {
+            single
+        } else if let Some(mpu) = state.mpu.clone() {
+            let full = state.parts.len() as u64 * self.part_size as u64;
+            if let Some(tail) = state.tail.take() {
+                // The last request staged its tail (an empty closing PUT followed): it becomes the
+                // final part. At most one part is read back; the blob itself never is.
+                let bytes = self.get_prefix(&tail, size - full).await?;
+                self.upload_part(upload, &mut state, bytes).await?;
+                state.stale.push(tail);
+            }
+            let parts: Vec<CompletedPart> = state
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(i, etag)| {
+                    CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .e_tag(etag)
+                        .build()
+                })
+                .collect();
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(self.blob_key(upload))
+                .upload_id(&mpu)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .within("CompleteMultipartUpload", 0)
+                .await?
+                .map_err(|e| unavailable("CompleteMultipartUpload", e.into_service_error()))?;
+            self.blob_key(upload)
+        } else if let Some(tail) = state.tail.take() {
+            // Smaller than a part and staged by an earlier request: that object is the blob.
+            tail
+        } else {
+            // Nothing was ever written: the empty blob.
+            let key = self.blob_key(upload);
+            self.put(&key, Bytes::new()).await?;
+            key
+        };
+        self.delete_keys(&state.stale).await;
+        Ok(location)
+    }
+
+    async fn discard(&self, upload: &str, state: &[u8]) -> Result<()> {
+        let state = UploadState::parse(state)?;
+        if state.mpu.is_none() && state.tail.is_none() && state.single.is_none() {
+            // State unknown (a request failed before saving any): look for what it left.
+            return self.sweep(upload).await;
+        }
+        if let Some(mpu) = &state.mpu {
+            self.abort(upload, mpu).await;
+        }
+        let mut keys = state.stale.clone();
+        keys.extend(state.tail.clone());
+        keys.extend(state.single.clone());
+        self.delete_keys(&keys).await;
+        Ok(())
+    }
+
+    async fn read(&self, location: &str, range: Range<u64>) -> Result<ByteStream> {
+        if range.is_empty() {
+            return Ok(ByteStream::empty());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(location)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .within("GetObject", 0)
+            .await?
+            .map_err(|e| match e.into_service_error() {
+                e if e.is_no_such_key() => Error::data_missing(location),
+                e => unavailable("GetObject", e),
+            })?;
+        let stream = futures::stream::unfold(out.body, |mut body| async move {
+            body.next()
+                .await
+                .map(|chunk| (chunk.map_err(std::io::Error::other), body))
+        });
+        Ok(ByteStream::from_stream(stream))
+    }
+
+    async fn stat(&self, location: &str) -> Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(location)
+            .send()
+            .within("HeadObject", 0)
+            .await?
+        {
+            Ok(out) => Ok(Some(out.content_length.unwrap_or(0).max(0) as u64)),
+            Err(e) => {
+                let e = e.into_service_error();
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(unavailable("HeadObject", e))
+                }
+            }
+        }
+    }
+
+    async fn direct_url(&self, location: &str) -> Result<Option<String>> {
+        if !self.redirect {
+            return Ok(None);
+        }
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(PRESIGNED_FOR)
+            .map_err(|e| Error::internal(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(location)
+            .presigned(config)
+            .await
+            .map_err(|e| unavailable("presigning GetObject", e.into_service_error()))?;
+        Ok(Some(request.uri().to_owned()))
+    }
+
+    /// `DeleteObjects`, a thousand keys per request (the API's limit), of the keys no blob
+    /// refers to.
+    async fn delete_many(&self, locations: &[String]) -> Result<()> {
+        let keys = deletable(self.referenced.as_ref(), locations).await?;
+        for chunk in keys.chunks(1000) {
+            let objects: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::internal(format!("object key: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::internal(format!("DeleteObjects request: {e}")))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .within("DeleteObjects", 0)
+                .await?
+                .map_err(|e| unavailable("DeleteObjects", e.into_service_error()))?;
+            if let Some(e) = out.errors().first() {
+                return Err(unavailable(
+                    "DeleteObjects",
+                    format!(
+                        "{}: {}",
+                        e.key().unwrap_or("?"),
+                        e.message().unwrap_or("failed")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `ListObjectsV2` under `data/`, a page (up to 1000 keys) per call. A key
+    /// `data/<upload>.tail-...` is an upload session's staged tail; any other is a blob (or an
+    /// upload's object never committed).
+    async fn list(&self, cursor: Option<String>) -> Result<(Vec<Listed>, Option<String>)> {
+        let prefix = format!("{}data/", self.prefix);
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .set_continuation_token(cursor)
+            .send()
+            .within("ListObjectsV2", 0)
+            .await?
+            .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
+        let listed = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?.to_owned();
+                let name = key.strip_prefix(&prefix)?;
+                let upload = name.split_once(".tail-").map(|(u, _)| u.to_owned());
+                Some(Listed {
+                    upload,
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified_ms: o
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0),
+                    location: key,
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok((listed, next))
+    }
+}
+
+/// One request's writer: full parts go up as soon as they fill; the rest waits in `buffer`.
+struct S3Sink {
+    store: S3Store,
+    upload: String,
+    state: UploadState,
+    buffer: BytesMut,
+}
+
+#[async_trait]
+impl BlobSink for S3Sink {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.store.part_size {
+            let part = self.buffer.split_to(self.store.part_size).freeze();
+            self.store
+                .upload_part(&self.upload, &mut self.state, part)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, last: bool) -> Result<Written> {
+        let S3Sink {
+            store,
+            upload,
+            mut state,
+            buffer,
+        } = *self;
+        let size = state.parts.len() as u64 * store.part_size as u64 + buffer.len() as u64;
+        state.stale.extend(state.tail.take());
+        if last && state.mpu.is_some() {
+            if !buffer.is_empty() {
+                store
+                    .upload_part(&upload, &mut state, buffer.freeze())
+                    .await?;
+            }
+        } else if last {
+            let key = store.blob_key(&upload);
+            store.put(&key, buffer.freeze()).await?;
+            state.single = Some(key);
+        } else if !buffer.is_empty() {
+            let key = store.tail_key(&upload);
+            store.put(&key, buffer.freeze()).await?;
+            state.tail = Some(key);
+        }
+        Ok(Written {
+            size,
+            state: state.to_bytes(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Algorithm;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("s3://b"), Some(("b".into(), String::new())));
+        assert_eq!(parse_url("s3://b/"), Some(("b".into(), String::new())));
+        assert_eq!(parse_url("s3://b/x/y/"), Some(("b".into(), "x/y/".into())));
+        assert_eq!(parse_url("s3:///x"), None);
+        assert_eq!(parse_url("file:/x"), None);
+    }
+
+    /// A store on the S3 server named by `DEPOT_TEST_S3_ENDPOINT` (`.ci/run` starts s3s-fs),
+    /// in a fresh bucket.
+    async fn test_store() -> Option<(S3Store, Arc<crate::storage::KnownLocations>)> {
+        let Ok(endpoint) = std::env::var("DEPOT_TEST_S3_ENDPOINT") else {
+            eprintln!("DEPOT_TEST_S3_ENDPOINT not set; the S3 store is covered by .ci/run");
+            return None;
+        };
+        let client = crate::storage::s3_client(&endpoint_config(&endpoint)).await;
+        let bucket = format!("test-{}", uuid::Uuid::new_v4().simple());
+        client.create_bucket().bucket(&bucket).send().await.unwrap();
+        let known = crate::storage::KnownLocations::new();
+        Some((
+            S3Store::new(client, bucket, "registry/".into(), known.clone()),
+            known,
+        ))
+    }
+
+    fn endpoint_config(endpoint: &str) -> crate::storage::S3Options {
+        crate::storage::S3Options {
+            endpoint: Some(endpoint.to_owned()),
+            region: Some("us-east-1".into()),
+            force_path_style: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_suite() {
+        let Some((store, known)) = test_store().await else {
+            return;
+        };
+        crate::storage::suite::run(&store, &known).await;
+    }
+
+    /// Uploads that cross part boundaries in uneven requests, closed with and without a final
+    /// chunk, come back intact.
+    #[tokio::test]
+    async fn parts_and_staged_tails() {
+        let Some((store, _)) = test_store().await else {
+            return;
+        };
+        let store = store.with_part_size(5 * 1024 * 1024);
+        let data: Vec<u8> = (0..(13 * 1024 * 1024 + 12_345) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let digest = Digest::of(Algorithm::Sha256, &data);
+        let mib = 1024 * 1024;
+        for (id, cuts, last_has_bytes) in [
+            ("a", vec![3 * mib, 9 * mib, data.len()], true),
+            ("b", vec![6 * mib, 10 * mib + 7, data.len()], false),
+            ("c", vec![data.len()], true),
+        ] {
+            let mut state = Vec::new();
+            let mut offset = 0;
+            for (i, &end) in cuts.iter().enumerate() {
+                let last = i + 1 == cuts.len() && last_has_bytes;
+                let mut sink = store.append(id, offset as u64, &state).await.unwrap();
+                for frame in data[offset..end].chunks(300_001) {
+                    sink.write(Bytes::copy_from_slice(frame)).await.unwrap();
+                }
+                let written = sink.finish(last).await.unwrap();
+                assert_eq!(written.size, end as u64);
+                state = written.state;
+                offset = end;
+            }
+            let location = store
+                .commit(id, &state, &digest, data.len() as u64)
+                .await
+                .unwrap();
+            assert_eq!(location, store.blob_key(id));
+            let body = store.read(&location, 0..data.len() as u64).await.unwrap();
+            let back = body.collect().await.unwrap();
+            assert!(back == data, "upload {id} came back different");
+            let middle = store
+                .read(&location, 5 * mib as u64..6 * mib as u64 + 3)
+                .await
+                .unwrap();
+            assert_eq!(middle.collect().await.unwrap(), &data[5 * mib..6 * mib + 3]);
+            // Only the blob is left under the upload's key: staged tails are gone.
+            let listed = store
+                .client
+                .list_objects_v2()
+                .bucket(&store.bucket)
+                .prefix(store.blob_key(id))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(listed.contents().len(), 1, "leftovers for upload {id}");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! depot testkit: the one kit every test suite of the workspace uses to start real parts and
+//! talk to them. Nothing here is a mock: each launcher starts the real program.
+//!
+//! - [`registry`]: the real `depot-registry` binary on a port it bound itself ([`process`]:
+//!   how any server's reported address is read).
+//! - [`api`]: the control plane and `/token`, typed on the wire contract; [`oci`]: digests,
+//!   content and plain pushes.
+//! - [`backends`]: PostgreSQL and S3, fresh per test or owned by it (stopped, frozen, restarted).
+//! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
+//! - [`tools`]: real clients (skopeo, umoci, podman) and running commands;
+//!   [`cli`]: the world the `depot` CLI is tested in.
+
+pub mod api;
+pub mod backends;
+pub mod cli;
+pub mod distribution;
+pub mod fault_proxy;
+pub mod oci;
+pub mod process;
+pub mod registry;
+pub mod tools;
+
+pub use api::ApiClient;
+pub use oci::{random_bytes, sha256};
+pub use registry::Server;

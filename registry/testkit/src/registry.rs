@@ -1,0 +1,131 @@
+//! Starts the real `depot-registry` binary for integration tests: on `127.0.0.1:0` (the process
+//! keeps the listener it bound and the address is read from its startup log line, so tests
+//! never race for a port), with a data directory the test owns, so a test can kill it and start
+//! it again on the same data.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::process::start_reporting;
+
+/// A binary of this workspace, built beside the test executables in the same target directory
+/// (`target/<profile>/<name>`): `cargo test --workspace` builds every package's binaries.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// The `depot-registry` binary.
+pub fn registry_bin() -> PathBuf {
+    workspace_bin("depot-registry")
+}
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Without authentication (`--no-auth`).
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &["--no-auth"])
+    }
+
+    /// With token authentication (the default) and a clock the admin can move forward.
+    pub fn start_authed(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &["--test-clock"])
+    }
+
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let started = start_reporting(
+            Command::new(registry_bin())
+                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(data_dir)
+                .args(extra)
+                .env("DEPOT_LOG", "info"),
+            "listening on http://",
+            "depot-registry",
+            true,
+        );
+        Server {
+            child: started.child,
+            addr: started.addr.parse().expect("address"),
+            data_dir: data_dir.to_owned(),
+            logs: started.logs,
+        }
+    }
+
+    /// Everything the server has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The admin token the server created on first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token file")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `host:port`, as image references want it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
