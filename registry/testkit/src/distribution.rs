@@ -69,12 +69,7 @@ impl Distribution {
             "docker-registry",
             false,
         );
-        self.port = started
-            .addr
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("docker-registry's port");
+        self.port = started.port();
         self.child = Some(started.child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

@@ -15,6 +15,17 @@ pub struct Reported {
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
+impl Reported {
+    /// The port of the reported `host:port`.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the reported address {:?}", self.addr))
+    }
+}
+
 /// Starts `cmd` with both outputs piped and waits (up to 30 s) for a line containing `marker`;
 /// the address is what follows it. `what` names the program in failures. `echo_stderr` passes
 /// the process's standard error on to the test's (a server that logs to stdout, whose stderr

@@ -105,7 +105,7 @@ fn json_form_templates_strings() {
     read_json(
         &mut defs,
         r#"{"variable": {"TAG": {"default": "1.0"}},
-            "target": {"app": {"context": "src", "tags": ["app:${TAG}"], "platforms": ["linux/arm64"]}}}"#,
+                "target": {"app": {"context": "src", "tags": ["app:${TAG}"], "platforms": ["linux/arm64"]}}}"#,
         Path::new("/w"),
     )
     .unwrap();
@@ -122,16 +122,16 @@ fn compose_services_with_build_sections() {
         r#"
 services:
   web:
-image: acme/web:1
-build:
-  context: ./web
-  dockerfile: Containerfile
-  args: ["A=1", "B=2"]
-  platforms: [linux/amd64]
+    image: acme/web:1
+    build:
+      context: ./web
+      dockerfile: Containerfile
+      args: ["A=1", "B=2"]
+      platforms: [linux/amd64]
   api:
-build: api
+    build: api
   db:
-image: postgres:15
+    image: postgres:15
 "#,
         Path::new("/proj"),
     )
