@@ -93,7 +93,7 @@ impl Metadata {
         .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(stored_blob).transpose()
+        row.as_ref().map(blob_from_row).transpose()
     }
 
     /// Repositories that hold `digest` (at most `limit`), for mounting without `from`.
@@ -177,7 +177,7 @@ impl Metadata {
                 .bind(digest.as_str())
                 .fetch_optional(&self.write)
                 .await?;
-        row.as_ref().map(stored_blob).transpose()
+        row.as_ref().map(blob_from_row).transpose()
     }
 
     /// A use of a candidate blob (a `HEAD`, a `GET`, a push of it that found it stored): keeps
@@ -254,7 +254,7 @@ async fn commit_links(
                 .fetch_one(&mut *tx)
                 .await?;
         out.push(Some(
-            stored_blob(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+            blob_from_row(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
         ));
     }
     tx.commit().await?;
@@ -307,7 +307,7 @@ pub(super) async fn mark_candidates(
     Ok(())
 }
 
-fn stored_blob(row: &AnyRow) -> Result<StoredBlob> {
+fn blob_from_row(row: &AnyRow) -> Result<StoredBlob> {
     Ok(StoredBlob {
         size: row.try_get::<i64, _>("size")?.max(0) as u64,
         location: row.try_get("location")?,

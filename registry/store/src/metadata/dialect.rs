@@ -8,6 +8,16 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 #[cfg(feature = "postgres")]
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The statements of a session-level advisory lock: held by one connection, released with it
+/// (or when its process dies).
+#[derive(Debug, Clone, Copy)]
+pub struct AdvisoryLock {
+    /// Takes the lock on key `$1` if it is free: answers `locked` (a boolean).
+    pub take: &'static str,
+    /// Releases the lock on key `$1`.
+    pub release: &'static str,
+}
+
 /// Which database the metadata lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -82,6 +92,29 @@ impl Dialect {
     /// Whether other replicas may share the database, so changes must be announced to them.
     pub fn shared(self) -> bool {
         !self.single_writer()
+    }
+
+    /// The statement that announces `$2` on channel `$1` to the other replicas, where there
+    /// can be any.
+    pub fn notify(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => Some("SELECT pg_notify($1, $2)"),
+        }
+    }
+
+    /// How one collector at a time is chosen: an advisory lock, or (`None`) a lease row, which
+    /// the one process that owns an SQLite file does not need to survive.
+    pub fn advisory_lock(self) -> Option<AdvisoryLock> {
+        match self {
+            Dialect::Sqlite => None,
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => Some(AdvisoryLock {
+                take: "SELECT pg_try_advisory_lock($1) AS locked",
+                release: "SELECT pg_advisory_unlock($1)",
+            }),
+        }
     }
 
     /// The statement that folds a write-ahead log into the database file, if there is one.

@@ -39,7 +39,7 @@ impl Metadata {
     /// Takes or renews the collection lock. PostgreSQL: a session advisory lock on a connection
     /// kept for the purpose (released if the process dies); SQLite: a lease row.
     pub async fn gc_try_lock(&self, holder: &str, now: i64, ttl_ms: i64) -> Result<bool> {
-        if self.dialect.shared() {
+        if let Some(advisory) = self.dialect.advisory_lock() {
             let mut held = self.gc_lock.lock().await;
             if let Some(conn) = held.as_mut() {
                 // Renewal: the lock lives as long as this connection does.
@@ -49,7 +49,7 @@ impl Metadata {
                 *held = None;
             }
             let mut conn = self.write.acquire().await?;
-            let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
+            let row = sqlx::query(advisory.take)
                 .bind(ADVISORY_KEY)
                 .fetch_one(&mut *conn)
                 .await?;
@@ -73,9 +73,9 @@ impl Metadata {
     }
 
     pub async fn gc_unlock(&self, holder: &str) -> Result<()> {
-        if self.dialect.shared() {
+        if let Some(advisory) = self.dialect.advisory_lock() {
             if let Some(mut conn) = self.gc_lock.lock().await.take() {
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                let unlocked = sqlx::query(advisory.release)
                     .bind(ADVISORY_KEY)
                     .execute(&mut *conn)
                     .await;
@@ -417,11 +417,11 @@ impl Metadata {
 
     /// Tells the other replicas these blobs are gone (their cached lookups must go).
     pub async fn notify_blobs_gone(&self, digests: &[String]) -> Result<()> {
-        if !self.dialect.shared() {
+        let Some(notify) = self.dialect.notify() else {
             return Ok(());
-        }
+        };
         for d in digests {
-            sqlx::query("SELECT pg_notify($1, $2)")
+            sqlx::query(notify)
                 .bind(super::CACHE_CHANNEL)
                 .bind(format!("{}{d}", super::BLOB_GONE_PREFIX))
                 .execute(&self.write)

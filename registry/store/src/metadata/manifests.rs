@@ -83,7 +83,7 @@ impl Metadata {
         .bind(now)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|r| stored_manifest(&r)).transpose()
+        row.map(|r| manifest_from_row(&r)).transpose()
     }
 
     /// Looks a manifest up by tag in `repo`.
@@ -107,7 +107,7 @@ impl Metadata {
         .bind(now)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|r| stored_manifest(&r)).transpose()
+        row.map(|r| manifest_from_row(&r)).transpose()
     }
 
     /// The size of manifest `digest` in `repo`, if it is stored there.
@@ -417,7 +417,7 @@ pub(super) async fn referenced_blobs(
         .collect()
 }
 
-fn stored_manifest(row: &AnyRow) -> Result<StoredManifest> {
+fn manifest_from_row(row: &AnyRow) -> Result<StoredManifest> {
     Ok(StoredManifest {
         digest: digest_col(row, "digest")?,
         media_type: row.try_get("media_type")?,

@@ -136,8 +136,8 @@ impl Metadata {
     /// Tells the other replicas that `repo`'s tags, manifests or blob links changed (after the
     /// change committed). Nothing to do on SQLite, which one process owns.
     pub async fn notify_changed(&self, repo: &RepoName) -> Result<()> {
-        if self.dialect.shared() {
-            sqlx::query("SELECT pg_notify($1, $2)")
+        if let Some(notify) = self.dialect.notify() {
+            sqlx::query(notify)
                 .bind(CACHE_CHANNEL)
                 .bind(repo.as_str())
                 .execute(&self.write)
