@@ -48,7 +48,10 @@ pub(crate) async fn get(
         Body::empty()
     } else {
         match state.content.read_blob(digest, &blob, span.clone()).await {
-            Ok(bytes) => Body::from_stream(bytes),
+            Ok(bytes) => match bytes.into_whole() {
+                Ok(whole) => Body::from(whole),
+                Err(chunks) => Body::from_stream(chunks),
+            },
             // Logged once per digest already: each retry is answered without filling the log.
             Err(e) if e.is_data_missing() => {
                 let mut e = Error::from(e);

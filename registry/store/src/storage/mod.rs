@@ -159,6 +159,16 @@ impl ByteStream {
         ByteStream(ByteStreamInner::Chunks(Box::pin(stream)))
     }
 
+    /// The bytes as one buffer if that is what the store handed over (a mapped file), else the
+    /// stream back: a sender hands a whole buffer to the socket in one piece, which is
+    /// measurably faster for a pull than the same bytes as a one-item stream.
+    pub fn into_whole(self) -> Result<Bytes, ByteStream> {
+        match self.0 {
+            ByteStreamInner::Whole(bytes) => Ok(bytes.unwrap_or_default()),
+            chunks => Err(ByteStream(chunks)),
+        }
+    }
+
     /// Every byte, in one buffer (for small blobs: an image config, a chunk of the read cache).
     pub async fn collect(self) -> std::io::Result<Bytes> {
         use futures::StreamExt;
