@@ -44,7 +44,7 @@ pub struct Metadata {
     links: mpsc::Sender<blobs::LinkRequest>,
     dialect: Dialect,
     /// The database's URL (a replica listens on it for the others' changes).
-    url: String,
+    url: std::sync::Arc<str>,
     /// The connection holding the garbage-collection advisory lock (PostgreSQL), while held.
     gc_lock: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>>,
     /// The process's clock: every timestamp written and every expiry judged reads it.
@@ -111,7 +111,7 @@ impl Metadata {
             write,
             links,
             dialect,
-            url: url.to_owned(),
+            url: url.into(),
             gc_lock: Default::default(),
             clock: Clock::default(),
         })
@@ -130,7 +130,7 @@ impl Metadata {
     /// The database's URL, when other replicas may share it (they announce their changes on
     /// it); `None` for a database one process owns.
     pub fn shared_url(&self) -> Option<&str> {
-        self.dialect.shared().then_some(self.url.as_str())
+        self.dialect.shared().then_some(&*self.url)
     }
 
     /// Tells the other replicas that `repo`'s tags, manifests or blob links changed (after the
