@@ -245,7 +245,7 @@ async fn write_index(
             platform["variant"] = json!(v);
         }
         children.push((
-            image.digest.parse::<Digest>().map_err(|_| Error::internal("corrupt digest in build_images"))?,
+            image.digest.parse::<Digest>().map_err(|_| Error::corrupt("digest in build_images"))?,
             json!({ "mediaType": image.media_type, "digest": image.digest, "size": image.size, "platform": platform }),
         ));
     }
@@ -309,9 +309,7 @@ async fn point_tag(
     let tag: Tag = tag
         .parse()
         .map_err(|_| Error::internal(format!("derived tag {tag:?} is invalid")))?;
-    let digest: Digest = digest
-        .parse()
-        .map_err(|_| Error::internal("corrupt digest"))?;
+    let digest: Digest = digest.parse().map_err(|_| Error::corrupt("digest"))?;
     content
         .tag_manifest(repo, &tag, &digest, &owner(build))
         .await

@@ -27,14 +27,6 @@ impl ApiClient {
         }
     }
 
-    /// The same registry, as another credential.
-    pub fn as_(&self, secret: &str) -> ApiClient {
-        ApiClient {
-            secret: secret.to_owned(),
-            ..self.clone()
-        }
-    }
-
     /// `method /api/v1{path}`: the status and the JSON body (`Null` when there is none).
     pub fn call(&self, method: Method, path: &str, body: Option<&impl Serialize>) -> (u16, Value) {
         let mut req = self
@@ -91,38 +83,7 @@ impl ApiClient {
             Some(spec),
         )
     }
-
-    pub fn build(&self, id: &str) -> api::Build {
-        self.ok(Method::GET, &format!("/builds/{id}"), NO_BODY)
-    }
-
-    pub fn finalize(&self, id: &str) -> api::Build {
-        self.ok(Method::POST, &format!("/builds/{id}/finalize"), NO_BODY)
-    }
-
-    /// A pull token for a build (`Some`) or the whole project.
-    pub fn pull_token(&self, project: &str, build: Option<&str>) -> api::PullToken {
-        let path = match build {
-            Some(b) => format!("/builds/{b}/pull-token"),
-            None => format!("/projects/{project}/pull-token"),
-        };
-        self.ok(Method::POST, &path, Some(&api::PullTokenRequest::default()))
-    }
-
-    /// Moves the registry's clock forward (admin, `--test-clock`).
-    pub fn advance_clock(&self, secs: i64) -> api::ClockAnswer {
-        let body = api::ClockRequest { advance_secs: secs };
-        self.ok(Method::POST, "/admin/clock", Some(&body))
-    }
-
-    /// An access token for `scope` from `/token`, presenting this credential as `x-token`.
-    pub fn access_token(&self, scope: &str) -> String {
-        access_token(&self.http, &self.base, &self.secret, scope)
-    }
 }
-
-/// No request body.
-pub const NO_BODY: Option<&()> = None;
 
 /// An access token for `scope` from the registry at `base`, presenting `secret` as `x-token`.
 pub fn access_token(http: &Client, base: &str, secret: &str, scope: &str) -> String {

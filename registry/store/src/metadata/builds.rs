@@ -51,9 +51,9 @@ fn build_row(r: &AnyRow) -> Result<Build> {
         id: r.try_get("id")?,
         project: r.try_get("project")?,
         state: BuildState::parse(&state)
-            .ok_or_else(|| Error::internal(format!("corrupt build state {state:?}")))?,
+            .ok_or_else(|| Error::corrupt(format!("build state {state:?}")))?,
         spec: serde_json::from_str::<BuildSpec>(&spec)
-            .map_err(|e| Error::internal(format!("corrupt build spec: {e}")))?,
+            .map_err(|e| Error::corrupt(format!("build spec: {e}")))?,
         failure: r.try_get("failure")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,

@@ -69,7 +69,7 @@ pub const BLOB_GONE_PREFIX: &str = "blob-gone:";
 pub(super) fn digest_col(row: &AnyRow, col: &str) -> Result<Digest> {
     let s: String = row.try_get(col)?;
     s.parse()
-        .map_err(|_| Error::internal(format!("corrupt digest {s:?} in database")))
+        .map_err(|_| Error::corrupt(format!("digest {s:?} in database")))
 }
 
 impl Metadata {

@@ -11,7 +11,7 @@ impl Metadata {
         let value = self
             .shared_setting("upload_key", || hex::encode(rand::random::<[u8; 32]>()))
             .await?;
-        hex::decode(value).map_err(|_| Error::internal("corrupt upload key in settings"))
+        hex::decode(value).map_err(|_| Error::corrupt("upload key in settings"))
     }
 
     /// A registry-wide setting: the stored value, or `fresh()` stored now if there is none yet

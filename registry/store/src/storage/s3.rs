@@ -123,8 +123,7 @@ impl UploadState {
         if bytes.is_empty() {
             return Ok(UploadState::default());
         }
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::internal(format!("corrupt S3 upload state: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(format!("S3 upload state: {e}")))
     }
 
     fn to_bytes(&self) -> Vec<u8> {
