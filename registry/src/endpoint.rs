@@ -97,12 +97,8 @@ impl Endpoint {
             })
         };
         let digest_of = |s: &str| -> Result<Digest, Error> {
-            s.parse().map_err(|_| {
-                Error::bad_request(
-                    Code::DigestInvalid,
-                    format!("invalid digest {:?}", truncate(s)),
-                )
-            })
+            s.parse()
+                .map_err(|_| Error::digest_invalid(format!("invalid digest {:?}", truncate(s))))
         };
 
         // `<name>/blobs/uploads/` (trailing slash) or `<name>/blobs/uploads`
@@ -140,7 +136,12 @@ impl Endpoint {
         }
         if n >= 3 && segments[n - 2] == "blobs" {
             let name = name_of(n - 2)?;
-            let digest = digest_of(segments[n - 1])?;
+            // A malformed digest names no blob: reads and deletes are told so (the spec's
+            // table has only `404` for them), not that their input was bad.
+            let digest = segments[n - 1].parse().map_err(|_| {
+                Error::blob_unknown(truncate(segments[n - 1]))
+                    .message("no blob has this digest: it is not a valid digest")
+            })?;
             return match *method {
                 Method::GET => Ok(Endpoint::BlobGet {
                     name,
@@ -160,11 +161,17 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let raw = segments[n - 1];
             let reference: Reference = raw.parse().map_err(|_| {
-                if raw.contains(':') {
-                    Error::bad_request(
-                        Code::DigestInvalid,
-                        format!("invalid digest {:?}", truncate(raw)),
-                    )
+                if [Method::GET, Method::HEAD, Method::DELETE].contains(method)
+                {
+                    // Nothing can be stored under a malformed reference, so for a read or a
+                    // delete it names nothing (the spec lists only `404` for a manifest read);
+                    // `400` is for a manifest being pushed.
+                    Error::manifest_unknown(truncate(raw))
+                        .message("no manifest has this reference: it is not a valid tag or digest")
+                } else if *method != Method::PUT {
+                    method_not_allowed()
+                } else if raw.contains(':') {
+                    Error::digest_invalid(format!("invalid digest {:?}", truncate(raw)))
                 } else {
                     Error::bad_request(
                         Code::ManifestInvalid,
@@ -272,9 +279,23 @@ mod tests {
         let e = Endpoint::parse(&Method::GET, &format!("/v2/Bad/blobs/{}", d())).unwrap_err();
         assert_eq!(e.code, Code::NameInvalid);
         let e = Endpoint::parse(&Method::GET, "/v2/a/blobs/sha256:xyz").unwrap_err();
-        assert_eq!(e.code, Code::DigestInvalid);
-        let e = Endpoint::parse(&Method::GET, "/v2/a/manifests/-bad").unwrap_err();
-        assert_eq!(e.code, Code::ManifestInvalid);
+        assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, Code::BlobUnknown));
+        let e = Endpoint::parse(&Method::GET, &format!("/v2/a/referrers/sha256:xyz")).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::DigestInvalid));
+        let e = Endpoint::parse(&Method::PUT, "/v2/a/manifests/-bad").unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::ManifestInvalid));
+        let e = Endpoint::parse(&Method::PUT, "/v2/a/manifests/sha256:xyz").unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::DigestInvalid));
+        for method in [Method::GET, Method::HEAD, Method::DELETE] {
+            for bad in [".INVALID_MANIFEST_NAME", "-bad", "sha256:xyz"] {
+                let e = Endpoint::parse(&method, &format!("/v2/a/manifests/{bad}")).unwrap_err();
+                assert_eq!(
+                    (e.status, e.code),
+                    (StatusCode::NOT_FOUND, Code::ManifestUnknown),
+                    "{method} {bad}"
+                );
+            }
+        }
         let e = Endpoint::parse(&Method::POST, &format!("/v2/a/blobs/{}", d())).unwrap_err();
         assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
         let e = Endpoint::parse(&Method::GET, "/v2/a/nothing").unwrap_err();

@@ -173,9 +173,16 @@ impl Error {
         Error::new(StatusCode::NOT_FOUND, Code::BlobUploadUnknown)
     }
 
-    pub fn digest_invalid(detail: impl Into<String>) -> Self {
+    /// A digest the registry cannot use: malformed, of an unsupported algorithm, or missing.
+    /// `message` says which (the code's own message is about a mismatch, and would be false).
+    pub fn digest_invalid(message: impl Into<String>) -> Self {
+        Error::new(StatusCode::BAD_REQUEST, Code::DigestInvalid).message(message)
+    }
+
+    /// Content whose digest is not the one the client named.
+    pub fn digest_mismatch(expected: &impl std::fmt::Display, actual: &impl std::fmt::Display) -> Self {
         Error::new(StatusCode::BAD_REQUEST, Code::DigestInvalid)
-            .detail(Value::String(detail.into()))
+            .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
     }
 
     pub fn manifest_invalid(detail: impl Into<String>) -> Self {

@@ -1,10 +1,12 @@
 //! The socket of one client connection, as hyper sees it: a connection on which no byte moves
 //! for the idle timeout is closed (a client that stops reading a download, or stops sending an
-//! upload's body, costs a socket for that long and no longer), and hyper's own answers to
+//! upload's body, costs a socket for that long and no longer); a connection being closed lingers
+//! (as nginx's `lingering_close`), reading and dropping what its client still sends for a few
+//! seconds, so the last answer is not destroyed by a reset; and hyper's own answers to
 //! requests it cannot parse (400, 414, 431, sent before any handler runs) leave in the
 //! registry's JSON error envelope, like every other error.
 //!
-//! hyper offers no hook for either: its automatic answers are written by its HTTP/1 state
+//! hyper offers no hook for the first and the last: its automatic answers are written by its HTTP/1 state
 //! machine with an empty body. They are recognised here by their exact shape (status 400, 414 or
 //! 431, no `content-type`, `content-length: 0`: the registry's own answers always carry a
 //! content type) and replaced whole.
@@ -12,11 +14,16 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// The longest a closing connection goes on reading what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+/// A closing connection on which nothing arrives for this long is closed at once.
+const LINGER_IDLE: Duration = Duration::from_secs(2);
 
 /// The statuses hyper answers by itself, and the JSON envelope each gets instead.
 fn envelope(status: u16) -> Option<(&'static str, &'static str)> {
@@ -85,6 +92,8 @@ pub struct GuardedIo<T> {
     /// A replacement answer being written, and how much of it is out, and the length of what
     /// hyper asked to write (reported as written once the replacement is).
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// Set once the connection is being closed: until when it lingers at most.
+    lingering: Option<Instant>,
 }
 
 impl<T> GuardedIo<T> {
@@ -96,6 +105,7 @@ impl<T> GuardedIo<T> {
             last: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
             pending: None,
+            lingering: None,
         }
     }
 
@@ -200,7 +210,7 @@ impl<T: AsyncWrite + Unpin> GuardedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -248,8 +258,47 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
+    /// Sends the end of the stream, then lingers: what the client still sends is read and
+    /// dropped until it closes its side, goes quiet for [`LINGER_IDLE`], or [`LINGER_TIME`] has
+    /// passed. Closing at once with its bytes unread would reset the connection, and a reset can
+    /// destroy the answer before the client has read it.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let deadline = match this.lingering {
+            Some(deadline) => deadline,
+            None => {
+                if this.pending.is_some() {
+                    if let Err(e) = ready!(this.poll_pending(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+                let now = Instant::now();
+                this.last = now;
+                this.lingering = Some(now + LINGER_TIME);
+                now + LINGER_TIME
+            }
+        };
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                // The client closed its side (or the connection is gone): done.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.last = Instant::now(),
+                Poll::Pending => {
+                    let until = deadline.min(this.last + LINGER_IDLE);
+                    if Instant::now() >= until {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.timer.as_mut().reset(until);
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
     }
 }
 

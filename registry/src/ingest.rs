@@ -24,10 +24,6 @@ const HASH_INLINE: usize = 32 * 1024;
 /// Chunks waiting for the hasher before reading waits for it (small frames from a slow client
 /// would otherwise pin many buffers).
 const MAX_WAITING_CHUNKS: usize = 256;
-/// How much more of a body is read and dropped after the store refused its bytes (a full
-/// disk, a store outage), so that the error answer reaches a client still sending instead of
-/// a connection reset.
-const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The hasher, either here or busy in a job over earlier bytes.
 struct Hashing {
@@ -136,10 +132,9 @@ pub async fn ingest(
                 return Err(Error::size_invalid("body is longer than its Content-Range"));
             }
             hashing.push(chunk.clone()).await?;
-            if let Err(e) = sink.write(chunk).await {
-                drain(&mut stream).await;
-                return Err(e.into());
-            }
+            // On a refusal (a full disk, a store outage) the rest of the body is left to
+            // `request_body`, which drains it so the answer reaches a client still sending.
+            sink.write(chunk).await?;
         }
         Ok(())
     }
@@ -148,18 +143,6 @@ pub async fn ingest(
     let hasher = hashing.finish().await?;
     outcome?;
     Ok((hasher, received))
-}
-
-/// Reads and drops up to [`DRAIN_BYTES`] more of a body (the connection's idle timeout bounds
-/// the time).
-async fn drain(stream: &mut axum::body::BodyDataStream) {
-    let mut dropped = 0u64;
-    while let Some(Ok(chunk)) = stream.next().await {
-        dropped += chunk.len() as u64;
-        if dropped > DRAIN_BYTES {
-            break;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Layout (a module uses only modules below it in this list; see `docs/architecture.md`):
 //! - [`server`]: builds the application from [`config`] and serves it on a bound listener;
 //!   [`connections`] accepts and serves connections within their limits (cap, header and idle
-//!   timeouts, [`guarded_io`]); [`admin`]: the `admin` subcommand.
+//!   timeouts, [`guarded_io`]); [`request_body`] settles what a handler left of a request body;
+//!   [`admin`]: the `admin` subcommand.
 //! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`.
 //! - [`state`]: what every handler shares (the store's content plus [`access`], upload ids).
 //! - [`access`]: who may do what, decided once per request from [`endpoint`] and [`auth`]
@@ -24,6 +25,7 @@ pub mod endpoint;
 pub mod error;
 pub mod guarded_io;
 pub mod ingest;
+pub mod request_body;
 pub mod server;
 pub mod state;
 pub mod upload_id;

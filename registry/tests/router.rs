@@ -75,7 +75,16 @@ async fn distribution_api_refusals() {
     );
     insta::assert_json_snapshot!(
         "digest_invalid",
+        get(&app, "/v2/team/app/referrers/sha256:xyz").await
+    );
+    // A malformed reference names nothing: reads answer 404, not 400.
+    insta::assert_json_snapshot!(
+        "blob_malformed_digest",
         get(&app, "/v2/team/app/blobs/sha256:xyz").await
+    );
+    insta::assert_json_snapshot!(
+        "manifest_malformed_reference",
+        get(&app, "/v2/team/app/manifests/.INVALID_MANIFEST_NAME").await
     );
     insta::assert_json_snapshot!("name_invalid", get(&app, "/v2/Team/App/tags/list").await);
     insta::assert_json_snapshot!(

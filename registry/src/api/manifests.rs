@@ -1,7 +1,7 @@
 //! Manifests: `GET`/`HEAD` with content negotiation, `PUT` with validation, `DELETE` of a tag or
 //! of a manifest by digest. Manifests live in SQL with their exact bytes; blobs are never read.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -74,16 +74,15 @@ fn too_large() -> Error {
         .detail(json!({ "limit_bytes": MAX_MANIFEST_BYTES }))
 }
 
-/// How much of an oversized body is read and dropped before answering 413: a client still
-/// sending when the server answers and closes sees a reset instead of the 413, so modest excess
-/// is drained; beyond this the connection is closed regardless.
-const OVERSIZE_DRAIN_BYTES: usize = 16 * 1024 * 1024;
-
-/// Reads a manifest body of at most `MAX_MANIFEST_BYTES` into memory.
+/// Reads a manifest body of at most `MAX_MANIFEST_BYTES` into memory. A longer one is refused
+/// as soon as that shows (by its declared length, before any byte is read); `request_body`
+/// drains what is left so the `413` reaches the client.
 async fn read_manifest_body(body: Body) -> Result<Vec<u8>> {
+    if body.size_hint().lower() > MAX_MANIFEST_BYTES as u64 {
+        return Err(too_large());
+    }
     let mut stream = body.into_data_stream();
     let mut content = Vec::new();
-    let mut seen = 0usize;
     while let Some(frame) = stream.next().await {
         let chunk = frame.map_err(|e| {
             Error::bad_request(
@@ -91,18 +90,10 @@ async fn read_manifest_body(body: Body) -> Result<Vec<u8>> {
                 format!("request body ended early: {e}"),
             )
         })?;
-        seen += chunk.len();
-        if seen > MAX_MANIFEST_BYTES + OVERSIZE_DRAIN_BYTES {
-            break;
+        if content.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large());
         }
-        if seen <= MAX_MANIFEST_BYTES {
-            content.extend_from_slice(&chunk);
-        } else {
-            content = Vec::new();
-        }
-    }
-    if seen > MAX_MANIFEST_BYTES {
-        return Err(too_large());
+        content.extend_from_slice(&chunk);
     }
     Ok(content)
 }
@@ -138,11 +129,8 @@ pub(crate) async fn put(
         Reference::Digest(expected) => {
             let actual = Digest::of(expected.algorithm(), &content);
             if &actual != expected {
-                return Err(
-                    Error::digest_invalid("manifest digest does not match its content").detail(
-                        json!({ "expected": expected.to_string(), "actual": actual.to_string() }),
-                    ),
-                );
+                return Err(Error::digest_mismatch(expected, &actual)
+                    .message("the manifest's digest is not the one in its reference"));
             }
             actual
         }

@@ -9,7 +9,6 @@
 use axum::body::{Body, HttpBody};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::{AppState, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, OCI_CHUNK_MIN_LENGTH};
 use crate::access::Action;
@@ -168,11 +167,7 @@ async fn monolithic(
         .await?;
         let actual = hasher.finish();
         if &actual != digest || received != stored.size {
-            return Err(
-                Error::digest_invalid("digest did not match uploaded content").detail(
-                    json!({ "expected": digest.to_string(), "actual": actual.to_string() }),
-                ),
-            );
+            return Err(Error::digest_mismatch(digest, &actual));
         }
         // `stored_blob` kept a candidate for a grace period, so it is still there unless the
         // body took longer than that to arrive.
@@ -242,10 +237,7 @@ async fn commit(
 ) -> Result<()> {
     let actual = hasher.finish();
     if &actual != digest {
-        return Err(
-            Error::digest_invalid("digest did not match uploaded content")
-                .detail(json!({ "expected": digest.to_string(), "actual": actual.to_string() })),
-        );
+        return Err(Error::digest_mismatch(digest, &actual));
     }
     let size = written.size;
     let content = &state.content;
