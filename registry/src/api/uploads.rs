@@ -256,25 +256,89 @@ async fn commit(
                 .store
                 .commit(id, &written.state, digest, size)
                 .await?;
-            let new = Link::New(StoredBlob::new(size, location.clone()));
-            let winner = content
-                .link_blob(repo, digest, new)
-                .await?
-                .ok_or_else(|| Error::internal("a blob just stored is not there"))?;
-            // Two uploads of the same content committed at once: the first link recorded
-            // wins, and the other copy is nobody's.
-            if winner.location != location {
-                if let Err(e) = content
-                    .store
-                    .delete_many(std::slice::from_ref(&location))
-                    .await
-                {
-                    tracing::warn!(location = %location, cause = %e, "dropping a duplicate copy failed; reconcile will find it");
-                }
-            }
+            link_new(state, repo, digest, size, location).await?;
         }
     }
     Ok(())
+}
+
+/// Like [`commit`], for an upload hashed as it arrived with another algorithm than `digest`'s:
+/// the bytes are committed first (under a location of their own, which nothing refers to yet),
+/// hashed again from the store, and published only if they are `digest`; otherwise, or if
+/// anything fails on the way, that copy is dropped.
+async fn commit_rehashed(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    written: &Written,
+    digest: &Digest,
+) -> Result<()> {
+    let content = &state.content;
+    let size = written.size;
+    let location = match content.store.commit(id, &written.state, digest, size).await {
+        Ok(location) => location,
+        Err(e) => {
+            // Best effort: the session is closed by the caller, and GC reaps what is left.
+            let _ = content.store.discard(id, &written.state).await;
+            return Err(e.into());
+        }
+    };
+    let published = async {
+        let actual = content
+            .digest_stored(&location, size, digest.algorithm())
+            .await?;
+        if &actual != digest {
+            return Err(Error::digest_mismatch(digest, &actual));
+        }
+        let existing = match content.stored_blob(digest).await? {
+            Some(stored) if stored.size == size => {
+                content.link_blob(repo, digest, Link::Existing).await?
+            }
+            _ => None,
+        };
+        match existing {
+            Some(_) => {
+                drop_copy(state, &location).await;
+                Ok(())
+            }
+            None => link_new(state, repo, digest, size, location.clone()).await,
+        }
+    }
+    .await;
+    if published.is_err() {
+        drop_copy(state, &location).await;
+    }
+    published
+}
+
+/// Records a just-committed copy as `digest`'s bytes in `repo`. Two uploads of the same content
+/// committed at once: the first link recorded wins, and the other copy is nobody's.
+async fn link_new(
+    state: &AppState,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+    location: String,
+) -> Result<()> {
+    let new = Link::New(StoredBlob::new(size, location.clone()));
+    let winner = state
+        .content
+        .link_blob(repo, digest, new)
+        .await?
+        .ok_or_else(|| Error::internal("a blob just stored is not there"))?;
+    if winner.location != location {
+        drop_copy(state, &location).await;
+    }
+    Ok(())
+}
+
+/// Deletes a committed copy no blob refers to (the store keeps it if one does); a failure is
+/// logged, and `reconcile` finds what it leaves.
+async fn drop_copy(state: &AppState, location: &str) {
+    let locations = [location.to_owned()];
+    if let Err(e) = state.content.store.delete_many(&locations).await {
+        tracing::warn!(%location, cause = %e, "dropping an unneeded copy failed; reconcile will find it");
+    }
 }
 
 /// Resolves a session id for `repo`: a session that has received nothing yet has no row, and
@@ -448,11 +512,14 @@ pub(crate) async fn finish(
         write_chunk(state, call, body, (repo, id), &up, true).await?
     };
     if hasher.algorithm() != digest.algorithm() {
-        return Err(Error::digest_invalid(format!(
-            "this upload was hashed with {}; open it with ?digest-algorithm={}",
-            hasher.algorithm().as_str(),
-            digest.algorithm().as_str()
-        )));
+        // Opened without `?digest-algorithm=` (a SHOULD in the spec, so clients may leave it
+        // out) and closed with a digest of another algorithm: the bytes are hashed once more.
+        // The session ends here whatever the outcome: its bytes have left it.
+        let committed = commit_rehashed(state, repo, id, &written, &digest).await;
+        if has_row {
+            state.content.meta.close_upload(id, repo).await?;
+        }
+        return committed.map(|()| blob_created(repo, &digest));
     }
     let committed = commit(state, repo, id, &written, &hasher, &digest).await;
     if let Err(e) = &committed {

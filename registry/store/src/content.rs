@@ -12,8 +12,10 @@ use std::sync::Arc;
 
 use crate::cache::Caches;
 use crate::clock::Clock;
-use crate::digest::Digest;
-use crate::error::Result;
+use futures::StreamExt;
+
+use crate::digest::{Algorithm, Digest, ResumableHasher};
+use crate::error::{Error, Result};
 use crate::metadata::{Link, Metadata, NewManifest, Owner, StoredBlob, StoredManifest};
 use crate::names::{Reference, RepoName, Tag};
 use crate::storage::coalesce::Coalescer;
@@ -185,6 +187,49 @@ impl Content {
             }
         }
         read
+    }
+
+    /// The `algorithm` digest of the `size` bytes stored at `location`, read back from the blob
+    /// store itself (never through a cache: the bytes are not yet known to be any digest's).
+    /// For an upload that ends with a digest of another algorithm than the one it was hashed
+    /// with as it arrived: the cost of that rare case falls on it alone.
+    pub async fn digest_stored(
+        &self,
+        location: &str,
+        size: u64,
+        algorithm: Algorithm,
+    ) -> Result<Digest> {
+        /// Bytes hashed per job on the blocking pool.
+        const BATCH: usize = 4 * 1024 * 1024;
+        async fn hash(mut hasher: ResumableHasher, batch: Vec<bytes::Bytes>) -> Result<ResumableHasher> {
+            tokio::task::spawn_blocking(move || {
+                for chunk in &batch {
+                    hasher.update(chunk);
+                }
+                hasher
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("hashing job: {e}")))
+        }
+        let mut stream = self.store.read(location, 0..size).await?;
+        let mut hasher = ResumableHasher::new(algorithm);
+        let (mut batch, mut batch_len, mut read) = (Vec::new(), 0usize, 0u64);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            read += chunk.len() as u64;
+            batch_len += chunk.len();
+            batch.push(chunk);
+            if batch_len >= BATCH {
+                hasher = hash(hasher, std::mem::take(&mut batch)).await?;
+                batch_len = 0;
+            }
+        }
+        if read != size {
+            return Err(Error::Corrupt(format!(
+                "{location} holds {read} bytes, expected {size}"
+            )));
+        }
+        Ok(hash(hasher, batch).await?.finish())
     }
 
     /// The manifest `reference` names in `repo`, through the cache. A cached entry past its

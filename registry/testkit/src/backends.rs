@@ -39,6 +39,34 @@ impl Backends {
     }
 }
 
+impl Backends {
+    /// How many objects the bucket holds (committed blobs and whatever upload sessions left).
+    pub fn object_count(&self) -> usize {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let options = depot_store::storage::S3Options {
+                    endpoint: Some(self.endpoint.clone()),
+                    region: Some("us-east-1".into()),
+                    force_path_style: true,
+                };
+                let client = depot_store::storage::s3_client(&options).await;
+                let mut count = 0;
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    count += page.unwrap().contents().len();
+                }
+                count
+            })
+    }
+}
+
 /// A new database and bucket named after `prefix`, or `None` (and a note) when
 /// `DEPOT_TEST_POSTGRES_URL` or `DEPOT_TEST_S3_ENDPOINT` is not set.
 pub fn fresh(prefix: &str) -> Option<Backends> {

@@ -21,5 +21,5 @@ pub mod registry;
 pub mod tools;
 
 pub use api::ApiClient;
-pub use oci::{random_bytes, sha256};
+pub use oci::{random_bytes, sha256, sha512};
 pub use registry::Server;

@@ -14,6 +14,12 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
+/// `sha512:<hex>` of `data`.
+pub fn sha512(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
+}
+
 pub fn random_bytes(n: usize) -> Vec<u8> {
     use rand::RngCore;
     let mut v = vec![0u8; n];
