@@ -101,7 +101,7 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
             manifests: vec![],
         };
         let owned = n * PER_MANIFEST >= blobs - garbage;
-        meta.put_manifest(&repo, &m, None, owned.then_some(&owner))
+        meta.put_manifest(&repo, &m, &[], owned.then_some(&owner))
             .await?;
     }
     // The load left a large write-ahead log; folding it in is the load's cost, not the

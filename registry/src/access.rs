@@ -202,20 +202,29 @@ async fn build_rules(
             let build = auth.pushable(build_id).await?;
             if let Endpoint::ManifestPut {
                 name,
-                reference: Reference::Tag(tag),
+                reference,
+                tags,
             } = endpoint
             {
-                let own = match build.tag_role(tag.as_str()) {
-                    None => false,
-                    Some(TagRole::Save { .. }) => {
-                        assemble::may_take_save_tag(meta, name, tag.as_str(), &build).await?
-                    }
-                    Some(_) => true,
+                // Every tag the push points, the reference's or a multi-tag push's: one the
+                // build may not take refuses the whole push.
+                let reference_tag = match reference {
+                    Reference::Tag(tag) => Some(tag),
+                    Reference::Digest(_) => None,
                 };
-                if !own {
-                    return Err(Error::denied(format!(
-                        "tag {tag} is not one of build {build_id}'s tags"
-                    )));
+                for tag in reference_tag.into_iter().chain(tags) {
+                    let own = match build.tag_role(tag.as_str()) {
+                        None => false,
+                        Some(TagRole::Save { .. }) => {
+                            assemble::may_take_save_tag(meta, name, tag.as_str(), &build).await?
+                        }
+                        Some(_) => true,
+                    };
+                    if !own {
+                        return Err(Error::denied(format!(
+                            "tag {tag} is not one of build {build_id}'s tags"
+                        )));
+                    }
                 }
             }
             Ok(Some(build))

@@ -9,7 +9,11 @@ use serde_json::json;
 
 use crate::error::{Code, Error};
 use depot_store::digest::Digest;
-use depot_store::names::{Reference, RepoName};
+use depot_store::names::{Reference, RepoName, Tag};
+
+/// The most `?tag=` parameters one manifest push may carry (the spec asks for at least 10);
+/// more is a `414`, as the spec allows.
+pub const MAX_TAGS_PER_PUSH: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -41,10 +45,12 @@ pub enum Endpoint {
         reference: Reference,
         head: bool,
     },
-    /// `PUT /v2/<name>/manifests/<reference>`
+    /// `PUT /v2/<name>/manifests/<reference>`, or `PUT /v2/<name>/manifests/<digest>?tag=..`
     ManifestPut {
         name: RepoName,
         reference: Reference,
+        /// The tags of a multi-tag push (`?tag=` repeated, in order, without duplicates).
+        tags: Vec<Tag>,
     },
     /// `DELETE /v2/<name>/manifests/<reference>`
     ManifestDelete {
@@ -78,8 +84,13 @@ impl Endpoint {
         }
     }
 
-    /// Parses `path` (which starts with `/v2/`) for `method`.
-    pub fn parse(method: &Method, path: &str) -> Result<Endpoint, Error> {
+    /// Parses `path` (which starts with `/v2/`) and the parameters that say what the request
+    /// acts on (`query`: the multi-tag push's `tag`s) for `method`.
+    pub fn parse(
+        method: &Method,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Endpoint, Error> {
         let rest = path.strip_prefix("/v2/").ok_or_else(not_found)?;
         if rest.is_empty() {
             return only(method, &[Method::GET, Method::HEAD], Endpoint::Base);
@@ -161,8 +172,7 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let raw = segments[n - 1];
             let reference: Reference = raw.parse().map_err(|_| {
-                if [Method::GET, Method::HEAD, Method::DELETE].contains(method)
-                {
+                if [Method::GET, Method::HEAD, Method::DELETE].contains(method) {
                     // Nothing can be stored under a malformed reference, so for a read or a
                     // delete it names nothing (the spec lists only `404` for a manifest read);
                     // `400` is for a manifest being pushed.
@@ -190,7 +200,11 @@ impl Endpoint {
                     reference,
                     head: true,
                 }),
-                Method::PUT => Ok(Endpoint::ManifestPut { name, reference }),
+                Method::PUT => Ok(Endpoint::ManifestPut {
+                    tags: push_tags(&reference, query)?,
+                    name,
+                    reference,
+                }),
                 Method::DELETE => Ok(Endpoint::ManifestDelete { name, reference }),
                 _ => Err(method_not_allowed()),
             };
@@ -206,6 +220,41 @@ impl Endpoint {
         }
         Err(not_found())
     }
+}
+
+/// The `?tag=` parameters of a manifest push: only with a digest reference (a push by tag names
+/// its tag already), each a valid tag, at most [`MAX_TAGS_PER_PUSH`]. One bad tag refuses the
+/// whole push, so a client never has to find out which of its tags were taken.
+fn push_tags(reference: &Reference, query: &[(String, String)]) -> Result<Vec<Tag>, Error> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for (key, value) in query {
+        if key != "tag" {
+            continue;
+        }
+        let tag: Tag = value.parse().map_err(|_| {
+            Error::bad_request(
+                Code::ManifestInvalid,
+                format!("invalid tag {:?}", truncate(value)),
+            )
+            .message("a tag parameter is not a valid tag; nothing was pushed")
+        })?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > MAX_TAGS_PER_PUSH {
+        return Err(Error::unsupported(
+            StatusCode::URI_TOO_LONG,
+            format!("at most {MAX_TAGS_PER_PUSH} tags per push"),
+        ));
+    }
+    if !tags.is_empty() && matches!(reference, Reference::Tag(_)) {
+        return Err(Error::bad_request(
+            Code::ManifestInvalid,
+            "tag parameters go with a push by digest: PUT /v2/<name>/manifests/<digest>?tag=..",
+        ));
+    }
+    Ok(tags)
 }
 
 fn only(method: &Method, allowed: &[Method], endpoint: Endpoint) -> Result<Endpoint, Error> {
@@ -240,55 +289,98 @@ fn method_not_allowed() -> Error {
 mod tests {
     use super::*;
 
+    fn parse(method: &Method, path: &str) -> Result<Endpoint, Error> {
+        Endpoint::parse(method, path, &[])
+    }
+
     fn d() -> String {
         format!("sha256:{}", "a".repeat(64))
     }
 
     #[test]
     fn parses_from_the_right() {
-        let e = Endpoint::parse(&Method::GET, &format!("/v2/team/blobs/blobs/{}", d())).unwrap();
+        let e = parse(&Method::GET, &format!("/v2/team/blobs/blobs/{}", d())).unwrap();
         assert!(matches!(e, Endpoint::BlobGet { ref name, .. } if name.as_str() == "team/blobs"));
-        let e = Endpoint::parse(&Method::POST, "/v2/a/blobs/uploads/blobs/uploads/").unwrap();
+        let e = parse(&Method::POST, "/v2/a/blobs/uploads/blobs/uploads/").unwrap();
         assert!(
             matches!(e, Endpoint::UploadStart { ref name } if name.as_str() == "a/blobs/uploads")
         );
-        let e = Endpoint::parse(&Method::PATCH, "/v2/x/manifests/blobs/uploads/abc-1").unwrap();
+        let e = parse(&Method::PATCH, "/v2/x/manifests/blobs/uploads/abc-1").unwrap();
         assert!(
             matches!(e, Endpoint::UploadPatch { ref name, ref id } if name.as_str() == "x/manifests" && id == "abc-1")
         );
-        let e = Endpoint::parse(&Method::GET, "/v2/tags/tags/list").unwrap();
+        let e = parse(&Method::GET, "/v2/tags/tags/list").unwrap();
         assert!(matches!(e, Endpoint::TagsList { ref name } if name.as_str() == "tags"));
-        let e = Endpoint::parse(&Method::HEAD, "/v2/m/manifests/manifests/latest").unwrap();
+        let e = parse(&Method::HEAD, "/v2/m/manifests/manifests/latest").unwrap();
         assert!(
             matches!(e, Endpoint::ManifestGet { ref name, head: true, .. } if name.as_str() == "m/manifests")
         );
-        let e = Endpoint::parse(&Method::GET, &format!("/v2/r/referrers/{}", d())).unwrap();
+        let q = |tags: &[&str]| -> Vec<(String, String)> {
+            tags.iter()
+                .map(|t| ("tag".to_owned(), t.to_string()))
+                .collect()
+        };
+        let put = format!("/v2/a/manifests/{}", d());
+        let e =
+            Endpoint::parse(&Method::PUT, &put, &q(&["1.2.3", "1.2", "1.2.3", "latest"])).unwrap();
+        let Endpoint::ManifestPut { tags, .. } = e else {
+            panic!("{e:?}")
+        };
+        let tags: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, ["1.2.3", "1.2", "latest"]);
+        let e = parse(&Method::GET, &format!("/v2/r/referrers/{}", d())).unwrap();
         assert!(matches!(e, Endpoint::Referrers { .. }));
+        assert_eq!(parse(&Method::GET, "/v2/").unwrap(), Endpoint::Base);
         assert_eq!(
-            Endpoint::parse(&Method::GET, "/v2/").unwrap(),
-            Endpoint::Base
-        );
-        assert_eq!(
-            Endpoint::parse(&Method::GET, "/v2/_catalog").unwrap(),
+            parse(&Method::GET, "/v2/_catalog").unwrap(),
             Endpoint::Catalog
         );
     }
 
     #[test]
     fn rejects_bad_input_with_codes() {
-        let e = Endpoint::parse(&Method::GET, &format!("/v2/Bad/blobs/{}", d())).unwrap_err();
+        let e = parse(&Method::GET, &format!("/v2/Bad/blobs/{}", d())).unwrap_err();
         assert_eq!(e.code, Code::NameInvalid);
-        let e = Endpoint::parse(&Method::GET, "/v2/a/blobs/sha256:xyz").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, Code::BlobUnknown));
-        let e = Endpoint::parse(&Method::GET, &format!("/v2/a/referrers/sha256:xyz")).unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::DigestInvalid));
-        let e = Endpoint::parse(&Method::PUT, "/v2/a/manifests/-bad").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::ManifestInvalid));
-        let e = Endpoint::parse(&Method::PUT, "/v2/a/manifests/sha256:xyz").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, Code::DigestInvalid));
+        let e = parse(&Method::GET, "/v2/a/blobs/sha256:xyz").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::NOT_FOUND, Code::BlobUnknown)
+        );
+        let e = parse(&Method::GET, "/v2/a/referrers/sha256:xyz").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::DigestInvalid)
+        );
+        let e = parse(&Method::PUT, "/v2/a/manifests/-bad").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::ManifestInvalid)
+        );
+        let put = format!("/v2/a/manifests/{}", d());
+        let tag = |t: &str| vec![("tag".to_owned(), t.to_owned())];
+        let e = Endpoint::parse(&Method::PUT, &put, &tag("-bad")).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::ManifestInvalid)
+        );
+        let e = Endpoint::parse(&Method::PUT, "/v2/a/manifests/v1", &tag("v2")).unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::ManifestInvalid)
+        );
+        let many: Vec<(String, String)> = (0..=MAX_TAGS_PER_PUSH)
+            .map(|i| ("tag".to_owned(), format!("t{i}")))
+            .collect();
+        let e = Endpoint::parse(&Method::PUT, &put, &many).unwrap_err();
+        assert_eq!(e.status, StatusCode::URI_TOO_LONG);
+        let e = parse(&Method::PUT, "/v2/a/manifests/sha256:xyz").unwrap_err();
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, Code::DigestInvalid)
+        );
         for method in [Method::GET, Method::HEAD, Method::DELETE] {
             for bad in [".INVALID_MANIFEST_NAME", "-bad", "sha256:xyz"] {
-                let e = Endpoint::parse(&method, &format!("/v2/a/manifests/{bad}")).unwrap_err();
+                let e = parse(&method, &format!("/v2/a/manifests/{bad}")).unwrap_err();
                 assert_eq!(
                     (e.status, e.code),
                     (StatusCode::NOT_FOUND, Code::ManifestUnknown),
@@ -296,11 +388,11 @@ mod tests {
                 );
             }
         }
-        let e = Endpoint::parse(&Method::POST, &format!("/v2/a/blobs/{}", d())).unwrap_err();
+        let e = parse(&Method::POST, &format!("/v2/a/blobs/{}", d())).unwrap_err();
         assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
-        let e = Endpoint::parse(&Method::GET, "/v2/a/nothing").unwrap_err();
+        let e = parse(&Method::GET, "/v2/a/nothing").unwrap_err();
         assert_eq!(e.status, StatusCode::NOT_FOUND);
-        let e = Endpoint::parse(&Method::GET, "/v2/a/blobs/uploads/..%2f").unwrap_err();
+        let e = parse(&Method::GET, "/v2/a/blobs/uploads/..%2f").unwrap_err();
         assert_eq!(e.code, Code::BlobUploadUnknown);
     }
 }

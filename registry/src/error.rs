@@ -180,7 +180,10 @@ impl Error {
     }
 
     /// Content whose digest is not the one the client named.
-    pub fn digest_mismatch(expected: &impl std::fmt::Display, actual: &impl std::fmt::Display) -> Self {
+    pub fn digest_mismatch(
+        expected: &impl std::fmt::Display,
+        actual: &impl std::fmt::Display,
+    ) -> Self {
         Error::new(StatusCode::BAD_REQUEST, Code::DigestInvalid)
             .detail(json!({ "expected": expected.to_string(), "actual": actual.to_string() }))
     }

@@ -104,9 +104,10 @@ pub async fn settle_unread(request: Request, next: Next) -> Response {
         // HTTP/2 ends an unread request stream on its own, without touching the connection.
         return response;
     }
-    let keep_open = if expects_continue && !polled {
-        false
-    } else if left > DRAIN_BYTES {
+    // A client waiting for `100 Continue` has not sent the body; one beyond the bound would
+    // take too long to read: both get the answer and a closing connection.
+    let waiting_for_continue = expects_continue && !polled;
+    let keep_open = if waiting_for_continue || left > DRAIN_BYTES {
         false
     } else {
         drain(&shared).await

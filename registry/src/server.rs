@@ -194,7 +194,9 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::control::router(state))
         .merge(metrics)
         .fallback(api::fallback)
-        .layer(axum::middleware::from_fn(crate::request_body::settle_unread))
+        .layer(axum::middleware::from_fn(
+            crate::request_body::settle_unread,
+        ))
         .layer(axum::middleware::from_fn(log_requests))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| Error::internal("handler panicked").into_response(),

@@ -464,3 +464,119 @@ pub fn access_token(server: &Server, secret: &str, scope: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A multi-tag push (`PUT .../manifests/<digest>?tag=..&tag=..`) with a build's push token:
+/// every tag must be one the build may take (else the whole push is refused and nothing is
+/// pointed), each accepted tag is named in `OCI-Tag`, belongs to the build (its pull token
+/// reads through it) and expires with it.
+#[test]
+fn a_multi_tag_push_is_held_to_its_build() {
+    use depot_testkit::api::access_token;
+    use depot_testkit::oci::{image_manifest, push_blob, put_manifest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_authed(&dir.path().join("data"));
+    let base = server.url();
+    let admin = server.admin_token();
+    let api = ApiClient::new(&base, &admin);
+    let pid = api.create_project("multi").id;
+    let ci = api.create_token(&pid, "ci").token.unwrap();
+    let as_ci = ApiClient::new(&base, &ci);
+    let spec = depot_api_types::CreateBuild {
+        save_tags: vec!["latest".into(), "stable".into()],
+        ..Default::default()
+    };
+    let b1 = as_ci.create_build(&pid, &spec);
+    let b2 = as_ci.create_build(&pid, &depot_api_types::CreateBuild::default());
+    let http = Client::new();
+    let scope = format!("repository:{pid}:pull,push");
+    let t1 = access_token(&http, &base, b1.push_token.as_deref().unwrap(), &scope);
+    let t2 = access_token(&http, &base, b2.push_token.as_deref().unwrap(), &scope);
+
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = depot_testkit::random_bytes(1000);
+    push_blob(&http, &base, &pid, Some(&t1), config);
+    push_blob(&http, &base, &pid, Some(&t1), &layer);
+    let manifest = image_manifest(config, &[&layer]);
+    let digest = sha256(&manifest);
+    let tags = |server: &Server| -> Vec<String> {
+        let v: Value = http
+            .get(format!("{}/v2/{pid}/tags/list", server.url()))
+            .bearer_auth(access_token(
+                &http,
+                &base,
+                &admin,
+                &format!("repository:{pid}:pull"),
+            ))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        serde_json::from_value(v["tags"].clone()).unwrap_or_default()
+    };
+
+    // Another build's id, or a tag that is no build's: refused whole, nothing pointed.
+    for foreign in [b1.id.as_str(), "v9"] {
+        let r = put_manifest(
+            &http,
+            &base,
+            &pid,
+            &format!("{digest}?tag={}&tag={foreign}", b2.id),
+            Some(&t2),
+            &manifest,
+        );
+        assert_eq!(r.status(), 403, "{foreign}: {}", r.text().unwrap());
+    }
+    assert!(tags(&server).is_empty(), "{:?}", tags(&server));
+
+    // The build's own id and save tags: all taken, all named, and the build is saved.
+    let r = put_manifest(
+        &http,
+        &base,
+        &pid,
+        &format!("{digest}?tag={}&tag=latest&tag=stable", b1.id),
+        Some(&t1),
+        &manifest,
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.headers()["oci-tag"].to_str().unwrap(),
+        format!("{}, latest, stable", b1.id)
+    );
+    let mut want = vec![b1.id.clone(), "latest".into(), "stable".into()];
+    want.sort();
+    assert_eq!(tags(&server), want);
+    let shown: Value = as_ci.ok(Method::GET, &format!("/builds/{}", b1.id), None::<&Value>);
+    assert_eq!(shown["state"], "saved", "{shown}");
+
+    // Each tag is the build's: its pull token reads through every one of them.
+    let pull: Value = as_ci.ok(
+        Method::POST,
+        &format!("/builds/{}/pull-token", b1.id),
+        Some(&json!({ "ttl_secs": 600 })),
+    );
+    let pull = access_token(
+        &http,
+        &base,
+        pull["token"].as_str().unwrap(),
+        &format!("repository:{pid}:pull"),
+    );
+    for tag in &want {
+        let r = http
+            .get(format!("{base}/v2/{pid}/manifests/{tag}"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .bearer_auth(&pull)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{tag}");
+        assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    }
+
+    // And expires with it.
+    let _: Value = api.ok(
+        Method::POST,
+        "/admin/clock",
+        Some(&json!({ "advance_secs": 30 * 86400 })),
+    );
+    assert!(tags(&server).is_empty(), "{:?}", tags(&server));
+}

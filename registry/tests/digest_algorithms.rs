@@ -200,7 +200,11 @@ fn every_way(server: &Server, stored: &dyn Fn() -> usize) {
         assert_eq!(error["detail"]["actual"], sha512(&other).as_str(), "{body}");
         assert_eq!(p.status(&repo, &wrong), 404, "{what}");
         assert_eq!(p.status(&repo, &sha512(&other)), 404, "{what}");
-        assert_eq!(stored(), before, "{what}: the refused bytes are still stored");
+        assert_eq!(
+            stored(),
+            before,
+            "{what}: the refused bytes are still stored"
+        );
 
         // With the hint: hashed as they arrive.
         let hinted = random_bytes(shape.size);
@@ -213,12 +217,19 @@ fn every_way(server: &Server, stored: &dyn Fn() -> usize) {
         let (status, body) = p.push("team/again", &blob, shape, None, &sha512(&blob));
         assert_eq!(status, 201, "{what}, again: {body}");
         p.pulls_back("team/again", &blob, what);
-        assert_eq!(stored(), before, "{what}: the same content was stored twice");
+        assert_eq!(
+            stored(),
+            before,
+            "{what}: the same content was stored twice"
+        );
     }
     // An algorithm the registry does not know is refused when the session opens.
     let resp = p
         .http
-        .post(format!("{}/v2/team/x/blobs/uploads/?digest-algorithm=md5", p.base))
+        .post(format!(
+            "{}/v2/team/x/blobs/uploads/?digest-algorithm=md5",
+            p.base
+        ))
         .send()
         .unwrap();
     assert_eq!(resp.status(), 400);

@@ -41,11 +41,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Writes `head` and then all of `body`, and only then reads one answer.
-fn exchange(
-    reader: &mut BufReader<TcpStream>,
-    head: &str,
-    body: &[u8],
-) -> std::io::Result<Answer> {
+fn exchange(reader: &mut BufReader<TcpStream>, head: &str, body: &[u8]) -> std::io::Result<Answer> {
     let s = reader.get_mut();
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
@@ -90,7 +86,9 @@ fn open_session(addr: SocketAddr, repo: &str, auth: &str) -> String {
     let mut r = BufReader::new(connect(addr));
     let a = exchange(
         &mut r,
-        &format!("POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"),
+        &format!(
+            "POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+        ),
         b"",
     )
     .unwrap();
@@ -141,7 +139,10 @@ fn early_answers_reach_a_client_that_sends_everything_first() {
         let body: Vec<u8> = mib.iter().copied().cycle().take(size).collect();
         let head = patch_head(&location, 5, size, "");
         let (statuses, errors) = on_fresh_connections(addr, 200, &head, &body);
-        assert!(errors.is_empty(), "{size} bytes: transport errors: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{size} bytes: transport errors: {errors:?}"
+        );
         assert_eq!(statuses, BTreeMap::from([(416, 200)]), "{size} bytes");
     }
     let head = patch_head(&location, 5, mib.len(), "");

@@ -248,6 +248,26 @@ fn two_replicas_behave_as_one() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    // A multi-tag push through one replica moves tags the other has cached, at once.
+    let old = image(&one, repo, &t, "arm64");
+    assert_eq!(put_manifest(&one, repo, "stable", &t, &old), 201);
+    assert_eq!(
+        manifest_status(&two, repo, "stable", &t),
+        (200, sha256(&old))
+    );
+    let new = image(&one, repo, &t, "riscv64");
+    let reference = format!("{}?tag=stable&tag=v2", sha256(&new));
+    assert_eq!(put_manifest(&one, repo, &reference, &t, &new), 201);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while manifest_status(&two, repo, "stable", &t) != (200, sha256(&new)) {
+        assert!(
+            Instant::now() < deadline,
+            "the other replica still serves a tag a multi-tag push moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(manifest_status(&two, repo, "v2", &t), (200, sha256(&new)));
 }
 
 #[test]

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::{AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT};
+use super::{AppState, Call, DOCKER_CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG};
 use crate::error::{Code, Error, Result};
 use depot_store::assemble;
 use depot_store::digest::{Algorithm, Digest};
 use depot_store::manifest::{self, bare_media_type, MAX_MANIFEST_BYTES};
 use depot_store::metadata::NewManifest;
-use depot_store::names::{Reference, RepoName};
+use depot_store::names::{Reference, RepoName, Tag};
 
 /// Whether an `Accept` header admits `media_type`. No header, or a wildcard, admits anything:
 /// this registry never converts manifests, so the only choice is to serve or to refuse.
@@ -117,6 +117,7 @@ pub(crate) async fn put(
     body: Body,
     repo: &RepoName,
     reference: &Reference,
+    mut tags: Vec<Tag>,
 ) -> Result<Response> {
     let content_type = call
         .header(&header::CONTENT_TYPE)
@@ -157,10 +158,11 @@ pub(crate) async fn put(
         check_referenced(child, stored)?;
     }
 
-    let tag = match reference {
-        Reference::Tag(t) => Some(t),
-        Reference::Digest(_) => None,
-    };
+    // A push by tag points that one tag; a push by digest, those of its `?tag=`s.
+    let multi_tag = !tags.is_empty();
+    if let Reference::Tag(t) = reference {
+        tags = vec![t.clone()];
+    }
     let record = NewManifest {
         digest: digest.clone(),
         media_type: parsed.media_type.clone(),
@@ -180,12 +182,12 @@ pub(crate) async fn put(
     let owner = building.map(assemble::owner);
     state
         .content
-        .put_manifest(repo, &record, tag, owner.as_ref())
+        .put_manifest(repo, &record, &tags, owner.as_ref())
         .await?;
     if let Some(build) = building {
         let pushed = assemble::Pushed {
             repo,
-            tag,
+            tags: &tags,
             digest: &digest,
             size: record.content.len() as u64,
             parsed: &parsed,
@@ -202,6 +204,14 @@ pub(crate) async fn put(
         ],
     )
         .into_response();
+    if multi_tag {
+        // Every tag was taken (or none, and the push failed): one field line listing them all,
+        // so a client reading only the first `OCI-Tag` line still sees every tag.
+        let list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        response
+            .headers_mut()
+            .insert(OCI_TAG, list.join(", ").parse().map_err(Error::internal)?);
+    }
     if let Some(subject) = &parsed.subject {
         response.headers_mut().insert(
             OCI_SUBJECT,

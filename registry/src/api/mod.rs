@@ -6,8 +6,6 @@ mod listing;
 mod manifests;
 mod uploads;
 
-use std::collections::HashMap;
-
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +21,7 @@ pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 pub(crate) const OCI_CHUNK_MIN_LENGTH: HeaderName = HeaderName::from_static("oci-chunk-min-length");
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -32,12 +31,17 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 pub(crate) struct Call {
     pub identity: Identity,
     pub headers: HeaderMap,
-    pub query: HashMap<String, String>,
+    /// The query's parameters in order (a key may repeat: a multi-tag push's `tag`).
+    pub query: Vec<(String, String)>,
 }
 
 impl Call {
+    /// The first value of parameter `key`.
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query.get(key).map(String::as_str)
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &HeaderName) -> Option<&str> {
@@ -70,18 +74,16 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
 
 async fn route(state: AppState, request: Request) -> Result<Response> {
     let (parts, body) = request.into_parts();
-    let endpoint = Endpoint::parse(&parts.method, parts.uri.path())?;
+    let query = match parts.uri.query() {
+        None => Vec::new(),
+        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+            .map_err(|_| Error::bad_request(Code::Unsupported, "malformed query string"))?,
+    };
+    let endpoint = Endpoint::parse(&parts.method, parts.uri.path(), &query)?;
     let identity = state
         .access
         .authorize(&state.content.meta, &parts.headers, &endpoint)
         .await?;
-    let query = match parts.uri.query() {
-        None => HashMap::new(),
-        Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .map_err(|_| Error::bad_request(Code::Unsupported, "malformed query string"))?
-            .into_iter()
-            .collect(),
-    };
     let call = Call {
         identity,
         headers: parts.headers,
@@ -108,9 +110,11 @@ async fn route(state: AppState, request: Request) -> Result<Response> {
             reference,
             head,
         } => manifests::get(&state, &call, &name, &reference, head).await,
-        ManifestPut { name, reference } => {
-            manifests::put(&state, &call, body, &name, &reference).await
-        }
+        ManifestPut {
+            name,
+            reference,
+            tags,
+        } => manifests::put(&state, &call, body, &name, &reference, tags).await,
         ManifestDelete { name, reference } => manifests::delete(&state, &name, &reference).await,
         TagsList { name } => listing::tags(&state, &call, &name).await,
         Referrers { name, digest } => listing::referrers(&state, &call, &name, &digest).await,

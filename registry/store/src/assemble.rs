@@ -39,7 +39,8 @@ pub fn owner(build: &Build) -> Owner {
 /// A manifest the build's push token just stored.
 pub struct Pushed<'a> {
     pub repo: &'a RepoName,
-    pub tag: Option<&'a Tag>,
+    /// The tags it was pushed with (the reference's, or a multi-tag push's `?tag=`s).
+    pub tags: &'a [Tag],
     pub digest: &'a Digest,
     pub size: u64,
     pub parsed: &'a ParsedManifest,
@@ -62,7 +63,7 @@ pub async fn on_push(content: &Content, build: &Build, pushed: Pushed<'_>) -> Re
     } else if image.platform.is_empty() {
         // A single-image target pushed by digest: tag it now so it is pullable by build ID.
         let tag = build.output_tag(&image.target);
-        if pushed.tag.map(Tag::as_str) != Some(tag.as_str()) {
+        if !pushed.tags.iter().any(|t| t.as_str() == tag.as_str()) {
             point_tag(content, build, pushed.repo, &tag, &image.digest).await?;
         }
     }
@@ -76,13 +77,25 @@ async fn arrival(content: &Content, build: &Build, p: &Pushed<'_>) -> Result<Opt
         return Ok(None);
     }
     let outputs = build.spec.outputs();
-    let (target, tagged_platform) = match p.tag.and_then(|t| build.tag_role(t.as_str())) {
-        Some(TagRole::Output { target }) => (target, None),
-        Some(TagRole::PlatformImage { target, platform }) => (target, Some(platform)),
-        Some(TagRole::Save { .. }) => return Ok(None),
-        // By digest: only a build with one output can tell which target it belongs to.
-        None if outputs.len() == 1 => (outputs[0].name.clone(), None),
-        None => return Ok(None),
+    // The tag that says what the image is: an output's or a platform image's. Pushed only with
+    // save tags it is not a build image; by digest alone, only a build with one output can tell
+    // which target it belongs to.
+    let roles: Vec<TagRole> = p
+        .tags
+        .iter()
+        .filter_map(|t| build.tag_role(t.as_str()))
+        .collect();
+    let saying = roles
+        .iter()
+        .find(|r| matches!(r, TagRole::Output { .. } | TagRole::PlatformImage { .. }));
+    let (target, tagged_platform) = match saying {
+        Some(TagRole::Output { target }) => (target.clone(), None),
+        Some(TagRole::PlatformImage { target, platform }) => {
+            (target.clone(), Some(platform.clone()))
+        }
+        _ if !roles.is_empty() => return Ok(None),
+        _ if outputs.len() == 1 => (outputs[0].name.clone(), None),
+        _ => return Ok(None),
     };
     let Some(output) = outputs.iter().find(|o| o.name == target) else {
         return Ok(None);
@@ -97,7 +110,7 @@ async fn arrival(content: &Content, build: &Build, p: &Pushed<'_>) -> Result<Opt
     if manifest::is_index(&p.parsed.media_type) {
         // A builder that pushes its own index covers the whole target; by digest it may be
         // just one of a tool's intermediate lists, so only a tagged index counts.
-        return Ok(p.tag.is_some().then(|| image(String::new())));
+        return Ok((!p.tags.is_empty()).then(|| image(String::new())));
     }
     let config = &p.parsed.blobs[0];
     if !IMAGE_CONFIG_TYPES.contains(&config.media_type.as_str()) {
@@ -269,7 +282,7 @@ async fn write_index(
     };
     content
         .meta
-        .put_manifest(repo, &record, None, Some(&owner(build)))
+        .put_manifest(repo, &record, &[], Some(&owner(build)))
         .await?;
     Ok(digest.to_string())
 }

@@ -201,7 +201,10 @@ impl Content {
     ) -> Result<Digest> {
         /// Bytes hashed per job on the blocking pool.
         const BATCH: usize = 4 * 1024 * 1024;
-        async fn hash(mut hasher: ResumableHasher, batch: Vec<bytes::Bytes>) -> Result<ResumableHasher> {
+        async fn hash(
+            mut hasher: ResumableHasher,
+            batch: Vec<bytes::Bytes>,
+        ) -> Result<ResumableHasher> {
             tokio::task::spawn_blocking(move || {
                 for chunk in &batch {
                     hasher.update(chunk);
@@ -257,19 +260,19 @@ impl Content {
         Ok(found)
     }
 
-    /// Stores a manifest (and points `tag` at it), owned by a build when `owner` is given.
+    /// Stores a manifest (and points each of `tags` at it), owned by a build when `owner` is given.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         record: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         owner: Option<&Owner>,
     ) -> Result<()> {
-        self.meta.put_manifest(repo, record, tag, owner).await?;
-        let mut changes = Vec::with_capacity(2);
-        if let Some(t) = tag {
-            changes.push(Change::Manifest(Reference::Tag(t.clone())));
-        }
+        self.meta.put_manifest(repo, record, tags, owner).await?;
+        let mut changes: Vec<Change> = tags
+            .iter()
+            .map(|t| Change::Manifest(Reference::Tag(t.clone())))
+            .collect();
         if owner.is_some() {
             // The digest entry may hold an earlier (expired) lifetime of the same bytes.
             changes.push(Change::Manifest(Reference::Digest(record.digest.clone())));

@@ -756,16 +756,16 @@ pub(crate) mod suite {
         let m3 = manifest(&format!("{u}m3"), &[], &[]);
         let index = manifest(&format!("{u}index"), &[], &[&m3.digest]);
         let tag = |t: &str| t.parse::<crate::names::Tag>().unwrap();
-        db.put_manifest(&repo, &m1, Some(&tag(&build.id)), Some(&owner))
+        db.put_manifest(&repo, &m1, &[tag(&build.id)], Some(&owner))
             .await
             .unwrap();
-        db.put_manifest(&repo, &m2, Some(&tag("stable")), None)
+        db.put_manifest(&repo, &m2, &[tag("stable")], None)
             .await
             .unwrap();
-        db.put_manifest(&repo, &m3, None, Some(&owner))
+        db.put_manifest(&repo, &m3, &[], Some(&owner))
             .await
             .unwrap();
-        db.put_manifest(&repo, &index, None, Some(&owner))
+        db.put_manifest(&repo, &index, &[], Some(&owner))
             .await
             .unwrap();
         let key = |m: &NewManifest| ManifestKey {
@@ -860,10 +860,10 @@ pub(crate) mod suite {
             build_id: build.id.clone(),
             expires_at: now - 5,
         };
-        db.put_manifest(&repo, &child, None, Some(&short))
+        db.put_manifest(&repo, &child, &[], Some(&short))
             .await
             .unwrap();
-        db.put_manifest(&repo, &parent, Some(&tag("keep")), None)
+        db.put_manifest(&repo, &parent, &[tag("keep")], None)
             .await
             .unwrap();
         assert_eq!(
@@ -916,10 +916,7 @@ pub(crate) mod suite {
             None
         );
         let reuse = manifest(&format!("{u}reuse"), &[&x], &[]);
-        let e = db
-            .put_manifest(&repo, &reuse, None, None)
-            .await
-            .unwrap_err();
+        let e = db.put_manifest(&repo, &reuse, &[], None).await.unwrap_err();
         assert!(matches!(e, crate::Error::BlobUnknown { .. }), "{e:?}");
         let w = blob("w");
         db.link_blob(

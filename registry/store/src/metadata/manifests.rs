@@ -121,21 +121,21 @@ impl Metadata {
             .transpose()
     }
 
-    /// Stores a manifest (idempotent for the same bytes) and points `tag` at it. With an owner,
-    /// the manifest joins that build (living at least as long as it) and the tag becomes the
-    /// build's; without one, the tag is nobody's and never expires.
+    /// Stores a manifest (idempotent for the same bytes) and points each of `tags` at it, in one
+    /// transaction. With an owner, the manifest joins that build (living at least as long as
+    /// it) and the tags become the build's; without one, they are nobody's and never expire.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         m: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         owner: Option<&Owner>,
     ) -> Result<()> {
         // Rows are locked in one order (sorted digests), but a collection deleting the same
         // rows may still meet a push head-on on PostgreSQL; the loser is simply run again.
         let mut attempt = 0;
         loop {
-            match self.put_manifest_once(repo, m, tag, owner).await {
+            match self.put_manifest_once(repo, m, tags, owner).await {
                 Err(e) if e.is_conflict() && attempt < 5 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
@@ -149,7 +149,7 @@ impl Metadata {
         &self,
         repo: &RepoName,
         m: &NewManifest,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         owner: Option<&Owner>,
     ) -> Result<()> {
         let now = self.clock.now_ms();
@@ -276,7 +276,8 @@ impl Metadata {
                 .await?;
             }
         }
-        if let Some(tag) = tag {
+        // Every tag in the same transaction: a push with several tags takes all or none.
+        for tag in tags {
             sqlx::query(UPSERT_TAG)
                 .bind(repo.as_str())
                 .bind(tag.as_str())

@@ -102,7 +102,7 @@ pub async fn run(db: &Metadata) {
         manifests: vec![],
     };
     for t in ["b", "A", "a", "C", "_z"] {
-        db.put_manifest(&a, &m, Some(&t.parse().unwrap()), None)
+        db.put_manifest(&a, &m, &[t.parse().unwrap()], None)
             .await
             .unwrap();
     }
@@ -150,7 +150,7 @@ pub async fn run(db: &Metadata) {
     // A manifest whose blob the repository does not hold is refused in its transaction.
     let mut orphan = manifest(b"orphan");
     orphan.blobs = vec![gone.clone()];
-    let err = db.put_manifest(&a, &orphan, None, None).await.unwrap_err();
+    let err = db.put_manifest(&a, &orphan, &[], None).await.unwrap_err();
     assert!(matches!(err, Error::BlobUnknown { .. }), "{err:?}");
     assert!(db.list_tags(&a, 10, None, now).await.unwrap().is_empty());
 
@@ -245,11 +245,11 @@ async fn builds_and_expiry(db: &Metadata) {
         build_id: "b2".into(),
         expires_at: 2_000,
     };
-    db.put_manifest(&r, &shared, Some(&"b1".parse().unwrap()), Some(&o1))
+    db.put_manifest(&r, &shared, &["b1".parse().unwrap()], Some(&o1))
         .await
         .unwrap();
-    db.put_manifest(&r, &only1, None, Some(&o1)).await.unwrap();
-    db.put_manifest(&r, &shared, Some(&"b2".parse().unwrap()), Some(&o2))
+    db.put_manifest(&r, &only1, &[], Some(&o1)).await.unwrap();
+    db.put_manifest(&r, &shared, &["b2".parse().unwrap()], Some(&o2))
         .await
         .unwrap();
     let tag = |t: &str| t.parse::<Tag>().unwrap();
@@ -315,7 +315,7 @@ async fn builds_and_expiry(db: &Metadata) {
         build_id: "b3".into(),
         expires_at: 9_000,
     };
-    db.put_manifest(&r, &shared, None, Some(&o3)).await.unwrap();
+    db.put_manifest(&r, &shared, &[], Some(&o3)).await.unwrap();
     assert!(db
         .manifest_by_digest(&r, &shared.digest, 8_000)
         .await
