@@ -26,6 +26,18 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Every value of `name`, over all its field lines, split at commas (RFC 9110 section 5.3).
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
     pub fn json(&self) -> Result<serde_json::Value, String> {
         serde_json::from_slice(&self.body)
             .map_err(|e| format!("body is not JSON ({e}): {}", self.text()))
@@ -44,6 +56,8 @@ pub struct Client {
     tokens: HashMap<String, String>,
     /// The Bearer challenge's parameters (realm, service), once one has been seen.
     bearer: Option<HashMap<String, String>>,
+    /// The registry challenged for Basic credentials.
+    basic: bool,
 }
 
 impl Client {
@@ -58,6 +72,7 @@ impl Client {
             credentials,
             tokens: HashMap::new(),
             bearer: None,
+            basic: false,
         })
     }
 
@@ -66,6 +81,40 @@ impl Client {
             path.to_owned()
         } else {
             format!("{}{}", self.base, path)
+        }
+    }
+
+    /// Whether the registry has asked this client for credentials (and got them).
+    pub fn authenticates(&self) -> bool {
+        self.credentials.is_some() && (self.basic || self.bearer.is_some())
+    }
+
+    /// The registry's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The `Authorization` value this client would send for `method` on `path`, for requests
+    /// sent by other means (the raw-socket checks): `None` without credentials or before the
+    /// registry has challenged this client (any earlier request through [`Client::send`] that
+    /// needed credentials has).
+    pub fn authorization_for(
+        &mut self,
+        method: &Method,
+        path: &str,
+    ) -> Result<Option<String>, String> {
+        let Some((user, pass)) = self.credentials.clone() else {
+            return Ok(None);
+        };
+        if self.basic {
+            return Ok(Some(basic(&user, &pass)));
+        }
+        match (self.bearer.clone(), scope_of(method, &self.url(path))) {
+            (Some(mut params), Some(scope)) => {
+                params.insert("scope".into(), scope);
+                self.bearer_token(&params).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -136,6 +185,7 @@ impl Client {
         let (user, pass) = self.credentials.clone().expect("checked by caller");
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if scheme.eq_ignore_ascii_case("basic") {
+            self.basic = true;
             return Ok(basic(&user, &pass));
         }
         let params = parse_params(params);

@@ -1,16 +1,20 @@
-//! An OCI distribution-spec v1.1.1 conformance suite, runnable against any registry URL.
+//! An OCI distribution-spec conformance suite, runnable against any registry URL: v1.1.1 and
+//! what the spec's main branch (the coming version) adds or tightens.
 //!
-//! Each [`Check`] names the spec section it tests and whether the spec requires the behaviour
-//! (`must`) or only recommends or allows it (`should`: SHOULD/MAY, or what this project requires
-//! beyond the spec). Checks run in their own repositories under a per-run namespace, so a run
-//! never depends on what an earlier one left behind.
+//! Each [`Check`] names the spec section it tests, the version that asks for it ([`Spec`]), and
+//! how strongly ([`Level`]: MUST, SHOULD, MAY; a requirement of this project beyond the spec
+//! counts as SHOULD and says so in its section). Checks run in their own repositories under a
+//! per-run namespace, so a run never depends on what an earlier one left behind.
 //!
-//! Layout: [`client`] sends requests (and answers auth challenges); `checks/` holds the checks,
-//! one file per area of the spec (pushing and pulling blobs and manifests, tags, referrers,
-//! deletes, names and errors) and the helpers they share.
+//! Layout: [`client`] sends requests (and answers auth challenges); [`raw`] sends a request the
+//! least forgiving way (the whole body before reading a byte) on a fresh connection, for the
+//! checks that an early answer is delivered; `checks/` holds the checks, one file per area of
+//! the spec (pushing and pulling blobs and manifests, tags, referrers, deletes, names and
+//! errors, early answers, content variety) and the helpers they share.
 
 mod checks;
 pub mod client;
+pub mod raw;
 
 use client::Client;
 
@@ -21,8 +25,38 @@ pub use checks::all as checks;
 pub enum Level {
     /// MUST in the spec.
     Must,
-    /// SHOULD or MAY in the spec, or a requirement of this project beyond the spec.
+    /// SHOULD in the spec, or a requirement of this project beyond the spec.
     Should,
+    /// MAY in the spec: optional, and checked as specified when offered.
+    May,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Must => "must",
+            Level::Should => "should",
+            Level::May => "may",
+        }
+    }
+}
+
+/// Which version of the distribution spec asks for the behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spec {
+    /// v1.1.1, the current release (and the image spec it refers to).
+    V1_1,
+    /// The spec's main branch, the coming version: new or tightened since v1.1.1.
+    Main,
+}
+
+impl Spec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spec::V1_1 => "v1.1.1",
+            Spec::Main => "main",
+        }
+    }
 }
 
 /// One conformance check.
@@ -30,6 +64,7 @@ pub struct Check {
     pub id: &'static str,
     /// The spec section (and requirement) the check tests.
     pub section: &'static str,
+    pub spec: Spec,
     pub level: Level,
     pub run: fn(&mut Ctx) -> Result<(), String>,
 }
@@ -39,6 +74,8 @@ pub struct Ctx {
     pub client: Client,
     /// Repository name prefix for this run, e.g. `conformance/k3j9x2`.
     pub namespace: String,
+    /// How many fresh connections each early-answer check uses (see [`Options`]).
+    pub fresh_connections: usize,
     counter: u32,
 }
 
@@ -55,6 +92,7 @@ impl Ctx {
 pub struct Outcome {
     pub id: &'static str,
     pub section: &'static str,
+    pub spec: Spec,
     pub level: Level,
     pub result: Result<(), String>,
 }
@@ -68,6 +106,11 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Only run checks whose id contains this.
     pub filter: Option<String>,
+    /// How many times each early-answer check (a request whose body the registry may answer
+    /// before reading it) is repeated, each time on a new connection: a server that closes
+    /// with the body unread loses some of its answers to connection resets, and a few hundred
+    /// tries show it. At least 1.
+    pub fresh_connections: usize,
 }
 
 /// Runs every selected check in order, calling `report` after each.
@@ -79,6 +122,7 @@ pub fn run(options: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Resul
     let mut ctx = Ctx {
         client: Client::new(&options.url, options.credentials.clone())?,
         namespace,
+        fresh_connections: options.fresh_connections.max(1),
         counter: 0,
     };
     let mut outcomes = Vec::new();
@@ -96,6 +140,7 @@ pub fn run(options: &Options, mut report: impl FnMut(&Outcome)) -> anyhow::Resul
         let outcome = Outcome {
             id: check.id,
             section: check.section,
+            spec: check.spec,
             level: check.level,
             result,
         };
@@ -116,12 +161,9 @@ pub fn failures(outcomes: &[Outcome]) -> Vec<&'static str> {
 
 /// One report line per check.
 pub fn format_outcome(o: &Outcome) -> String {
-    let level = match o.level {
-        Level::Must => "must",
-        Level::Should => "should",
-    };
+    let tag = format!("[{} {}]", o.level.as_str(), o.spec.as_str());
     match &o.result {
-        Ok(()) => format!("PASS [{level}] {} ({})", o.id, o.section),
-        Err(e) => format!("FAIL [{level}] {} ({}): {e}", o.id, o.section),
+        Ok(()) => format!("PASS {tag} {} ({})", o.id, o.section),
+        Err(e) => format!("FAIL {tag} {} ({}): {e}", o.id, o.section),
     }
 }

@@ -13,7 +13,7 @@ use depot_conformance::{failures, format_outcome, run, Options};
 #[command(
     name = "depot-conformance",
     version,
-    about = "OCI distribution-spec v1.1.1 conformance checks for any registry"
+    about = "OCI distribution-spec conformance checks (v1.1.1 and the spec's main branch) for any registry"
 )]
 struct Cli {
     /// Registry base URL, e.g. http://127.0.0.1:5000
@@ -36,6 +36,11 @@ struct Cli {
     #[arg(long)]
     filter: Option<String>,
 
+    /// Repeat each early-answer check (a request with a body the registry may answer before
+    /// reading it) on this many fresh connections, so a reset race shows up.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    fresh_connections: u64,
+
     /// A file listing (one id per line, `#` comments) the checks this registry is known to fail:
     /// the run succeeds only if exactly those fail.
     #[arg(long)]
@@ -54,6 +59,7 @@ fn main() -> anyhow::Result<ExitCode> {
         credentials,
         namespace: cli.namespace,
         filter: cli.filter,
+        fresh_connections: cli.fresh_connections as usize,
     };
     let outcomes = run(&options, |o| println!("{}", format_outcome(o)))?;
     let failed: BTreeSet<&str> = failures(&outcomes).into_iter().collect();

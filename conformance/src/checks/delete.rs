@@ -52,3 +52,15 @@ pub(super) fn delete_blob(ctx: &mut Ctx) -> R {
     let resp = delete(ctx, &format!("/v2/{repo}/blobs/{digest}"))?;
     status(&resp, &[404], "DELETE blob again")
 }
+
+pub(super) fn delete_manifest_malformed_reference(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("delmalformed");
+    pushed_image(ctx, &repo, "latest")?;
+    let resp = delete(ctx, &format!("/v2/{repo}/manifests/.INVALID_MANIFEST_NAME"))?;
+    error(
+        &resp,
+        &[404],
+        "MANIFEST_UNKNOWN",
+        "DELETE a malformed reference",
+    )
+}

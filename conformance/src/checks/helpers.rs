@@ -27,6 +27,14 @@ pub(super) fn sha512(data: &[u8]) -> String {
     format!("sha512:{}", hex::encode(Sha512::digest(data)))
 }
 
+/// The digest of `data` with `algorithm` (`sha256` or `sha512`).
+pub(super) fn digest_as(algorithm: &str, data: &[u8]) -> String {
+    match algorithm {
+        "sha512" => sha512(data),
+        _ => sha256(data),
+    }
+}
+
 pub(super) fn random_bytes(n: usize) -> Vec<u8> {
     (0..n).map(|_| rand::random::<u8>()).collect()
 }
@@ -165,8 +173,30 @@ pub(super) fn start_upload(ctx: &mut Ctx, repo: &str) -> Result<String, String> 
 
 /// Pushes a blob with POST then PUT (the method every registry supports); returns its digest.
 pub(super) fn push_blob(ctx: &mut Ctx, repo: &str, data: &[u8]) -> Result<String, String> {
-    let digest = sha256(data);
-    let loc = start_upload(ctx, repo)?;
+    push_blob_as(ctx, repo, data, "sha256")
+}
+
+/// Pushes a blob with POST then PUT under its `algorithm` digest (a sha512 session is opened
+/// with the spec's `digest-algorithm` hint); returns the digest.
+pub(super) fn push_blob_as(
+    ctx: &mut Ctx,
+    repo: &str,
+    data: &[u8],
+    algorithm: &str,
+) -> Result<String, String> {
+    let digest = digest_as(algorithm, data);
+    let loc = if algorithm == "sha256" {
+        start_upload(ctx, repo)?
+    } else {
+        let resp = ctx.client.send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest-algorithm={algorithm}"),
+            &[("content-length", "0")],
+            Some(Vec::new()),
+        )?;
+        status(&resp, &[202], "POST upload with digest-algorithm")?;
+        location(&resp, "POST upload")?
+    };
     let resp = ctx.client.send(
         Method::PUT,
         &with_query(&loc, "digest", &digest),
@@ -193,7 +223,11 @@ pub(super) fn put_manifest(
 }
 
 pub(super) fn descriptor(media_type: &str, data: &[u8]) -> Value {
-    json!({ "mediaType": media_type, "digest": sha256(data), "size": data.len() })
+    descriptor_as("sha256", media_type, data)
+}
+
+pub(super) fn descriptor_as(algorithm: &str, media_type: &str, data: &[u8]) -> Value {
+    json!({ "mediaType": media_type, "digest": digest_as(algorithm, data), "size": data.len() })
 }
 
 /// An image: config and one layer pushed, manifest bytes returned (not pushed).

@@ -1,4 +1,4 @@
-//! Pulling blobs: GET and HEAD, ranges, unknown blobs, and repository isolation.
+//! Pulling blobs: GET and HEAD, ranges, unknown and malformed digests, and repository isolation.
 
 use reqwest::Method;
 
@@ -10,11 +10,29 @@ pub(super) fn pull_blob(ctx: &mut Ctx) -> R {
     let data = random_bytes(10_000);
     let digest = push_blob(ctx, &repo, &data)?;
     let resp = fetch_blob(ctx, &repo, &digest, &data, "GET blob")?;
-    if resp.redirected {
-        // Object storage answered; the registry's own headers were on the redirect.
-        return Ok(());
-    }
-    header_eq(&resp, "docker-content-digest", &digest, "GET blob")
+    // Required on the answer after any redirect (spec main: "The status codes documented in
+    // this specification are those returned after any redirects have been followed").
+    header_eq(&resp, "docker-content-digest", &digest, "GET blob").map_err(|e| {
+        if resp.redirected {
+            format!("{e} (after a redirect to another server)")
+        } else {
+            e
+        }
+    })
+}
+
+pub(super) fn pull_blob_malformed_digest(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("bmalformed");
+    push_blob(ctx, &repo, b"x")?;
+    let resp = get(ctx, &format!("/v2/{repo}/blobs/sha256:nothex"))?;
+    error(
+        &resp,
+        &[404],
+        "BLOB_UNKNOWN",
+        "GET blob with a malformed digest",
+    )?;
+    let resp = head(ctx, &format!("/v2/{repo}/blobs/sha256:nothex"))?;
+    status(&resp, &[404], "HEAD blob with a malformed digest")
 }
 
 pub(super) fn pull_blob_head(ctx: &mut Ctx) -> R {

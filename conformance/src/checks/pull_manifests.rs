@@ -1,4 +1,5 @@
-//! Pulling manifests: by tag and digest, HEAD, unknown manifests and repositories, Accept.
+//! Pulling manifests: by tag and digest, HEAD, unknown manifests and repositories, malformed
+//! references, Accept, and the proxy's `ns` parameter.
 
 use reqwest::Method;
 
@@ -81,4 +82,41 @@ pub(super) fn pull_repository_unknown(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("neverpushed");
     let resp = get_manifest(ctx, &repo, "latest")?;
     status(&resp, &[404], "GET manifest of an unknown repository")
+}
+
+pub(super) fn pull_manifest_malformed_reference(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("mmalformed");
+    pushed_image(ctx, &repo, "latest")?;
+    for reference in [".INVALID_MANIFEST_NAME", "sha256:nothex"] {
+        let resp = get_manifest(ctx, &repo, reference)?;
+        error(
+            &resp,
+            &[404],
+            "MANIFEST_UNKNOWN",
+            &format!("GET {reference}"),
+        )?;
+        let resp = head(ctx, &format!("/v2/{repo}/manifests/{reference}"))?;
+        status(&resp, &[404], &format!("HEAD {reference}"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn pull_ns_ignored(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("ns");
+    let img = pushed_image(ctx, &repo, "latest")?;
+    let resp = ctx.client.send(
+        Method::GET,
+        &format!("/v2/{repo}/manifests/latest?ns=registry.example.com"),
+        &[("accept", OCI_MANIFEST)],
+        None,
+    )?;
+    status(&resp, &[200], "GET manifest with ?ns=")?;
+    ensure(resp.body == img.manifest, || "manifest differs".into())?;
+    // A registry that scopes by `ns` says so; one that ignores it must not claim to.
+    match resp.header("oci-namespace") {
+        None => Ok(()),
+        Some(ns) => ensure(ns == "registry.example.com", || {
+            format!("OCI-Namespace is {ns:?}, not the ns sent")
+        }),
+    }
 }

@@ -1,5 +1,7 @@
 //! Pushing blobs: POST then PUT, single POST, chunked uploads (order, overlap, status, minimum
-//! length), digests, de-duplication, cancelling, and cross-repository mounts.
+//! length, the final chunk out of order), digests (sha512 with and without the
+//! `digest-algorithm` hint, unsupported algorithms), de-duplication, cancelling, and
+//! cross-repository mounts.
 
 use reqwest::Method;
 
@@ -296,4 +298,118 @@ pub(super) fn mount_automatic(ctx: &mut Ctx) -> R {
     status(&resp, &[201], "mount without from")?;
     let resp = head(ctx, &format!("/v2/{to}/blobs/{digest}"))?;
     status(&resp, &[200], "HEAD mounted blob")
+}
+
+pub(super) fn push_final_chunk_out_of_order(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("finalooo");
+    let data = random_bytes(2000);
+    let loc = start_upload(ctx, &repo)?;
+    let resp = patch(ctx, &loc, Some("0-999"), &data[..1000])?;
+    status(&resp, &[202], "PATCH")?;
+    let loc = location(&resp, "PATCH")?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &sha256(&data)),
+        &[
+            ("content-type", "application/octet-stream"),
+            ("content-range", "1500-1999"),
+        ],
+        Some(data[1500..].to_vec()),
+    )?;
+    status(
+        &resp,
+        &[416],
+        "closing PUT whose chunk starts past the offset",
+    )?;
+    // The session is intact: the right final chunk still completes it.
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &sha256(&data)),
+        &[
+            ("content-type", "application/octet-stream"),
+            ("content-range", "1000-1999"),
+        ],
+        Some(data[1000..].to_vec()),
+    )?;
+    status(&resp, &[201], "closing PUT after the 416")?;
+    fetch_blob(ctx, &repo, &sha256(&data), &data, "GET").map(|_| ())
+}
+
+/// A chunked sha512 upload: opened with `?digest-algorithm=sha512` when `hint`, else plain.
+fn chunked_sha512(ctx: &mut Ctx, hint: bool) -> R {
+    let repo = ctx.repo(if hint { "sha512hint" } else { "sha512nohint" });
+    let data = random_bytes(3000);
+    let digest = sha512(&data);
+    let path = if hint {
+        format!("/v2/{repo}/blobs/uploads/?digest-algorithm=sha512")
+    } else {
+        format!("/v2/{repo}/blobs/uploads/")
+    };
+    let resp = ctx.client.send(
+        Method::POST,
+        &path,
+        &[("content-length", "0")],
+        Some(Vec::new()),
+    )?;
+    status(&resp, &[202], "POST")?;
+    let loc = location(&resp, "POST")?;
+    let resp = patch(ctx, &loc, Some("0-1999"), &data[..2000])?;
+    status(&resp, &[202], "PATCH")?;
+    let loc = location(&resp, "PATCH")?;
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &digest),
+        &[
+            ("content-type", "application/octet-stream"),
+            ("content-range", "2000-2999"),
+        ],
+        Some(data[2000..].to_vec()),
+    )?;
+    status(&resp, &[201], "closing PUT with a sha512 digest")?;
+    header_eq(&resp, "docker-content-digest", &digest, "closing PUT")?;
+    fetch_blob(ctx, &repo, &digest, &data, "GET sha512 blob").map(|_| ())
+}
+
+pub(super) fn push_digest_algorithm_hint(ctx: &mut Ctx) -> R {
+    chunked_sha512(ctx, true)
+}
+
+pub(super) fn push_sha512_without_hint(ctx: &mut Ctx) -> R {
+    chunked_sha512(ctx, false)?;
+    // And a wrong sha512 without the hint is a mismatch, not stored.
+    let repo = ctx.repo("sha512wrong");
+    let loc = start_upload(ctx, &repo)?;
+    let wrong = sha512(b"something else");
+    let resp = ctx.client.send(
+        Method::PUT,
+        &with_query(&loc, "digest", &wrong),
+        &[("content-type", "application/octet-stream")],
+        Some(random_bytes(500)),
+    )?;
+    error(
+        &resp,
+        &[400],
+        "DIGEST_INVALID",
+        "PUT with a wrong sha512 digest",
+    )?;
+    let resp = head(ctx, &format!("/v2/{repo}/blobs/{wrong}"))?;
+    status(&resp, &[404], "HEAD of the wrongly named blob")
+}
+
+pub(super) fn push_digest_algorithm_unsupported(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("badalg");
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest-algorithm=md5"),
+        &[("content-length", "0")],
+        Some(Vec::new()),
+    )?;
+    status(&resp, &[400], "POST with digest-algorithm=md5")?;
+    let resp = ctx.client.send(
+        Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest=md5:0cc175b9c0f1b6a831c399e269772661"),
+        &[("content-type", "application/octet-stream")],
+        Some(b"a".to_vec()),
+    )?;
+    status(&resp, &[400], "single POST with an md5 digest")
 }

@@ -220,3 +220,41 @@ pub(super) fn push_manifest_subject_missing(ctx: &mut Ctx) -> R {
     let resp = put_manifest(ctx, &repo, &sig.digest, OCI_MANIFEST, &sig.manifest)?;
     status(&resp, &[201], "PUT manifest whose subject is absent")
 }
+
+pub(super) fn push_manifest_multiple_tags(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("multitag");
+    let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
+    // Twelve tags: the spec asks registries that offer this for at least ten per request.
+    let mut tags: Vec<String> = ["1.2.3", "1.2", "1", "latest"].map(String::from).to_vec();
+    tags.extend((0..8).map(|i| format!("extra-{i}")));
+    let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+    let reference = format!("{}?{}", img.digest, query.join("&"));
+    let resp = put_manifest(ctx, &repo, &reference, OCI_MANIFEST, &img.manifest)?;
+    status(&resp, &[201], "PUT manifest by digest with 12 tags")?;
+    header_eq(&resp, "docker-content-digest", &img.digest, "PUT with tags")?;
+    let named = resp.header_values("oci-tag");
+    for t in &tags {
+        ensure(named.contains(t), || {
+            format!("OCI-Tag does not name {t}: {named:?}")
+        })?;
+        let got = get_manifest(ctx, &repo, t)?;
+        status(&got, &[200], &format!("GET tag {t}"))?;
+        header_eq(
+            &got,
+            "docker-content-digest",
+            &img.digest,
+            &format!("GET tag {t}"),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn push_manifest_multiple_tags_invalid(ctx: &mut Ctx) -> R {
+    let repo = ctx.repo("multitagbad");
+    let img = image(ctx, &repo, OCI_MANIFEST, json!({}))?;
+    let reference = format!("{}?tag=good&tag=-bad", img.digest);
+    let resp = put_manifest(ctx, &repo, &reference, OCI_MANIFEST, &img.manifest)?;
+    status(&resp, &[400], "PUT with one invalid tag among valid ones")?;
+    let resp = get_manifest(ctx, &repo, "good")?;
+    status(&resp, &[404], "the valid tag of a refused push")
+}
