@@ -91,7 +91,14 @@ fn promotes_to_many_registries_at_once() {
         format!("{}/two/app:v1", open.host()),
         format!("{}/team/app:v1", basic.host()),
         format!("{}/promoted:v1", depot2.host()),
+        format!("{}/promoted:stable", depot2.host()),
     ]);
+    // Two tags on a depot registry: one multi-tag PUT after the two children. On distribution
+    // 2.8 (no `?tag=`), the attempt stores by digest and each tag is pushed as usual.
+    let promoted = dest(&s, &format!("{}/promoted", depot2.host()));
+    assert_eq!(promoted["stats"]["manifest_puts"], 3, "{promoted}");
+    let one = dest(&s, &format!("{}/one/app", open.host()));
+    assert_eq!(one["stats"]["manifest_puts"], 5, "{one}");
     // Each source blob was read once, however many destinations took it.
     assert_eq!(s["source_bytes_read"], s["image_bytes"], "{s}");
     assert_eq!(s["digest"], index);
@@ -111,6 +118,7 @@ fn promotes_to_many_registries_at_once() {
         (open.host(), "two/app:v1", None),
         (basic.host(), "team/app:v1", Some(basic_creds)),
         (depot2.host(), "promoted:v1", Some(depot_creds.as_str())),
+        (depot2.host(), "promoted:stable", Some(depot_creds.as_str())),
     ] {
         let raw = remote_manifest(&host, reference, creds);
         assert_eq!(sha256(&raw), index, "{host}/{reference}");

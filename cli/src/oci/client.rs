@@ -353,6 +353,60 @@ impl Registry {
     }
 }
 
+/// What a multi-tag manifest push stored.
+#[derive(Debug, Default)]
+pub struct Tagged {
+    /// The digest the registry reports (`Docker-Content-Digest`).
+    pub digest: Option<String>,
+    /// The tags it says it pointed (`OCI-Tag`): none from a registry without the feature.
+    pub tags: Vec<String>,
+}
+
+impl Registry {
+    /// `PUT /v2/<repo>/manifests/<digest>?tag=..&tag=..` (the spec's main branch, end-7b):
+    /// stores the manifest and points every tag at it in one request, where the registry
+    /// supports it. One that does not stores the manifest by digest and names no tag; the
+    /// caller then pushes by tag as usual.
+    pub async fn put_manifest_tagged(
+        &self,
+        repo: &str,
+        digest: &str,
+        tags: &[String],
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Tagged> {
+        // Tags are `[A-Za-z0-9_][A-Za-z0-9._-]*`: nothing in them needs escaping.
+        let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+        let req = Req::new(
+            Method::PUT,
+            self.url(&format!(
+                "/v2/{repo}/manifests/{digest}?{}",
+                query.join("&")
+            )),
+            vec![scope(repo, "pull,push")],
+        )
+        .header(reqwest::header::CONTENT_TYPE, media_type)
+        .body(bytes);
+        let resp = self.send(&req).await?;
+        let resp = self.expect(&req, resp, &[StatusCode::CREATED]).await?;
+        let headers = resp.headers();
+        Ok(Tagged {
+            digest: headers
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            tags: headers
+                .get_all("oci-tag")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        })
+    }
+}
+
 /// A URL without its query (upload `_state` tokens are long and say nothing to a user).
 pub(crate) fn short_url(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)

@@ -126,6 +126,9 @@ struct Stats {
     blobs_pushed: u32,
     blobs_mounted: u32,
     blobs_skipped: u32,
+    /// Manifest PUTs sent (children, then the top one once per tag, or once for every tag where
+    /// the destination takes several tags in one request).
+    manifest_puts: u32,
 }
 
 impl Dest {
@@ -405,7 +408,16 @@ async fn push_manifests(d: &Dest, graph: &Graph, started: Instant) {
         for m in graph.children.iter() {
             put(d, &m.digest, m).await?;
         }
-        for tag in &d.tags {
+        let mut left: Vec<&String> = d.tags.iter().collect();
+        if d.tags.len() > 1 {
+            // Every tag in one request where the destination supports it; whatever it did not
+            // take (all of it, on a registry without the feature or one that refuses the
+            // parameter) is pushed tag by tag, where a real failure shows.
+            if let Ok(taken) = put_tagged(d, &graph.top).await {
+                left.retain(|t| !taken.contains(t));
+            }
+        }
+        for tag in left {
             put(d, tag, &graph.top).await?;
         }
         Ok(())
@@ -420,7 +432,27 @@ async fn push_manifests(d: &Dest, graph: &Graph, started: Instant) {
     }
 }
 
+/// The top manifest under all of the destination's tags at once; the tags it took.
+async fn put_tagged(d: &Dest, m: &Manifest) -> Result<Vec<String>> {
+    d.stats.lock().unwrap().manifest_puts += 1;
+    let stored = d
+        .reg
+        .put_manifest_tagged(&d.repo, &m.digest, &d.tags, &m.media_type, m.bytes.clone())
+        .await?;
+    if let Some(r) = &stored.digest {
+        if *r != m.digest {
+            bail!(
+                "{} stored manifest {} as {r}: digests would change",
+                d.host,
+                m.digest
+            );
+        }
+    }
+    Ok(stored.tags)
+}
+
 async fn put(d: &Dest, reference: &str, m: &Manifest) -> Result<()> {
+    d.stats.lock().unwrap().manifest_puts += 1;
     let reported = d
         .reg
         .put_manifest(&d.repo, reference, &m.media_type, m.bytes.clone())
