@@ -37,7 +37,9 @@ pub enum AdminCommand {
 }
 
 pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&db.data_dir)?;
+    if db.database_url.is_none() {
+        std::fs::create_dir_all(&db.data_dir)?;
+    }
     let url = db.database_url.clone().unwrap_or_else(|| {
         format!(
             "sqlite:{}?mode=rwc",

@@ -22,6 +22,18 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Log lines as `text` (for people) or `json` (one object per line, for log collectors:
+    /// timestamp, level, message, fields, and the request id of the request being served).
+    #[arg(long, env = "DEPOT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Seconds between SIGTERM/SIGINT and closing the listener: `/readyz` answers 503 at once
+    /// and new requests are still served meanwhile, so a load balancer that probes readiness
+    /// stops sending before connections are refused (0 with a Kubernetes `preStop` pause).
+    #[arg(long, env = "DEPOT_SHUTDOWN_DELAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_delay_secs: u64,
+
     /// Most client connections served at once; beyond it a new connection is answered 503 and
     /// closed (raise the process's open-file limit to match: it is raised to its hard limit
     /// at start).
@@ -142,6 +154,8 @@ impl ServeConfig {
                 s3_part_size_mib: 16,
             },
             shutdown_grace_secs: 30,
+            shutdown_delay_secs: 0,
+            log_format: "text".into(),
             max_connections: 4096,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
@@ -169,8 +183,13 @@ impl ServeConfig {
         Ok(())
     }
 
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+    /// How the server stops, on `signal`.
+    pub fn shutdown<S>(&self, signal: S) -> crate::server::Shutdown<S> {
+        crate::server::Shutdown {
+            signal,
+            delay: Duration::from_secs(self.shutdown_delay_secs),
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
     }
 
     /// The connection limits these flags set.

@@ -6,7 +6,8 @@
 //!   [`connections`] accepts and serves connections within their limits (cap, header and idle
 //!   timeouts, [`guarded_io`]); [`request_body`] settles what a handler left of a request body;
 //!   [`admin`]: the `admin` subcommand.
-//! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`.
+//! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`;
+//!   [`health`]: `/livez` and `/readyz`.
 //! - [`state`]: what every handler shares (the store's content plus [`access`], upload ids).
 //! - [`access`]: who may do what, decided once per request from [`endpoint`] and [`auth`]
 //!   (credentials and signed tokens); [`ingest`]: the streaming upload pipeline;
@@ -24,6 +25,7 @@ pub mod control;
 pub mod endpoint;
 pub mod error;
 pub mod guarded_io;
+pub mod health;
 pub mod ingest;
 pub mod request_body;
 pub mod server;

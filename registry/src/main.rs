@@ -38,6 +38,13 @@ async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     match cli.command {
         // The server logs to stdout; admin commands print JSON there, so their log goes to stderr.
+        Command::Serve(ref config) if config.log_format == "json" => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
         Command::Serve(_) => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -51,17 +58,20 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             server::raise_open_files(config.max_connections as usize);
+            // Bound first: a taken port is reported (with the address) before anything is
+            // opened or written.
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
             let state = server::open(&config).await?;
             server::start_gc(&state, &config);
-            let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, data_dir = %config.backend.data_dir.display(), "depot registry listening on http://{addr}");
             server::serve(
                 listener,
                 state,
                 config.connection_limits(),
-                server::shutdown_signal(),
-                config.shutdown_grace(),
+                config.shutdown(server::shutdown_signal()),
             )
             .await
         }

@@ -72,6 +72,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         test_clock: config.auth.test_clock,
         gc_metrics: Default::default(),
         base_url,
+        lifecycle: Default::default(),
     })
 }
 
@@ -191,7 +192,8 @@ pub fn app(state: AppState) -> Router {
         })
         .with_state(state.clone());
     api::router(state.clone())
-        .merge(crate::control::router(state))
+        .merge(crate::control::router(state.clone()))
+        .merge(crate::health::router(state))
         .merge(metrics)
         .fallback(api::fallback)
         .layer(axum::middleware::from_fn(
@@ -203,33 +205,128 @@ pub fn app(state: AppState) -> Router {
         ))
 }
 
-/// Logs every request at debug level and every server-side failure, with its cause, once.
+/// The header a request id travels in, both ways.
+const X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The request's id: the client's (or a proxy's) `X-Request-Id` when it is a sane one (1 to 128
+/// visible ASCII characters), else a new one.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+/// What kind of request a path is, for the log and metrics (never the repository name, which
+/// is the client's).
+pub fn path_class(path: &str) -> &'static str {
+    if let Some(rest) = path.strip_prefix("/v2/") {
+        return if rest.is_empty() {
+            "base"
+        } else if rest == "_catalog" {
+            "catalog"
+        } else if rest.contains("/blobs/uploads") {
+            "upload"
+        } else if rest.contains("/blobs/") {
+            "blob"
+        } else if rest.contains("/manifests/") {
+            "manifest"
+        } else if rest.ends_with("/tags/list") {
+            "tags"
+        } else if rest.contains("/referrers/") {
+            "referrers"
+        } else {
+            "other"
+        };
+    }
+    match path {
+        "/token" => "token",
+        "/livez" | "/readyz" => "health",
+        "/metrics" => "metrics",
+        p if p.starts_with("/api/") => "api",
+        _ => "other",
+    }
+}
+
+/// Logs one line per request at info (health probes and metrics scrapes at debug), with the
+/// request's id, and every server-side failure with its cause, once. The id is returned in the
+/// answer's `X-Request-Id`, and every log line written while the request runs carries it.
 async fn log_requests(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let class = path_class(&path);
+    let bytes_in = content_length(request.headers());
+    let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let status = response.status().as_u16();
     let duration_ms = started.elapsed().as_millis() as u64;
+    let bytes_out = axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .unwrap_or_else(|| content_length(response.headers()));
+    let _entered = span.enter();
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         // The cause may quote what a client sent: Debug formatting keeps it on one line.
-        tracing::error!(%method, %path, status = status.as_u16(), duration_ms, cause = ?cause, "request failed");
+        tracing::error!(%method, %path, class, status, duration_ms, cause = ?cause, "request failed");
+    } else if matches!(class, "health" | "metrics") {
+        tracing::debug!(%method, %path, class, status, duration_ms, "request");
     } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), duration_ms, "request");
+        tracing::info!(%method, %path, class, status, bytes_in, bytes_out, duration_ms, "request");
     }
+    drop(_entered);
     response
 }
 
-/// Serves until `shutdown` completes, then lets requests in flight finish for up to `grace`.
+/// A `Content-Length` header's value (0 when absent: a body of unknown length is counted by
+/// the metrics, not here).
+fn content_length(headers: &axum::http::HeaderMap) -> u64 {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How the server stops: on `signal`, `/readyz` answers 503 at once; new connections are still
+/// served for `delay` (so load balancers that probe readiness stop sending before connections
+/// are refused); then the listener closes and requests in flight get up to `grace`.
+pub struct Shutdown<S> {
+    pub signal: S,
+    pub delay: Duration,
+    pub grace: Duration,
+}
+
+/// Serves until the shutdown signal, then drains as [`Shutdown`] says.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: crate::connections::Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    shutdown: Shutdown<impl Future<Output = ()> + Send + 'static>,
 ) -> anyhow::Result<()> {
     let meta = state.content.meta.clone();
-    crate::connections::serve(listener, app(state), limits, shutdown, grace).await?;
+    let lifecycle = state.lifecycle.clone();
+    let Shutdown {
+        signal,
+        delay,
+        grace,
+    } = shutdown;
+    let stop_accepting = async move {
+        signal.await;
+        lifecycle.drain();
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "shutting down: /readyz answers 503; new connections are served for the delay"
+        );
+        tokio::time::sleep(delay).await;
+    };
+    crate::connections::serve(listener, app(state), limits, stop_accepting, grace).await?;
     meta.close().await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The state every request handler shares: the store's [`Content`] and what the HTTP layer adds
-//! to it (who may do what, upload session ids, this process's metrics, the public address).
+//! to it (who may do what, upload session ids, this process's metrics, the public address,
+//! whether it is shutting down).
 //! It sits at the top of the HTTP layer so the handlers (`api`, `control`) and the server use
 //! it, and nothing below them does.
 
@@ -9,6 +10,7 @@ use depot_store::content::Content;
 
 use crate::access::Access;
 use crate::auth::BaseUrl;
+use crate::health::Lifecycle;
 use crate::upload_id::UploadIds;
 
 /// Everything a handler needs; cheap to clone.
@@ -23,4 +25,6 @@ pub struct AppState {
     pub gc_metrics: Arc<depot_gc::Metrics>,
     /// The address clients reach the registry at.
     pub base_url: BaseUrl,
+    /// Whether the process is shutting down (`/readyz` then answers 503).
+    pub lifecycle: Lifecycle,
 }

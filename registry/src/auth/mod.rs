@@ -51,6 +51,10 @@ pub fn load_or_create_admin_token(path: &Path) -> anyhow::Result<String> {
         Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
     }
     let token = new_secret(ADMIN_PREFIX);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+    }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -103,7 +103,11 @@ pub async fn open_backend(
     backend: &BackendConfig,
     redirect: bool,
 ) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
-    std::fs::create_dir_all(&backend.data_dir)?;
+    // The data directory is made only for what goes in it by default (the SQLite database,
+    // the blob files): a registry on PostgreSQL and S3 leaves no `./depot-data` behind.
+    if backend.database_url.is_none() || backend.storage.is_none() {
+        std::fs::create_dir_all(&backend.data_dir)?;
+    }
     let meta = Metadata::connect(&backend.database_url()).await?;
     let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
     Ok((meta, store))

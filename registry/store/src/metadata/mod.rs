@@ -117,6 +117,29 @@ impl Metadata {
         })
     }
 
+    /// Whether the database answers and holds every migration this build knows (a readiness
+    /// probe): `Unavailable` naming what is missing otherwise.
+    pub async fn readiness(&self) -> Result<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.read)
+                .await?;
+        let missing: Vec<i64> = self
+            .dialect
+            .migrations()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::unavailable(format!(
+                "migrations not applied: {missing:?}"
+            )))
+        }
+    }
+
     /// The clock this database's timestamps are written by (the process's one clock: a test
     /// moves it forward through the admin API).
     pub fn clock(&self) -> &Clock {

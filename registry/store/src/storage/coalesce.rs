@@ -172,6 +172,9 @@ mod tests {
         async fn stat(&self, l: &str) -> Result<Option<u64>> {
             self.inner.stat(l).await
         }
+        async fn probe(&self) -> Result<()> {
+            self.inner.probe().await
+        }
         async fn delete_many(&self, l: &[String]) -> Result<()> {
             self.inner.delete_many(l).await
         }

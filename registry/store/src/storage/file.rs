@@ -197,6 +197,18 @@ impl BlobStore for FileStore {
         Ok(ByteStream::from_bytes(bytes))
     }
 
+    async fn probe(&self) -> Result<()> {
+        let blobs = self.root.join("blobs");
+        match tokio::fs::metadata(&blobs).await {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Error::unavailable(format!(
+                "{} is not a directory",
+                blobs.display()
+            ))),
+            Err(e) => Err(Error::unavailable(format!("{}: {e}", blobs.display()))),
+        }
+    }
+
     async fn stat(&self, location: &str) -> Result<Option<u64>> {
         match tokio::fs::metadata(self.location_path(location)?).await {
             Ok(m) => Ok(Some(m.len())),

@@ -133,6 +133,10 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn direct_url(&self, _location: &str) -> Result<Option<String>> {
         Ok(None)
     }
+
+    /// Whether the store answers at all (a readiness probe): one cheap request, `Unavailable`
+    /// when it does not.
+    async fn probe(&self) -> Result<()>;
 }
 
 /// A blob's bytes as they come from a store: one buffer (a mapped file) or a stream of chunks

@@ -537,6 +537,17 @@ impl BlobStore for S3Store {
         }
     }
 
+    async fn probe(&self) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .within("HeadBucket", 0)
+            .await?
+            .map(|_| ())
+            .map_err(|e| unavailable("HeadBucket", e.into_service_error()))
+    }
+
     async fn direct_url(&self, location: &str) -> Result<Option<String>> {
         if !self.redirect {
             return Ok(None);
