@@ -26,7 +26,7 @@ use workloads::*;
     about = "depot registry vs CNCF distribution 2.8, side by side"
 )]
 struct Cli {
-    /// The depot-registry binary (a release build).
+    /// The depot-registry binary (a release build; give the path when CARGO_TARGET_DIR moves it).
     #[arg(long, default_value = "target/release/depot-registry")]
     depot: PathBuf,
     /// The depot CLI binary (a release build), for the promotion workload.
