@@ -36,6 +36,12 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("DEPOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The server writes its log (a line per request) from a thread of its own, so a slow reader
+    // of stdout never holds up a request; nothing is dropped (a full buffer waits instead), and
+    // `_flush` writes out what is left when main returns.
+    let (stdout, _flush) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     match cli.command {
         // The server logs to stdout; admin commands print JSON there, so their log goes to stderr.
         Command::Serve(ref config) if config.log_format == "json" => tracing_subscriber::fmt()
@@ -44,10 +50,12 @@ async fn main() -> anyhow::Result<()> {
             .with_current_span(true)
             .with_span_list(false)
             .with_env_filter(filter)
+            .with_writer(stdout)
             .init(),
         Command::Serve(_) => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(stdout)
             .init(),
         Command::Admin { .. } => tracing_subscriber::fmt()
             .with_env_filter(filter)
