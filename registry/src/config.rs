@@ -22,6 +22,15 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// Serve TLS with this certificate chain (PEM; with --tls-key-file). The files are read
+    /// again when they change, so a rotated certificate needs no restart.
+    #[arg(long, env = "DEPOT_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "DEPOT_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Log lines as `text` (for people) or `json` (one object per line, for log collectors:
     /// timestamp, level, message, fields, and the request id of the request being served).
     #[arg(long, env = "DEPOT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -156,6 +165,8 @@ impl ServeConfig {
             shutdown_grace_secs: 30,
             shutdown_delay_secs: 0,
             log_format: "text".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
             max_connections: 4096,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
@@ -181,6 +192,15 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+
+    /// The TLS side of the listener, if --tls-cert-file is given (loaded now: a bad pair stops
+    /// the start).
+    pub fn tls(&self) -> anyhow::Result<Option<crate::tls::Tls>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => crate::tls::Tls::load(cert, key).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// How the server stops, on `signal`.

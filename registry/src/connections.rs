@@ -7,7 +7,8 @@
 //! which nothing moves mid-request ([`crate::guarded_io`]). hyper's read buffer keeps its default
 //! bound (about 400 KiB, so longer request heads get a `431`): a smaller one also caps the
 //! frames upload bodies are read in, and measured 12% slower pushes at 15% more CPU. HTTP/1.1 and HTTP/2 (prior
-//! knowledge) are served on the same port, as `axum::serve` does.
+//! knowledge) are served on the same port, as `axum::serve` does; with [`crate::tls`], over TLS
+//! (HTTP/2 by ALPN), the handshake bounded by the head timeout.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -100,16 +102,53 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
         let service = TowerToHyperService::new(
             app.clone()
                 .map_request(|req: Request<hyper::body::Incoming>| req.map(axum::body::Body::new)),
         );
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let served = match tls {
+                None => {
+                    let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Some(tls) => {
+                    // The handshake counts against the head timeout: a client that opens a
+                    // connection and says nothing costs a slot that long, no longer.
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection_with_upgrades(io, service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(cause = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(cause = %e, "connection ended with an error");
             }
             drop(slot);

@@ -4,7 +4,7 @@
 //! Layout (a module uses only modules below it in this list; see `docs/architecture.md`):
 //! - [`server`]: builds the application from [`config`] and serves it on a bound listener;
 //!   [`connections`] accepts and serves connections within their limits (cap, header and idle
-//!   timeouts, [`guarded_io`]); [`request_body`] settles what a handler left of a request body;
+//!   timeouts, [`guarded_io`]) over plain TCP or [`tls`]; [`request_body`] settles what a handler left of a request body;
 //!   [`admin`]: the `admin` subcommand.
 //! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`;
 //!   [`health`]: `/livez` and `/readyz`.
@@ -30,4 +30,5 @@ pub mod ingest;
 pub mod request_body;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upload_id;

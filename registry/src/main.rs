@@ -71,14 +71,17 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            let tls = config.tls()?;
             let state = server::open(&config).await?;
             server::start_gc(&state, &config);
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, data_dir = %config.backend.data_dir.display(), "depot registry listening on http://{addr}");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%addr, data_dir = %config.backend.data_dir.display(), "depot registry listening on {scheme}://{addr}");
             server::serve(
                 listener,
                 state,
                 config.connection_limits(),
+                tls,
                 config.shutdown(server::shutdown_signal()),
             )
             .await

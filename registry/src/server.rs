@@ -46,7 +46,8 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     let upload_ids = UploadIds::new(&key);
     // The process's one clock: the database writes its timestamps by it.
     let clock = meta.clock().clone();
-    let base_url = auth::BaseUrl::new(config.auth.public_url.as_deref(), config.auth.trust_proxy);
+    let base_url = auth::BaseUrl::new(config.auth.public_url.as_deref(), config.auth.trust_proxy)
+        .with_tls(config.tls_cert_file.is_some());
     let access = if config.auth.no_auth {
         tracing::warn!(
             "authentication is disabled (--no-auth): anyone who can connect may push and delete"
@@ -308,6 +309,7 @@ pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: crate::connections::Limits,
+    tls: Option<crate::tls::Tls>,
     shutdown: Shutdown<impl Future<Output = ()> + Send + 'static>,
 ) -> anyhow::Result<()> {
     let meta = state.content.meta.clone();
@@ -326,7 +328,10 @@ pub async fn serve(
         );
         tokio::time::sleep(delay).await;
     };
-    crate::connections::serve(listener, app(state), limits, stop_accepting, grace).await?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader();
+    }
+    crate::connections::serve(listener, app(state), limits, tls, stop_accepting, grace).await?;
     meta.close().await;
     Ok(())
 }

@@ -369,6 +369,8 @@ impl Auth {
 pub struct BaseUrl {
     fixed: Option<String>,
     trust_proxy: bool,
+    /// The registry serves TLS itself: `https` unless a trusted proxy says otherwise.
+    tls: bool,
 }
 
 impl BaseUrl {
@@ -376,7 +378,13 @@ impl BaseUrl {
         BaseUrl {
             fixed: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             trust_proxy,
+            tls: false,
         }
+    }
+
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// `scheme://host` as the client addressed the registry.
@@ -394,7 +402,7 @@ impl BaseUrl {
             .unwrap_or("localhost");
         let scheme = forwarded("x-forwarded-proto")
             .filter(|s| *s == "https" || *s == "http")
-            .unwrap_or("http");
+            .unwrap_or(if self.tls { "https" } else { "http" });
         format!("{scheme}://{host}")
     }
 

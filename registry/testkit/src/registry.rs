@@ -37,6 +37,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// `http`, or `https` when the registry serves TLS itself.
+    scheme: &'static str,
 }
 
 impl Server {
@@ -51,13 +53,28 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_as("http", data_dir, extra)
+    }
+
+    /// Serving TLS itself (`extra` names `--tls-cert-file` and `--tls-key-file`): [`Server::url`]
+    /// is `https://`.
+    pub fn start_tls(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_as("https", data_dir, extra)
+    }
+
+    fn start_as(scheme: &'static str, data_dir: &Path, extra: &[&str]) -> Server {
+        let marker = if scheme == "https" {
+            "listening on https://"
+        } else {
+            "listening on http://"
+        };
         let started = start_reporting(
             Command::new(registry_bin())
                 .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
                 .arg(data_dir)
                 .args(extra)
                 .env("DEPOT_LOG", "info"),
-            "listening on http://",
+            marker,
             "depot-registry",
             true,
         );
@@ -66,6 +83,7 @@ impl Server {
             addr: started.addr.parse().expect("address"),
             data_dir: data_dir.to_owned(),
             logs: started.logs,
+            scheme,
         }
     }
 
@@ -83,7 +101,7 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// `host:port`, as image references want it.
