@@ -156,6 +156,7 @@ impl ServeConfig {
             backend: BackendConfig {
                 data_dir: data_dir.into(),
                 database_url: None,
+                database_url_file: None,
                 storage: None,
                 s3_endpoint: None,
                 s3_region: None,

@@ -1,8 +1,9 @@
 //! What an operator relies on, with the real binary: `/livez` and `/readyz` (ready only when the
 //! database, its migrations and the blob store are there; 503 from SIGTERM on while requests
 //! finish, then a clean exit), three replicas starting at once on an empty PostgreSQL database,
-//! one log line per request with a request id (also as JSON), a taken port reported with its
-//! address before anything is written, and no `./depot-data` on PostgreSQL + S3.
+//! (one with its database URL in a file), one log line per request with a request id (also as
+//! JSON), a taken port reported with its address before anything is written, and no
+//! `./depot-data` on PostgreSQL + S3.
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -135,11 +136,22 @@ fn three_replicas_start_at_once_on_an_empty_database() {
     };
     let dir = tempfile::tempdir().unwrap();
     let flags = b.flags();
+    // One replica takes the database URL (it carries the password) from a file, as from a
+    // mounted Secret.
+    let url_file = dir.path().join("database-url");
+    std::fs::write(&url_file, format!("{}\n", b.database_url)).unwrap();
+    let mut from_file = flags.clone();
+    let at = from_file
+        .iter()
+        .position(|f| f == "--database-url")
+        .unwrap();
+    from_file[at] = "--database-url-file".into();
+    from_file[at + 1] = url_file.display().to_string();
     let servers: Vec<Server> = std::thread::scope(|scope| {
         let started: Vec<_> = (0..3)
             .map(|i| {
                 let data = dir.path().join(format!("r{i}"));
-                let flags = &flags;
+                let flags = if i == 0 { &from_file } else { &flags };
                 scope.spawn(move || {
                     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
                     Server::start_with(&data, &flags)

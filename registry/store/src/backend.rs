@@ -19,8 +19,12 @@ pub struct BackendConfig {
     pub data_dir: PathBuf,
 
     /// Metadata database (`sqlite:PATH` or `postgres://...`); default SQLite under --data-dir.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", conflicts_with = "database_url_file")]
     pub database_url: Option<String>,
+
+    /// A file holding the database URL (it carries the password: a mounted Secret, say).
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
 
     /// Where blob bytes go: `file:DIR` or `s3://BUCKET[/PREFIX]`; default files under --data-dir.
     #[arg(long, env = "DEPOT_STORAGE")]
@@ -47,14 +51,27 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    pub fn database_url(&self) -> String {
-        match &self.database_url {
-            Some(url) => url.clone(),
-            None => format!(
-                "sqlite:{}?mode=rwc",
-                self.data_dir.join("metadata.db").display()
-            ),
+    /// The database URL: the flag's, the file's (trimmed), or SQLite under the data directory.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
         }
+        if let Some(path) = &self.database_url_file {
+            let url = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+            let url = url.trim();
+            anyhow::ensure!(!url.is_empty(), "{} is empty", path.display());
+            return Ok(url.to_owned());
+        }
+        Ok(format!(
+            "sqlite:{}?mode=rwc",
+            self.data_dir.join("metadata.db").display()
+        ))
+    }
+
+    /// Whether the metadata lives in the default SQLite file under the data directory.
+    fn default_database(&self) -> bool {
+        self.database_url.is_none() && self.database_url_file.is_none()
     }
 }
 
@@ -105,10 +122,10 @@ pub async fn open_backend(
 ) -> anyhow::Result<(Metadata, Arc<dyn BlobStore>)> {
     // The data directory is made only for what goes in it by default (the SQLite database,
     // the blob files): a registry on PostgreSQL and S3 leaves no `./depot-data` behind.
-    if backend.database_url.is_none() || backend.storage.is_none() {
+    if backend.default_database() || backend.storage.is_none() {
         std::fs::create_dir_all(&backend.data_dir)?;
     }
-    let meta = Metadata::connect(&backend.database_url()).await?;
+    let meta = Metadata::connect(&backend.database_url()?).await?;
     let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
     Ok((meta, store))
 }
