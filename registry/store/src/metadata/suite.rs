@@ -389,13 +389,25 @@ async fn sqlite() {
     run(&db).await;
 }
 
-/// Runs against PostgreSQL when `DEPOT_TEST_POSTGRES_URL` names a scratch database.
+/// Runs against PostgreSQL when `DEPOT_TEST_POSTGRES_URL` names a server (a new database on it).
 #[tokio::test]
 async fn postgres() {
     let Ok(url) = std::env::var("DEPOT_TEST_POSTGRES_URL") else {
         eprintln!("DEPOT_TEST_POSTGRES_URL not set; the PostgreSQL backend is covered by .ci/run");
         return;
     };
-    let db = Metadata::connect(&url).await.unwrap();
+    // A database of its own, so a run never sees what an earlier one left.
+    let name = format!("suite_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let base = url.rsplit_once('/').unwrap().0;
+    let db = Metadata::connect(&format!("{base}/{name}")).await.unwrap();
     run(&db).await;
 }
