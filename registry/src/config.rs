@@ -205,8 +205,8 @@ impl ServeConfig {
     }
 
     /// How the server stops, on `signal`.
-    pub fn shutdown<S>(&self, signal: S) -> crate::server::Shutdown<S> {
-        crate::server::Shutdown {
+    pub fn shutdown<S>(&self, signal: S) -> Shutdown<S> {
+        Shutdown {
             signal,
             delay: Duration::from_secs(self.shutdown_delay_secs),
             grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -221,4 +221,13 @@ impl ServeConfig {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
         }
     }
+}
+
+/// How the server stops: on `signal`, `/readyz` answers 503 at once; new connections are still
+/// served for `delay` (so load balancers that probe readiness stop sending before connections
+/// are refused); then the listener closes and requests in flight get up to `grace`.
+pub struct Shutdown<S> {
+    pub signal: S,
+    pub delay: Duration,
+    pub grace: Duration,
 }

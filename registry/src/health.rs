@@ -4,10 +4,8 @@
 //! live process restarted). `/readyz` says this replica should get traffic: the database
 //! answers and holds every migration this build knows, and the blob store answers, each checked
 //! within [`CHECK_TIMEOUT`]; and the process is not shutting down: from SIGTERM on it answers
-//! `503` at once while the requests in flight finish ([`Lifecycle::drain`]).
+//! `503` at once while the requests in flight finish ([`crate::state::Lifecycle::drain`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,21 +19,6 @@ use crate::state::AppState;
 
 /// How long each readiness check may take before it counts as failed.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Whether this process is shutting down; shared by the server and the probes.
-#[derive(Debug, Clone, Default)]
-pub struct Lifecycle(Arc<AtomicBool>);
-
-impl Lifecycle {
-    /// From now on `/readyz` answers `503`.
-    pub fn drain(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    pub fn draining(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -21,7 +21,7 @@ use depot_store::storage::coalesce::{self, Coalescer};
 use crate::access::Access;
 use crate::api;
 use crate::auth::{self, Auth, Keys};
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, Shutdown};
 use crate::error::{Error, InternalCause};
 use crate::state::AppState;
 use crate::upload_id::UploadIds;
@@ -293,15 +293,6 @@ fn content_length(headers: &axum::http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// How the server stops: on `signal`, `/readyz` answers 503 at once; new connections are still
-/// served for `delay` (so load balancers that probe readiness stop sending before connections
-/// are refused); then the listener closes and requests in flight get up to `grace`.
-pub struct Shutdown<S> {
-    pub signal: S,
-    pub delay: Duration,
-    pub grace: Duration,
 }
 
 /// Serves until the shutdown signal, then drains as [`Shutdown`] says.

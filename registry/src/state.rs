@@ -4,13 +4,13 @@
 //! It sits at the top of the HTTP layer so the handlers (`api`, `control`) and the server use
 //! it, and nothing below them does.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use depot_store::content::Content;
 
 use crate::access::Access;
 use crate::auth::BaseUrl;
-use crate::health::Lifecycle;
 use crate::upload_id::UploadIds;
 
 /// Everything a handler needs; cheap to clone.
@@ -27,4 +27,19 @@ pub struct AppState {
     pub base_url: BaseUrl,
     /// Whether the process is shutting down (`/readyz` then answers 503).
     pub lifecycle: Lifecycle,
+}
+
+/// Whether this process is shutting down; shared by the server and the probes.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle(Arc<AtomicBool>);
+
+impl Lifecycle {
+    /// From now on `/readyz` answers `503`.
+    pub fn drain(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
