@@ -23,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::either::Either;
 use tower::ServiceExt;
 
 use crate::guarded_io::GuardedIo;
@@ -110,45 +111,29 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let served = match tls {
-                None => {
-                    let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(io, service)
-                                .into_owned(),
-                        )
-                        .await
-                }
+            let stream = match tls {
+                None => Either::Left(stream),
                 Some(tls) => {
                     // The handshake counts against the head timeout: a client that opens a
                     // connection and says nothing costs a slot that long, no longer.
                     let handshake =
                         tokio::time::timeout(limits.header_timeout, tls.acceptor().accept(stream));
                     match handshake.await {
-                        Ok(Ok(stream)) => {
-                            let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection_with_upgrades(io, service)
-                                        .into_owned(),
-                                )
-                                .await
-                        }
+                        Ok(Ok(stream)) => Either::Right(stream),
                         Ok(Err(e)) => {
                             tracing::debug!(cause = %e, "TLS handshake failed");
-                            Ok(())
+                            return;
                         }
                         Err(_) => {
                             tracing::debug!("TLS handshake timed out");
-                            Ok(())
+                            return;
                         }
                     }
                 }
             };
-            if let Err(e) = served {
+            let io = TokioIo::new(GuardedIo::new(stream, limits.idle_timeout));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(cause = %e, "connection ended with an error");
             }
             drop(slot);

@@ -336,33 +336,12 @@ impl Registry {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Option<String>> {
-        let req = Req::new(
-            Method::PUT,
-            self.url(&format!("/v2/{repo}/manifests/{reference}")),
-            vec![scope(repo, "pull,push")],
-        )
-        .header(reqwest::header::CONTENT_TYPE, media_type)
-        .body(bytes);
-        let resp = self.send(&req).await?;
-        let resp = self.expect(&req, resp, &[StatusCode::CREATED]).await?;
-        Ok(resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned))
+        Ok(self
+            .store_manifest(repo, reference, media_type, bytes)
+            .await?
+            .digest)
     }
-}
 
-/// What a multi-tag manifest push stored.
-#[derive(Debug, Default)]
-pub struct Tagged {
-    /// The digest the registry reports (`Docker-Content-Digest`).
-    pub digest: Option<String>,
-    /// The tags it says it pointed (`OCI-Tag`): none from a registry without the feature.
-    pub tags: Vec<String>,
-}
-
-impl Registry {
     /// `PUT /v2/<repo>/manifests/<digest>?tag=..&tag=..` (the spec's main branch, end-7b):
     /// stores the manifest and points every tag at it in one request, where the registry
     /// supports it. One that does not stores the manifest by digest and names no tag; the
@@ -377,12 +356,23 @@ impl Registry {
     ) -> Result<Tagged> {
         // Tags are `[A-Za-z0-9_][A-Za-z0-9._-]*`: nothing in them needs escaping.
         let query: Vec<String> = tags.iter().map(|t| format!("tag={t}")).collect();
+        let reference = format!("{digest}?{}", query.join("&"));
+        self.store_manifest(repo, &reference, media_type, bytes)
+            .await
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` (which may carry a query): what the registry says
+    /// it stored.
+    async fn store_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Tagged> {
         let req = Req::new(
             Method::PUT,
-            self.url(&format!(
-                "/v2/{repo}/manifests/{digest}?{}",
-                query.join("&")
-            )),
+            self.url(&format!("/v2/{repo}/manifests/{reference}")),
             vec![scope(repo, "pull,push")],
         )
         .header(reqwest::header::CONTENT_TYPE, media_type)
@@ -405,6 +395,16 @@ impl Registry {
                 .collect(),
         })
     }
+}
+
+/// What a manifest push stored.
+#[derive(Debug, Default)]
+pub struct Tagged {
+    /// The digest the registry reports (`Docker-Content-Digest`).
+    pub digest: Option<String>,
+    /// The tags it says it pointed (`OCI-Tag`): none from a registry without the feature, or
+    /// for a push by tag.
+    pub tags: Vec<String>,
 }
 
 /// A URL without its query (upload `_state` tokens are long and say nothing to a user).

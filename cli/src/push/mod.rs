@@ -439,15 +439,7 @@ async fn put_tagged(d: &Dest, m: &Manifest) -> Result<Vec<String>> {
         .reg
         .put_manifest_tagged(&d.repo, &m.digest, &d.tags, &m.media_type, m.bytes.clone())
         .await?;
-    if let Some(r) = &stored.digest {
-        if *r != m.digest {
-            bail!(
-                "{} stored manifest {} as {r}: digests would change",
-                d.host,
-                m.digest
-            );
-        }
-    }
+    same_digest(d, m, stored.digest.as_deref())?;
     Ok(stored.tags)
 }
 
@@ -458,16 +450,19 @@ async fn put(d: &Dest, reference: &str, m: &Manifest) -> Result<()> {
         .put_manifest(&d.repo, reference, &m.media_type, m.bytes.clone())
         .await
         .with_context(|| format!("manifest {} as {reference}", short(&m.digest)))?;
-    if let Some(r) = reported {
-        if r != m.digest {
-            bail!(
-                "{} stored manifest {} as {r}: digests would change",
-                d.host,
-                m.digest
-            );
-        }
+    same_digest(d, m, reported.as_deref())
+}
+
+/// A destination that reports another digest for the bytes it was given would change them.
+fn same_digest(d: &Dest, m: &Manifest, reported: Option<&str>) -> Result<()> {
+    match reported {
+        Some(r) if r != m.digest => bail!(
+            "{} stored manifest {} as {r}: digests would change",
+            d.host,
+            m.digest
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn report(

@@ -14,19 +14,31 @@ use crate::Ctx;
 /// answer, and more than a socket buffer takes when the server stops reading.
 const BODY: usize = 1024 * 1024;
 
-/// Sends `method path` with a 1 MiB body on `ctx.fresh_connections` new connections; each
-/// answer must satisfy `expect`, and where the connection stays open, a `GET /v2/` on it must
-/// be answered too.
+/// Whether the raw requests carry the client's credentials.
+#[derive(Clone, Copy, PartialEq)]
+enum Credentials {
+    Sent,
+    Left,
+}
+
+/// Sends `method path` with `body` on `ctx.fresh_connections` new connections; each answer must
+/// satisfy `expect`, and where the connection stays open, a `GET /v2/` on it must be answered
+/// too.
 fn on_fresh_connections(
     ctx: &mut Ctx,
-    method: &Method,
-    path: &str,
+    (method, path): (&Method, &str),
     headers: &[(&str, &str)],
     body: &[u8],
+    credentials: Credentials,
     expect: impl Fn(&Answer) -> R,
 ) -> R {
-    let auth = ctx.client.authorization_for(method, path)?;
-    let base_auth = ctx.client.authorization_for(&Method::GET, "/v2/")?;
+    let (auth, base_auth) = match credentials {
+        Credentials::Sent => (
+            ctx.client.authorization_for(method, path)?,
+            ctx.client.authorization_for(&Method::GET, "/v2/")?,
+        ),
+        Credentials::Left => (None, None),
+    };
     let mut all: Vec<(&str, &str)> = headers.to_vec();
     if let Some(a) = &auth {
         all.push(("Authorization", a));
@@ -91,21 +103,25 @@ fn range(start: usize, len: usize) -> String {
     format!("{start}-{}", start + len - 1)
 }
 
+/// The headers of a chunk with `Content-Range: <range>`.
+fn chunk(range: &str) -> [(&str, &str); 2] {
+    [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Range", range),
+    ]
+}
+
 pub(super) fn early_out_of_order_patch(ctx: &mut Ctx) -> R {
     let repo = ctx.repo("earlypatch");
     let loc = start_upload(ctx, &repo)?;
     let body = random_bytes(BODY);
     let r = range(5, BODY);
-    let headers = [
-        ("Content-Type", "application/octet-stream"),
-        ("Content-Range", r.as_str()),
-    ];
     on_fresh_connections(
         ctx,
-        &Method::PATCH,
-        &loc,
-        &headers,
+        (&Method::PATCH, &loc),
+        &chunk(&r),
         &body,
+        Credentials::Sent,
         expect(416, None),
     )
 }
@@ -115,12 +131,15 @@ pub(super) fn early_out_of_order_final_put(ctx: &mut Ctx) -> R {
     let loc = start_upload(ctx, &repo)?;
     let body = random_bytes(BODY);
     let r = range(5, BODY);
-    let headers = [
-        ("Content-Type", "application/octet-stream"),
-        ("Content-Range", r.as_str()),
-    ];
     let path = with_query(&loc, "digest", &sha256(&body));
-    on_fresh_connections(ctx, &Method::PUT, &path, &headers, &body, expect(416, None))
+    on_fresh_connections(
+        ctx,
+        (&Method::PUT, &path),
+        &chunk(&r),
+        &body,
+        Credentials::Sent,
+        expect(416, None),
+    )
 }
 
 pub(super) fn early_unknown_session(ctx: &mut Ctx) -> R {
@@ -129,17 +148,13 @@ pub(super) fn early_unknown_session(ctx: &mut Ctx) -> R {
     start_upload(ctx, &repo)?;
     let body = random_bytes(BODY);
     let r = range(0, BODY);
-    let headers = [
-        ("Content-Type", "application/octet-stream"),
-        ("Content-Range", r.as_str()),
-    ];
     let path = format!("/v2/{repo}/blobs/uploads/00000000-0000-4000-8000-000000000000");
     on_fresh_connections(
         ctx,
-        &Method::PATCH,
-        &path,
-        &headers,
+        (&Method::PATCH, &path),
+        &chunk(&r),
         &body,
+        Credentials::Sent,
         expect(404, Some("BLOB_UPLOAD_UNKNOWN")),
     )
 }
@@ -153,15 +168,14 @@ pub(super) fn early_manifest_too_large(ctx: &mut Ctx) -> R {
     body.extend(b"\"}}");
     let headers = [("Content-Type", OCI_MANIFEST)];
     let path = format!("/v2/{repo}/manifests/huge");
-    on_fresh_connections(ctx, &Method::PUT, &path, &headers, &body, |a: &Answer| {
-        ensure(a.status == 413, || {
-            format!(
-                "expected 413, got {} {}",
-                a.status,
-                String::from_utf8_lossy(&a.body)
-            )
-        })
-    })
+    on_fresh_connections(
+        ctx,
+        (&Method::PUT, &path),
+        &headers,
+        &body,
+        Credentials::Sent,
+        expect(413, None),
+    )
 }
 
 pub(super) fn early_without_credentials(ctx: &mut Ctx) -> R {
@@ -188,14 +202,12 @@ pub(super) fn early_without_credentials(ctx: &mut Ctx) -> R {
             })
         }
     };
-    let n = ctx.fresh_connections;
-    let mut lost = Vec::new();
-    for i in 0..n {
-        let mut conn = Connection::open(ctx.client.base())?;
-        match conn.exchange("POST", &path, &headers, &body) {
-            Ok(a) => check(&a).map_err(|e| format!("try {}: {e}", i + 1))?,
-            Err(e) => lost.push(format!("try {}: {e}", i + 1)),
-        }
-    }
-    ensure(lost.is_empty(), || lost_message(&lost, n))
+    on_fresh_connections(
+        ctx,
+        (&Method::POST, &path),
+        &headers,
+        &body,
+        Credentials::Left,
+        check,
+    )
 }

@@ -241,23 +241,14 @@ async fn commit(
     }
     let size = written.size;
     let content = &state.content;
-    // Content already stored is linked (and kept from collection) before the new copy is
-    // dropped; if it was collected meanwhile, the new copy is stored after all.
-    let existing = match content.stored_blob(digest).await? {
-        Some(stored) if stored.size == size => {
-            content.link_blob(repo, digest, Link::Existing).await?
-        }
-        _ => None,
-    };
-    match existing {
-        Some(_) => content.store.discard(id, &written.state).await?,
-        None => {
-            let location = content
-                .store
-                .commit(id, &written.state, digest, size)
-                .await?;
-            link_new(state, repo, digest, size, location).await?;
-        }
+    if link_stored(state, repo, digest, size).await? {
+        content.store.discard(id, &written.state).await?;
+    } else {
+        let location = content
+            .store
+            .commit(id, &written.state, digest, size)
+            .await?;
+        link_new(state, repo, digest, size, location).await?;
     }
     Ok(())
 }
@@ -290,18 +281,11 @@ async fn commit_rehashed(
         if &actual != digest {
             return Err(Error::digest_mismatch(digest, &actual));
         }
-        let existing = match content.stored_blob(digest).await? {
-            Some(stored) if stored.size == size => {
-                content.link_blob(repo, digest, Link::Existing).await?
-            }
-            _ => None,
-        };
-        match existing {
-            Some(_) => {
-                drop_copy(state, &location).await;
-                Ok(())
-            }
-            None => link_new(state, repo, digest, size, location.clone()).await,
+        if link_stored(state, repo, digest, size).await? {
+            drop_copy(state, &location).await;
+            Ok(())
+        } else {
+            link_new(state, repo, digest, size, location.clone()).await
         }
     }
     .await;
@@ -309,6 +293,25 @@ async fn commit_rehashed(
         drop_copy(state, &location).await;
     }
     published
+}
+
+/// Links `digest` into `repo` if its content is already stored (at `size`), which keeps it from
+/// collection; `false` if it is not (or was collected meanwhile): the new copy is stored after
+/// all.
+async fn link_stored(
+    state: &AppState,
+    repo: &RepoName,
+    digest: &Digest,
+    size: u64,
+) -> Result<bool> {
+    let content = &state.content;
+    Ok(match content.stored_blob(digest).await? {
+        Some(stored) if stored.size == size => content
+            .link_blob(repo, digest, Link::Existing)
+            .await?
+            .is_some(),
+        _ => false,
+    })
 }
 
 /// Records a just-committed copy as `digest`'s bytes in `repo`. Two uploads of the same content
