@@ -46,6 +46,12 @@ impl Default for Limits {
     }
 }
 
+/// How many connections over the cap may be in the middle of being told so at once. Beyond
+/// that (a flood faster than the refusals finish) the answer is written without waiting and the
+/// connection closed at once, so the descriptors a flood costs stay bounded by
+/// `max_connections + REFUSING`.
+const REFUSING: usize = 64;
+
 /// What a connection over the cap is told before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 77\r\n\r\n{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many open connections\"}]}";
 
@@ -61,6 +67,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refused = Arc::new(AtomicU64::new(0));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -99,7 +106,18 @@ pub async fn serve(
                     "connection limit reached: new connections are answered 503 and closed (--max-connections)"
                 );
             }
-            tokio::spawn(refuse(stream));
+            match refusing.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        refuse(stream).await;
+                        drop(permit);
+                    });
+                }
+                // The socket's send buffer is empty on a new connection, so the answer fits.
+                Err(_) => {
+                    let _ = stream.try_write(OVER_CAPACITY);
+                }
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
