@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use collect::Collector;
-pub use report::{Metrics, Report};
+pub use report::{Metrics, Report, METRICS};
 
 /// How a collection behaves.
 #[derive(Debug, Clone)]

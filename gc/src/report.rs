@@ -1,8 +1,8 @@
 //! What a collection did ([`Report`], kept in the database for `depot-gc status`) and the
-//! running totals a registry exposes as Prometheus metrics ([`Metrics`]).
+//! running totals a registry exposes as Prometheus metrics ([`Metrics`], through the `metrics`
+//! crate's recorder).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,103 +62,75 @@ impl Report {
     }
 }
 
-/// Totals over this process's collections, for `/metrics`.
+/// The names of the collection metrics ([`Metrics`] records them), with their help texts.
+pub const METRICS: &[(&str, &str)] = &[
+    (
+        "depot_gc_runs_total",
+        "Garbage collections this process ran.",
+    ),
+    (
+        "depot_gc_skipped_total",
+        "Collections skipped because another replica was collecting.",
+    ),
+    ("depot_gc_builds_expired_total", "Expired builds reaped."),
+    (
+        "depot_gc_manifests_deleted_total",
+        "Expired manifests deleted.",
+    ),
+    (
+        "depot_gc_uploads_deleted_total",
+        "Abandoned upload sessions deleted.",
+    ),
+    (
+        "depot_gc_blobs_deleted_total",
+        "Unreferenced blobs deleted.",
+    ),
+    ("depot_gc_bytes_freed_total", "Bytes of blobs deleted."),
+    ("depot_gc_errors_total", "Errors during collections."),
+    (
+        "depot_gc_last_duration_seconds",
+        "How long the last collection took.",
+    ),
+    (
+        "depot_gc_last_run_timestamp_seconds",
+        "When the last collection finished (Unix time).",
+    ),
+];
+
+/// Records this process's collections in the process's `metrics` recorder (the registry's
+/// `/metrics`); without a recorder installed, recording costs nothing.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    runs: AtomicU64,
-    skipped: AtomicU64,
-    builds_expired: AtomicU64,
-    manifests_deleted: AtomicU64,
-    uploads_deleted: AtomicU64,
-    blobs_deleted: AtomicU64,
-    bytes_freed: AtomicU64,
-    errors: AtomicU64,
-    last_duration_ms: AtomicI64,
-    last_finished_ms: AtomicI64,
-}
+pub struct Metrics;
 
 impl Metrics {
+    /// Registers the help texts (once, when the recorder is installed), and shows the
+    /// counters at 0 before the first collection.
+    pub fn describe() {
+        for (name, help) in METRICS {
+            if name.ends_with("_total") {
+                metrics::describe_counter!(*name, *help);
+                metrics::counter!(*name).increment(0);
+            } else {
+                metrics::describe_gauge!(*name, *help);
+            }
+        }
+    }
+
     pub fn record(&self, r: &Report) {
-        let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
-        add(&self.runs, 1);
-        add(&self.builds_expired, r.builds_expired);
-        add(&self.manifests_deleted, r.manifests_deleted);
-        add(&self.uploads_deleted, r.uploads_deleted);
-        add(&self.blobs_deleted, r.blobs_deleted);
-        add(&self.bytes_freed, r.bytes_freed);
-        add(&self.errors, r.errors);
-        self.last_duration_ms
-            .store(r.duration_ms(), Ordering::Relaxed);
-        self.last_finished_ms
-            .store(r.finished_at, Ordering::Relaxed);
+        metrics::counter!("depot_gc_runs_total").increment(1);
+        metrics::counter!("depot_gc_builds_expired_total").increment(r.builds_expired);
+        metrics::counter!("depot_gc_manifests_deleted_total").increment(r.manifests_deleted);
+        metrics::counter!("depot_gc_uploads_deleted_total").increment(r.uploads_deleted);
+        metrics::counter!("depot_gc_blobs_deleted_total").increment(r.blobs_deleted);
+        metrics::counter!("depot_gc_bytes_freed_total").increment(r.bytes_freed);
+        metrics::counter!("depot_gc_errors_total").increment(r.errors);
+        metrics::gauge!("depot_gc_last_duration_seconds").set(r.duration_ms() as f64 / 1000.0);
+        metrics::gauge!("depot_gc_last_run_timestamp_seconds").set(r.finished_at as f64 / 1000.0);
     }
 
     /// A collection skipped because another replica held the lock.
     pub fn skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The Prometheus text exposition of these totals.
-    pub fn prometheus(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        counter(
-            "depot_gc_runs_total",
-            "Garbage collections this process ran.",
-            get(&self.runs),
-        );
-        counter(
-            "depot_gc_skipped_total",
-            "Collections skipped because another replica was collecting.",
-            get(&self.skipped),
-        );
-        counter(
-            "depot_gc_builds_expired_total",
-            "Expired builds reaped.",
-            get(&self.builds_expired),
-        );
-        counter(
-            "depot_gc_manifests_deleted_total",
-            "Expired manifests deleted.",
-            get(&self.manifests_deleted),
-        );
-        counter(
-            "depot_gc_uploads_deleted_total",
-            "Abandoned upload sessions deleted.",
-            get(&self.uploads_deleted),
-        );
-        counter(
-            "depot_gc_blobs_deleted_total",
-            "Unreferenced blobs deleted.",
-            get(&self.blobs_deleted),
-        );
-        counter(
-            "depot_gc_bytes_freed_total",
-            "Bytes of blobs deleted.",
-            get(&self.bytes_freed),
-        );
-        counter(
-            "depot_gc_errors_total",
-            "Errors during collections.",
-            get(&self.errors),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP depot_gc_last_duration_seconds How long the last collection took.\n# TYPE depot_gc_last_duration_seconds gauge\ndepot_gc_last_duration_seconds {:.3}",
-            self.last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        );
-        let _ = writeln!(
-            out,
-            "# HELP depot_gc_last_run_timestamp_seconds When the last collection finished.\n# TYPE depot_gc_last_run_timestamp_seconds gauge\ndepot_gc_last_run_timestamp_seconds {:.3}",
-            self.last_finished_ms.load(Ordering::Relaxed) as f64 / 1000.0
-        );
-        out
+        metrics::counter!("depot_gc_skipped_total").increment(1);
     }
 }
 
@@ -168,7 +140,7 @@ mod tests {
 
     #[test]
     fn metrics_add_up_runs() {
-        let m = Metrics::default();
+        let m = Metrics;
         let r = Report {
             started_at: 1000,
             finished_at: 1500,
@@ -176,12 +148,16 @@ mod tests {
             bytes_freed: 300,
             ..Default::default()
         };
-        m.record(&r);
-        m.record(&r);
-        let text = m.prometheus();
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            m.record(&r);
+            m.record(&r);
+        });
+        let text = handle.render();
         assert!(text.contains("depot_gc_runs_total 2\n"), "{text}");
         assert!(text.contains("depot_gc_bytes_freed_total 600\n"));
-        assert!(text.contains("depot_gc_last_duration_seconds 0.500\n"));
+        assert!(text.contains("depot_gc_last_duration_seconds 0.5\n"));
     }
 
     #[test]

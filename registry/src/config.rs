@@ -14,6 +14,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DEPOT_LISTEN", default_value = "127.0.0.1:5000")]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` on this address only (not on --listen), so the registry's public port
+    /// need not expose it.
+    #[arg(long, env = "DEPOT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     #[command(flatten)]
     pub backend: BackendConfig,
 
@@ -153,6 +158,7 @@ impl ServeConfig {
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             listen: ([127, 0, 0, 1], 5000).into(),
+            metrics_listen: None,
             backend: BackendConfig {
                 data_dir: data_dir.into(),
                 database_url: None,

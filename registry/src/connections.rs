@@ -98,6 +98,7 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED).increment(1);
             if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_warning = Some(tokio::time::Instant::now());
                 tracing::warn!(
@@ -128,7 +129,11 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let open = metrics::gauge!(crate::metrics::CONNECTIONS);
+        open.increment(1.0);
         tokio::spawn(async move {
+            // Counted closed however the task ends (a failed handshake returns early).
+            let _open = scopeguard(move || open.decrement(1.0));
             let stream = match tls {
                 None => Either::Left(stream),
                 Some(tls) => {
@@ -178,6 +183,19 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 //!   timeouts, [`guarded_io`]) over plain TCP or [`tls`]; [`request_body`] settles what a handler left of a request body;
 //!   [`admin`]: the `admin` subcommand.
 //! - [`api`]: the `/v2/` HTTP surface; [`control`]: the `/api/v1/` control plane and `/token`;
-//!   [`health`]: `/livez` and `/readyz`.
+//!   [`health`]: `/livez` and `/readyz`; [`scrape`]: `/metrics`.
 //! - [`state`]: what every handler shares (the store's content plus [`access`], upload ids).
+//! - [`metrics`]: the Prometheus recorder and what the HTTP layer records.
 //! - [`access`]: who may do what, decided once per request from [`endpoint`] and [`auth`]
 //!   (credentials and signed tokens); [`ingest`]: the streaming upload pipeline;
 //!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
@@ -27,7 +28,9 @@ pub mod error;
 pub mod guarded_io;
 pub mod health;
 pub mod ingest;
+pub mod metrics;
 pub mod request_body;
+pub mod scrape;
 pub mod server;
 pub mod state;
 pub mod tls;

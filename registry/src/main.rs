@@ -71,14 +71,24 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            let metrics = match config.metrics_listen {
+                None => None,
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {addr} (--metrics-listen): {e}")
+                })?),
+            };
             let tls = config.tls()?;
             let state = server::open(&config).await?;
             server::start_gc(&state, &config);
             let addr = listener.local_addr()?;
+            if let Some(m) = &metrics {
+                tracing::info!(addr = %m.local_addr()?, "metrics on http://{}/metrics", m.local_addr()?);
+            }
             let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(%addr, data_dir = %config.backend.data_dir.display(), "depot registry listening on {scheme}://{addr}");
             server::serve(
                 listener,
+                metrics,
                 state,
                 config.connection_limits(),
                 tls,

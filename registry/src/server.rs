@@ -29,6 +29,8 @@ use crate::upload_id::UploadIds;
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
 pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     config.check()?;
+    // Installed before anything records.
+    crate::metrics::handle();
     let (meta, store) = open_backend(&config.backend, s3_redirect(config)).await?;
     // Object-store reads go through the coalescing chunk cache; files are served by mmap.
     let reads = config
@@ -72,6 +74,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         access,
         test_clock: config.auth.test_clock,
         gc_metrics: Default::default(),
+        metrics: Default::default(),
         base_url,
         lifecycle: Default::default(),
     })
@@ -95,18 +98,6 @@ pub fn start_gc(state: &AppState, config: &ServeConfig) {
         Duration::from_secs(config.gc_interval_secs),
         state.gc_metrics.clone(),
     );
-}
-
-/// `GET /metrics`: Prometheus text (garbage collection totals of this process).
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.gc_metrics.prometheus(),
-    )
-        .into_response()
 }
 
 /// Whether blob GETs redirect to presigned S3 URLs (`--s3-redirect`).
@@ -179,23 +170,30 @@ async fn auth(
     ))
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, with `/metrics` (see [`app_without_metrics`]).
 pub fn app(state: AppState) -> Router {
-    let metrics = Router::new()
-        .route("/metrics", axum::routing::get(metrics))
-        .method_not_allowed_fallback(|| async {
-            Error::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                crate::error::Code::Unsupported,
-            )
-            .message("method not allowed on this resource")
-            .into_response()
-        })
-        .with_state(state.clone());
+    layered(base(state.clone()).merge(crate::scrape::router(state)))
+}
+
+/// The application without `/metrics`, for a server whose metrics are served on a listener of
+/// their own (`--metrics-listen`).
+pub fn app_without_metrics(state: AppState) -> Router {
+    layered(base(state))
+}
+
+/// The metrics alone, on the `--metrics-listen` address.
+pub fn metrics_app(state: AppState) -> Router {
+    layered(crate::scrape::router(state))
+}
+
+fn base(state: AppState) -> Router {
     api::router(state.clone())
         .merge(crate::control::router(state.clone()))
         .merge(crate::health::router(state))
-        .merge(metrics)
+}
+
+fn layered(router: Router) -> Router {
+    router
         .fallback(api::fallback)
         .layer(axum::middleware::from_fn(
             crate::request_body::settle_unread,
@@ -263,6 +261,9 @@ async fn log_requests(request: Request, next: Next) -> Response {
     let bytes_in = content_length(request.headers());
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
+    let answering =
+        crate::metrics::Answering::start(class, crate::metrics::method_label(&method), started);
+    let request = request.map(|body| crate::metrics::count_received(body, class));
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, v);
@@ -282,7 +283,7 @@ async fn log_requests(request: Request, next: Next) -> Response {
         tracing::info!(%method, %path, class, status, bytes_in, bytes_out, duration_ms, "request");
     }
     drop(_entered);
-    response
+    response.map(|body| answering.finish(status, body))
 }
 
 /// A `Content-Length` header's value (0 when absent: a body of unknown length is counted by
@@ -298,6 +299,7 @@ fn content_length(headers: &axum::http::HeaderMap) -> u64 {
 /// Serves until the shutdown signal, then drains as [`Shutdown`] says.
 pub async fn serve(
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     state: AppState,
     limits: crate::connections::Limits,
     tls: Option<crate::tls::Tls>,
@@ -322,7 +324,30 @@ pub async fn serve(
     if let Some(tls) = &tls {
         tls.spawn_reloader();
     }
-    crate::connections::serve(listener, app(state), limits, tls, stop_accepting, grace).await?;
+    let (app, metrics) = match metrics {
+        None => (app(state), None),
+        Some(listener) => {
+            // A scraper's port: a few connections, plain HTTP, served until the registry stops.
+            let limits = crate::connections::Limits {
+                max_connections: 64,
+                ..limits
+            };
+            let serving = crate::connections::serve(
+                listener,
+                metrics_app(state.clone()),
+                limits,
+                None,
+                std::future::pending(),
+                Duration::ZERO,
+            );
+            (app_without_metrics(state), Some(tokio::spawn(serving)))
+        }
+    };
+    let served = crate::connections::serve(listener, app, limits, tls, stop_accepting, grace).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served?;
     meta.close().await;
     Ok(())
 }

@@ -21,8 +21,10 @@ pub struct AppState {
     pub upload_ids: UploadIds,
     /// Whether the admin may move the clock forward (`--test-clock`).
     pub test_clock: bool,
-    /// This process's garbage collections, for `/metrics`.
+    /// This process's garbage collections, recorded for `/metrics`.
     pub gc_metrics: Arc<depot_gc::Metrics>,
+    /// What `/metrics` keeps between scrapes.
+    pub metrics: Arc<crate::metrics::Exporter>,
     /// The address clients reach the registry at.
     pub base_url: BaseUrl,
     /// Whether the process is shutting down (`/readyz` then answers 503).

@@ -58,7 +58,9 @@ impl Content {
         digest: &Digest,
     ) -> Result<Option<StoredBlob>> {
         let key = (repo.clone(), digest.clone());
-        if let Some(blob) = self.caches.repo_blobs.get(&key).await {
+        let cached = self.caches.repo_blobs.get(&key).await;
+        crate::metrics::cache_lookup("repo_blobs", cached.is_some());
+        if let Some(blob) = cached {
             return Ok(Some(blob));
         }
         let Some(blob) = self.meta.repo_blob(repo, digest).await? else {
@@ -75,7 +77,9 @@ impl Content {
     /// Where `digest` is stored, if anywhere (any repository), through the cache; a candidate
     /// for collection is kept for another grace period, as in [`Content::visible_blob`].
     pub async fn stored_blob(&self, digest: &Digest) -> Result<Option<StoredBlob>> {
-        if let Some(blob) = self.caches.stored.get(digest).await {
+        let cached = self.caches.stored.get(digest).await;
+        crate::metrics::cache_lookup("stored", cached.is_some());
+        if let Some(blob) = cached {
             return Ok(Some(blob));
         }
         let Some(blob) = self.meta.blob(digest).await? else {
@@ -245,10 +249,11 @@ impl Content {
     ) -> Result<Option<StoredManifest>> {
         let key = (repo.clone(), reference.clone());
         let now = self.now_ms();
-        if let Some(m) = self.caches.manifests.get(&key).await {
-            if m.is_live(now) {
-                return Ok(Some(m));
-            }
+        let cached = self.caches.manifests.get(&key).await;
+        let live = cached.filter(|m| m.is_live(now));
+        crate::metrics::cache_lookup("manifests", live.is_some());
+        if let Some(m) = live {
+            return Ok(Some(m));
         }
         let found = match reference {
             Reference::Digest(d) => self.meta.manifest_by_digest(repo, d, now).await?,

@@ -1,7 +1,8 @@
 //! depot store: what the registry holds and how it is kept, below HTTP.
 //!
 //! Layers, lowest first (a module uses only modules above it in this list):
-//! - [`error`]: the store's error type; [`clock`]: the one notion of "now";
+//! - [`error`]: the store's error type; [`clock`]: the one notion of "now"; [`metrics`]: the
+//!   names of what the store records and the calls that record it;
 //!   [`digest`], [`names`]: validated content addresses and repository names, tags, references.
 //! - [`model`]: projects and builds (what a build is, its tags, its expiry arithmetic);
 //!   [`manifest`]: validation of manifests clients send.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod gc;
 pub mod manifest;
 pub mod metadata;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod storage;

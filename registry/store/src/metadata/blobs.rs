@@ -158,12 +158,19 @@ impl Metadata {
     /// Removes `repo`'s link to `digest`; false if there was none. The bytes stay until garbage
     /// collection finds no manifest references them.
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest, now: i64) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            let size: Option<i64> = sqlx::query_scalar("SELECT size FROM blobs WHERE digest = $1")
+                .bind(digest.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            add_usage(&mut tx, repo.as_str(), -size.unwrap_or(0), -1).await?;
+        }
         mark_candidates(&mut tx, std::slice::from_ref(&digest.to_string()), now).await?;
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
@@ -184,7 +191,7 @@ impl Metadata {
     /// it from garbage collection for another grace period, in the statement that checks it is
     /// still there. `false` if it is gone.
     pub async fn touch_blob(&self, digest: &Digest, now: i64) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = touch(&mut tx, digest.as_str(), now).await?;
         tx.commit().await?;
         Ok(exists)
@@ -216,7 +223,9 @@ async fn commit_links(
     write: &AnyPool,
     batch: &[LinkRequest],
 ) -> Result<Vec<Option<StoredBlob>>, sqlx::Error> {
+    let started = std::time::Instant::now();
     let mut tx = write.begin().await?;
+    crate::metrics::write_acquired(started.elapsed());
     let mut out = Vec::with_capacity(batch.len());
     for link in batch {
         if let Link::New(blob) = &link.link {
@@ -242,20 +251,23 @@ async fn commit_links(
         .bind(link.now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        let linked = sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(link.repo.as_str())
             .bind(link.digest.as_str())
             .bind(link.now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         let row =
             sqlx::query("SELECT size, location, unreferenced_at FROM blobs WHERE digest = $1")
                 .bind(link.digest.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-        out.push(Some(
-            blob_from_row(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
-        ));
+        let blob = blob_from_row(&row).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        if linked > 0 {
+            add_usage(&mut tx, link.repo.as_str(), blob.size as i64, 1).await?;
+        }
+        out.push(Some(blob));
     }
     tx.commit().await?;
     Ok(out)
@@ -313,4 +325,24 @@ fn blob_from_row(row: &AnyRow) -> Result<StoredBlob> {
         location: row.try_get("location")?,
         candidate: row.try_get::<Option<i64>, _>("unreferenced_at")?.is_some(),
     })
+}
+
+/// Adds `bytes` and `blobs` (negative to subtract) to what `repo` holds, in the transaction
+/// that linked or unlinked them.
+pub(super) async fn add_usage(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &str,
+    bytes: i64,
+    blobs: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO repo_usage (repo, bytes, blobs) VALUES ($1, $2, $3) \
+         ON CONFLICT (repo) DO UPDATE SET bytes = repo_usage.bytes + excluded.bytes, blobs = repo_usage.blobs + excluded.blobs",
+    )
+    .bind(repo)
+    .bind(bytes)
+    .bind(blobs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

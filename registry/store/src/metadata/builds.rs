@@ -258,7 +258,7 @@ impl Metadata {
     /// Sets when a build expires, and with it its tags and the manifests only it holds; false if
     /// there is no such build, or collection has reaped it.
     pub async fn set_build_expiry(&self, id: &str, expires_at: i64, now: i64) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // A build garbage collection has reaped cannot come back: its tags are gone.
         let done = sqlx::query(
             "UPDATE builds SET expires_at = $1, updated_at = $2 WHERE id = $3 AND reaped_at IS NULL",
@@ -288,7 +288,7 @@ impl Metadata {
     /// Deletes a build: its tags go, and its manifests expire now unless another live build holds
     /// them. Returns the tags removed (for cache invalidation); `None` if there was no build.
     pub async fn delete_build(&self, id: &str, now: i64) -> Result<Option<Vec<String>>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM builds WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

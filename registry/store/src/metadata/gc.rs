@@ -114,7 +114,7 @@ impl Metadata {
     /// Removes an expired build's tags and manifest bookkeeping and marks it reaped; its
     /// manifests go in the next step, by their own expiry.
     pub async fn gc_reap_build(&self, id: &str, now: i64, dry_run: bool) -> Result<Reaped> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let due = if dry_run {
             sqlx::query(
                 "SELECT 1 FROM builds WHERE id = $1 AND reaped_at IS NULL AND expires_at <= $2",
@@ -207,7 +207,7 @@ impl Metadata {
         now: i64,
         dry_run: bool,
     ) -> Result<Vec<ManifestOutcome>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             out.push(
@@ -330,7 +330,7 @@ impl Metadata {
         }
         let select = format!("SELECT digest, location, size FROM blobs WHERE {garbage}");
         let delete = format!("DELETE FROM blobs WHERE {garbage} RETURNING digest, location, size");
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = bind_all(if dry_run { &select } else { &delete }, cutoff, &digests)
             .fetch_all(&mut *tx)
             .await?;
@@ -356,15 +356,31 @@ impl Metadata {
             .rows_affected();
         if !out.digests.is_empty() {
             let unlink = format!(
-                "DELETE FROM repo_blobs WHERE digest IN ({}) RETURNING repo",
+                "DELETE FROM repo_blobs WHERE digest IN ({}) RETURNING repo, digest",
                 placeholders(1, out.digests.len())
             );
             let mut q = sqlx::query(&unlink);
             for d in &out.digests {
                 q = q.bind(d);
             }
+            // What each repository no longer holds, subtracted in this transaction.
+            let sizes: std::collections::HashMap<&str, u64> = out
+                .digests
+                .iter()
+                .map(String::as_str)
+                .zip(out.trashed.iter().map(|t| t.size))
+                .collect();
+            let mut released: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
             for r in q.fetch_all(&mut *tx).await? {
-                out.repos.push(r.try_get("repo")?);
+                let repo: String = r.try_get("repo")?;
+                let digest: String = r.try_get("digest")?;
+                let entry = released.entry(repo.clone()).or_default();
+                entry.0 += sizes.get(digest.as_str()).copied().unwrap_or(0) as i64;
+                entry.1 += 1;
+                out.repos.push(repo);
+            }
+            for (repo, (bytes, blobs)) in &released {
+                super::blobs::add_usage(&mut tx, repo, -bytes, -blobs).await?;
             }
             let values = (0..out.trashed.len())
                 .map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3))

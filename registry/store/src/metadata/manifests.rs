@@ -159,7 +159,7 @@ impl Metadata {
         let mut children: Vec<&Digest> = m.manifests.iter().collect();
         children.sort();
         children.dedup();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // What the manifest references is checked again here, in the transaction that records
         // the references, and kept: a blob stops being a candidate for collection, a child
         // manifest lives at least as long as its new parent. On PostgreSQL these updates lock
@@ -300,7 +300,7 @@ impl Metadata {
         digest: &Digest,
         now: i64,
     ) -> Result<Option<Vec<String>>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo.as_str())
             .bind(digest.as_str())

@@ -3,7 +3,7 @@
 //!
 //! All SQL lives here, one file per question: repositories and blobs ([`blobs`]), upload
 //! sessions ([`uploads`]), manifests, tags and referrers ([`manifests`]), projects and builds
-//! ([`builds`]), shared settings ([`settings`]), garbage collection ([`gc`]); every difference
+//! ([`builds`]), shared settings ([`settings`]), garbage collection ([`gc`]), the gauges' counts ([`stats`]); every difference
 //! between the two databases is in [`Dialect`]. Callers use these methods. Queries use `$N` placeholders and only syntax
 //! both dialects share (`ON CONFLICT`, `lower()`), so there is a single code path.
 //!
@@ -17,6 +17,7 @@ mod dialect;
 mod gc;
 mod manifests;
 mod settings;
+mod stats;
 #[cfg(test)]
 mod suite;
 mod uploads;
@@ -34,6 +35,7 @@ pub use blobs::{Link, StoredBlob};
 pub use builds::{BuildImage, TokenInfo};
 pub use dialect::Dialect;
 pub use manifests::{NewManifest, Owner, Referrer, StoredManifest};
+pub use stats::{PoolUse, Stats};
 pub use uploads::Upload;
 
 /// Pooled access to the metadata database.

@@ -164,6 +164,38 @@ pub async fn run(db: &Metadata) {
 
     builds_and_expiry(db).await;
     super::gc::suite::run(db).await;
+    usage_follows_links(db).await;
+    usage_matches_a_recount(db).await;
+}
+
+/// After everything the suite did, what `repo_usage` says each repository holds is what a
+/// full count of the links says.
+async fn usage_matches_a_recount(db: &Metadata) {
+    let counted: Vec<(String, u64, u64)> = sqlx::query(
+        "SELECT r.repo AS repo, CAST(SUM(b.size) AS BIGINT) AS bytes, COUNT(*) AS blobs FROM repo_blobs r \
+         JOIN blobs b ON b.digest = r.digest GROUP BY r.repo ORDER BY r.repo",
+    )
+    .fetch_all(&db.read)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.try_get("repo").unwrap(),
+            r.try_get::<i64, _>("bytes").unwrap() as u64,
+            r.try_get::<i64, _>("blobs").unwrap() as u64,
+        )
+    })
+    .collect();
+    let kept: Vec<_> = db
+        .stats()
+        .await
+        .unwrap()
+        .usage
+        .into_iter()
+        .filter(|(_, _, blobs)| *blobs > 0)
+        .collect();
+    assert_eq!(kept, counted);
 }
 
 fn manifest(content: &[u8]) -> NewManifest {
@@ -177,6 +209,68 @@ fn manifest(content: &[u8]) -> NewManifest {
         blobs: vec![],
         manifests: vec![],
     }
+}
+
+/// What each repository holds (`repo_usage`, the storage gauge) follows every link, mount,
+/// unlink and collection, counting a blob once per repository however often it is linked.
+async fn usage_follows_links(db: &Metadata) {
+    let now = db.clock().now_ms();
+    let x = repo("usage/x");
+    let y = repo("usage/y");
+    let held = |name: &'static str| async move {
+        let stats = db.stats().await.unwrap();
+        stats
+            .usage
+            .iter()
+            .find(|(r, _, _)| r == name)
+            .map(|(_, bytes, blobs)| (*bytes, *blobs))
+    };
+    let big = Digest::of(Algorithm::Sha256, b"usage-big");
+    let small = Digest::of(Algorithm::Sha256, b"usage-small");
+    let mut blob = StoredBlob::new(1000, "usage-big".into());
+    blob.candidate = true;
+    db.link_blob(&x, &big, Link::New(blob.clone()), now)
+        .await
+        .unwrap();
+    // Linked again (a second push of the same layer): counted once.
+    db.link_blob(&x, &big, Link::New(blob), now).await.unwrap();
+    let mut tiny = StoredBlob::new(7, "usage-small".into());
+    tiny.candidate = true;
+    db.link_blob(&x, &small, Link::New(tiny), now)
+        .await
+        .unwrap();
+    assert_eq!(held("usage/x").await, Some((1007, 2)));
+    assert!(db.mount_blob(&y, &x, &big, now).await.unwrap().is_some());
+    assert_eq!(held("usage/y").await, Some((1000, 1)));
+    assert!(db.unlink_blob(&y, &big, now).await.unwrap());
+    assert!(!db.unlink_blob(&y, &big, now).await.unwrap());
+    assert_eq!(held("usage/y").await, Some((0, 0)));
+    // Collected (unreferenced past the cutoff): x no longer holds them.
+    let candidates = db.gc_blob_candidates(now + 1, 100).await.unwrap();
+    let ours: Vec<_> = candidates
+        .into_iter()
+        .filter(|c| c.digest == big.as_str() || c.digest == small.as_str())
+        .collect();
+    assert_eq!(ours.len(), 2);
+    let dry = db.gc_sweep_blobs(&ours, now + 1, true).await.unwrap();
+    assert_eq!(dry.digests.len(), 2);
+    assert_eq!(
+        held("usage/x").await,
+        Some((1007, 2)),
+        "a dry run changes nothing"
+    );
+    let swept = db.gc_sweep_blobs(&ours, now + 1, false).await.unwrap();
+    assert_eq!(swept.digests.len(), 2);
+    assert_eq!(held("usage/x").await, Some((0, 0)));
+    // The collected locations go to the trash; empty it so the rest of the suite starts clean.
+    let trash: Vec<String> = db
+        .gc_trash(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.location)
+        .collect();
+    db.gc_empty_trash(&trash).await.unwrap();
 }
 
 fn build(id: &str, project: &str, created_at: i64, expires_at: i64) -> Build {

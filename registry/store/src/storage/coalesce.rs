@@ -112,13 +112,15 @@ impl Coalescer {
     ) -> std::io::Result<Bytes> {
         let start = index * self.chunk_size;
         let end = (start + self.chunk_size).min(size);
-        self.chunks
-            .try_get_with(
-                (location.to_owned(), index),
-                fetch(store, location, start..end),
-            )
+        let entry = self
+            .chunks
+            .entry((location.to_owned(), index))
+            .or_try_insert_with(fetch(store, location, start..end))
             .await
-            .map_err(|e: Arc<Error>| std::io::Error::other(e.to_string()))
+            .map_err(|e: Arc<Error>| std::io::Error::other(e.to_string()))?;
+        // A reader that waited for another's fetch of the chunk is a hit too: one fetch served it.
+        crate::metrics::cache_lookup("chunks", !entry.is_fresh());
+        Ok(entry.into_value())
     }
 }
 

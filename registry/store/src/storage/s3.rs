@@ -143,17 +143,24 @@ pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// The slowest transfer rate to the store still considered alive, bytes per second.
 const SLOWEST_TRANSFER: u64 = 4 * 1024 * 1024;
 
-/// Bounds an object-store call (`what`, sending or receiving `bytes`) in time.
-trait Within: std::future::Future + Sized {
-    async fn within(self, what: &str, bytes: u64) -> Result<Self::Output> {
+/// Bounds an object-store call (S3 operation `what`, sending or receiving `bytes`) in time,
+/// and records it in the metrics by operation and outcome.
+trait Within<T, E>: std::future::Future<Output = std::result::Result<T, E>> + Sized {
+    async fn within(self, what: &'static str, bytes: u64) -> Result<Self::Output> {
         let limit = CALL_TIMEOUT + std::time::Duration::from_secs(bytes / SLOWEST_TRANSFER);
-        tokio::time::timeout(limit, self)
-            .await
-            .map_err(|_| unavailable(what, format!("no answer within {} s", limit.as_secs())))
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(limit, self).await;
+        let outcome = match &answer {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        crate::metrics::s3_request(what, outcome, started.elapsed());
+        answer.map_err(|_| unavailable(what, format!("no answer within {} s", limit.as_secs())))
     }
 }
 
-impl<F: std::future::Future> Within for F {}
+impl<F, T, E> Within<T, E> for F where F: std::future::Future<Output = std::result::Result<T, E>> {}
 
 /// Parses `s3://bucket/prefix` into the bucket and a prefix that is empty or ends in `/`.
 pub fn parse_url(url: &str) -> Option<(String, String)> {
