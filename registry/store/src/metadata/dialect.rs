@@ -4,9 +4,18 @@
 
 use sqlx::migrate::Migrator;
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+// Migrations applied by a newer release are ignored, not refused: they only add, and during a
+// rolling upgrade (or after a rollback) a replica of the previous release must still start on
+// the database the new one migrated.
+static SQLITE_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../../migrations/sqlite")
+};
 #[cfg(feature = "postgres")]
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+static POSTGRES_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("../../migrations/postgres")
+};
 
 /// The statements of a session-level advisory lock: held by one connection, released with it
 /// (or when its process dies).

@@ -475,12 +475,31 @@ async fn builds_and_expiry(db: &Metadata) {
     }
 }
 
+/// A database migrated by a newer release (a migration this build does not know) still opens:
+/// a replica of the previous release restarting mid-rollout, or after a rollback, must start.
+async fn a_newer_schema_still_opens(url: &str) {
+    let db = Metadata::connect(url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99991231000001, 'from a newer release', TRUE, $1, 0)",
+    )
+    .bind(vec![0u8; 48])
+    .execute(&db.write)
+    .await
+    .unwrap();
+    db.close().await;
+    let again = Metadata::connect(url).await.unwrap();
+    again.readiness().await.unwrap();
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}?mode=rwc", dir.path().join("m.db").display());
     let db = Metadata::connect(&url).await.unwrap();
     run(&db).await;
+    db.close().await;
+    a_newer_schema_still_opens(&url).await;
 }
 
 /// Runs against PostgreSQL when `DEPOT_TEST_POSTGRES_URL` names a server (a new database on it).
@@ -504,4 +523,6 @@ async fn postgres() {
     let base = url.rsplit_once('/').unwrap().0;
     let db = Metadata::connect(&format!("{base}/{name}")).await.unwrap();
     run(&db).await;
+    db.close().await;
+    a_newer_schema_still_opens(&format!("{base}/{name}")).await;
 }
