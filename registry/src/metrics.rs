@@ -145,8 +145,11 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Counts a request body's bytes as they are read.
+/// Counts a request body's bytes as they are read (a body that is empty already costs nothing).
 pub fn count_received(body: Body, class: &'static str) -> Body {
+    if body.is_end_stream() {
+        return body;
+    }
     Body::new(Metered {
         inner: body,
         bytes: metrics::counter!(HTTP_RECEIVED, "class" => class),
@@ -160,15 +163,18 @@ pub struct Answering {
     class: &'static str,
     method: &'static str,
     started: Instant,
+    in_flight: metrics::Gauge,
 }
 
 impl Answering {
     pub fn start(class: &'static str, method: &'static str, started: Instant) -> Self {
-        metrics::gauge!(HTTP_IN_FLIGHT, "class" => class).increment(1.0);
+        let in_flight = metrics::gauge!(HTTP_IN_FLIGHT, "class" => class);
+        in_flight.increment(1.0);
         Answering {
             class,
             method,
             started,
+            in_flight,
         }
     }
 
@@ -195,7 +201,7 @@ struct Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         let a = &self.answering;
-        metrics::gauge!(HTTP_IN_FLIGHT, "class" => a.class).decrement(1.0);
+        a.in_flight.decrement(1.0);
         metrics::counter!(HTTP_REQUESTS, "class" => a.class, "method" => a.method, "status" => self.status.to_string())
             .increment(1);
         metrics::histogram!(HTTP_DURATION, "class" => a.class, "method" => a.method)

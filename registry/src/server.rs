@@ -215,7 +215,16 @@ fn request_id(headers: &axum::http::HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+        // From the thread's userspace generator: `new_v4` asks the kernel for every id.
+        .map_or_else(
+            || {
+                uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .simple()
+                    .to_string()
+            },
+            str::to_owned,
+        )
 }
 
 /// What kind of request a path is, for the log and metrics (never the repository name, which
