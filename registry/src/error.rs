@@ -240,6 +240,13 @@ impl Error {
     }
 }
 
+/// The answer to a method a route does not have (a router's `method_not_allowed_fallback`).
+pub async fn method_not_allowed() -> Response {
+    Error::new(StatusCode::METHOD_NOT_ALLOWED, Code::Unsupported)
+        .message("method not allowed on this resource")
+        .into_response()
+}
+
 /// The `Range` header value of an upload holding `size` bytes (`0-0` while empty, as distribution does).
 pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))

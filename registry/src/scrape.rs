@@ -19,14 +19,7 @@ pub const STATS_EVERY: Duration = Duration::from_secs(10);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(scrape))
-        .method_not_allowed_fallback(|| async {
-            crate::error::Error::new(
-                axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                crate::error::Code::Unsupported,
-            )
-            .message("method not allowed on this resource")
-            .into_response()
-        })
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .with_state(state)
 }
 

@@ -73,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/admin/clock", post(advance_clock))
         .route("/api/v1/openapi.json", get(openapi::serve))
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(axum::middleware::from_fn(same_site_json))
         .with_state(state)
 }
@@ -118,15 +118,6 @@ async fn same_site_json(request: Request, next: axum::middleware::Next) -> Respo
         .into_response();
     }
     next.run(request).await
-}
-
-async fn method_not_allowed() -> Response {
-    Error::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        crate::error::Code::Unsupported,
-    )
-    .message("method not allowed on this resource")
-    .into_response()
 }
 
 /// The authenticated caller of an API request; as an extractor it answers `401` itself.
