@@ -133,7 +133,7 @@ pub async fn serve(
         open.increment(1.0);
         tokio::spawn(async move {
             // Counted closed however the task ends (a failed handshake returns early).
-            let _open = scopeguard(move || open.decrement(1.0));
+            scopeguard::defer!(open.decrement(1.0));
             let stream = match tls {
                 None => Either::Left(stream),
                 Some(tls) => {
@@ -183,19 +183,6 @@ async fn refuse(mut stream: TcpStream) {
         let _ = stream.shutdown().await;
     })
     .await;
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 #[cfg(test)]
