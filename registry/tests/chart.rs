@@ -290,24 +290,12 @@ fn values_rows() -> Vec<String> {
 
 #[test]
 fn the_readme_values_table_matches_values_yaml() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .unwrap();
     let rows = values_rows();
     assert!(rows.len() > 60, "{}", rows.len());
-    let missing: Vec<&String> = rows
-        .iter()
-        .filter(|r| !readme.contains(r.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md's chart values table is out of date; missing:\n{}\n\nthe whole table:\n| Value | Default | Meaning |\n| --- | --- | --- |\n{}",
-        missing
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        rows.join("\n")
+    depot_testkit::readme::assert_lists(
+        "chart values",
+        "| value | default | meaning |\n| --- | --- | --- |",
+        &rows,
     );
 }
 

@@ -325,8 +325,6 @@ fn s3_requests_and_the_chunk_cache_are_counted_on_postgres_and_s3() {
 
 #[test]
 fn the_readme_lists_every_metric() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let rows: Vec<String> = all()
         .into_iter()
         .map(|(name, kind, labels, help)| {
@@ -334,14 +332,9 @@ fn the_readme_lists_every_metric() {
             format!("| `{name}` | {labels} | {kind} | {help} |")
         })
         .collect();
-    let missing: Vec<&String> = rows
-        .iter()
-        .filter(|r| !readme.contains(r.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md's metrics table is out of date; these rows are missing:\n{}\n\nthe whole table:\n| Metric | Labels | Type | Meaning |\n|---|---|---|---|\n{}",
-        missing.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("\n"),
-        rows.join("\n")
+    depot_testkit::readme::assert_lists(
+        "metrics",
+        "| Metric | Labels | Type | Meaning |\n|---|---|---|---|",
+        &rows,
     );
 }

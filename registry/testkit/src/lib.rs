@@ -7,6 +7,7 @@
 //!   content and plain pushes.
 //! - [`backends`]: PostgreSQL and S3, fresh per test or owned by it (stopped, frozen, restarted).
 //! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
+//! - [`readme`]: the README's generated tables checked against the code.
 //! - [`tools`]: real clients (skopeo, umoci, podman) and running commands;
 //!   [`cli`]: the world the `depot` CLI is tested in.
 
@@ -17,6 +18,7 @@ pub mod distribution;
 pub mod fault_proxy;
 pub mod oci;
 pub mod process;
+pub mod readme;
 pub mod registry;
 pub mod tools;
 
