@@ -183,10 +183,17 @@ pub struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
+    /// More server options (`-c name=value ...`).
+    options: String,
 }
 
 impl Postgres {
     pub fn start(dir: &Path) -> Postgres {
+        Self::start_with(dir, "")
+    }
+
+    /// With more server options, e.g. `-c shared_preload_libraries=pg_stat_statements`.
+    pub fn start_with(dir: &Path, options: &str) -> Postgres {
         let initdb = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL binaries")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin/initdb")))
@@ -208,7 +215,12 @@ impl Postgres {
                 .args(["-A", "trust", "-U", "postgres", "-D"])
                 .arg(&data),
         );
-        let mut pg = Postgres { bin, data, port: 0 };
+        let mut pg = Postgres {
+            bin,
+            data,
+            port: 0,
+            options: options.to_owned(),
+        };
         for attempt in 0.. {
             pg.port = free_port();
             match pg.try_pg_ctl("start") {
@@ -234,9 +246,10 @@ impl Postgres {
 
     fn try_pg_ctl(&self, action: &str) -> Result<(), String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.options
         );
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", "postgres", "--"])
@@ -245,6 +258,7 @@ impl Postgres {
             .arg(&self.data)
             .args(["-w", "-m", "immediate", "-l"])
             .arg(self.data.join("log"));
+        // `restart` reuses the options of the last start (postmaster.opts).
         if action == "start" {
             cmd.args(["-o", &options]);
         }

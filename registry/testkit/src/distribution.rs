@@ -13,6 +13,8 @@ pub struct Distribution {
     pub root: PathBuf,
     dir: PathBuf,
     auth: String,
+    /// The `storage:` section's body (YAML, indented two spaces).
+    storage: String,
 }
 
 impl Distribution {
@@ -30,12 +32,31 @@ impl Distribution {
                 htpasswd.display()
             );
         }
+        let root = dir.join("storage");
+        let storage = format!("  filesystem:\n    rootdirectory: {}\n", root.display());
+        let mut d = Distribution {
+            child: None,
+            port: 0,
+            root,
+            dir: dir.to_owned(),
+            auth,
+            storage,
+        };
+        d.restart();
+        d
+    }
+
+    /// Without auth, on the storage `storage` describes (the body of the `storage:` section,
+    /// indented two spaces: an `s3:` driver, say; `delete` is enabled here).
+    pub fn start_with_storage(dir: &Path, storage: &str) -> Distribution {
+        std::fs::create_dir_all(dir).unwrap();
         let mut d = Distribution {
             child: None,
             port: 0,
             root: dir.join("storage"),
             dir: dir.to_owned(),
-            auth,
+            auth: String::new(),
+            storage: storage.to_owned(),
         };
         d.restart();
         d
@@ -53,8 +74,8 @@ impl Distribution {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: depot-test-secret\n{}",
-                self.root.display(),
+                "version: 0.1\nlog:\n  level: info\nstorage:\n{}  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{}\n  secret: depot-test-secret\n{}",
+                self.storage,
                 self.port,
                 self.auth
             ),

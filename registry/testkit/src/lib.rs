@@ -7,6 +7,8 @@
 //!   content and plain pushes.
 //! - [`backends`]: PostgreSQL and S3, fresh per test or owned by it (stopped, frozen, restarted).
 //! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
+//! - [`garage`]: a Garage cluster, a real distributed S3 store; [`nginx`]: a load balancer in
+//!   front of several replicas.
 //! - [`readme`]: the README's generated tables checked against the code.
 //! - [`tools`]: real clients (skopeo, umoci, podman) and running commands;
 //!   [`cli`]: the world the `depot` CLI is tested in.
@@ -16,6 +18,8 @@ pub mod backends;
 pub mod cli;
 pub mod distribution;
 pub mod fault_proxy;
+pub mod garage;
+pub mod nginx;
 pub mod oci;
 pub mod process;
 pub mod readme;

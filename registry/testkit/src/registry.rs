@@ -39,6 +39,10 @@ pub struct Server {
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// `http`, or `https` when the registry serves TLS itself.
     scheme: &'static str,
+    /// The flags it was started with after `--data-dir`, for [`Server::restart`].
+    extra: Vec<String>,
+    /// Environment variables set for it (S3 credentials of a store of the test's own).
+    envs: Vec<(String, String)>,
 }
 
 impl Server {
@@ -62,29 +66,83 @@ impl Server {
         Self::start_as("https", data_dir, extra)
     }
 
+    /// [`Server::start_with`], with environment variables `envs` set for the process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        let envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_full("http", data_dir, extra, envs)
+    }
+
     fn start_as(scheme: &'static str, data_dir: &Path, extra: &[&str]) -> Server {
-        let marker = if scheme == "https" {
-            "listening on https://"
-        } else {
-            "listening on http://"
-        };
-        let started = start_reporting(
-            Command::new(registry_bin())
-                .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(data_dir)
-                .args(extra)
-                .env("DEPOT_LOG", "info"),
-            marker,
-            "depot-registry",
-            true,
-        );
+        Self::start_full(scheme, data_dir, extra, Vec::new())
+    }
+
+    fn start_full(
+        scheme: &'static str,
+        data_dir: &Path,
+        extra: &[&str],
+        envs: Vec<(String, String)>,
+    ) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let started = Self::spawn(scheme, "127.0.0.1:0", data_dir, &extra, &envs);
         Server {
             child: started.child,
             addr: started.addr.parse().expect("address"),
             data_dir: data_dir.to_owned(),
             logs: started.logs,
             scheme,
+            extra,
+            envs,
         }
+    }
+
+    fn spawn(
+        scheme: &'static str,
+        listen: &str,
+        data_dir: &Path,
+        extra: &[String],
+        envs: &[(String, String)],
+    ) -> crate::process::Reported {
+        let marker = if scheme == "https" {
+            "listening on https://"
+        } else {
+            "listening on http://"
+        };
+        start_reporting(
+            Command::new(registry_bin())
+                .args(["serve", "--listen", listen, "--data-dir"])
+                .arg(data_dir)
+                .args(extra)
+                .envs(envs.iter().map(|(k, v)| (k, v)))
+                .env("DEPOT_LOG", "info"),
+            marker,
+            "depot-registry",
+            true,
+        )
+    }
+
+    /// Kills the process if it runs and starts it again with the same flags, on the same data
+    /// and the same address (a load balancer in front keeps finding it); the logs go on.
+    pub fn restart(&mut self) {
+        self.kill();
+        let started = Self::spawn(
+            self.scheme,
+            &self.addr.to_string(),
+            &self.data_dir,
+            &self.extra,
+            &self.envs,
+        );
+        self.child = started.child;
+        // One log across both lives: the earlier lines first.
+        let earlier = std::mem::take(&mut *self.logs.lock().unwrap());
+        {
+            let mut lines = started.logs.lock().unwrap();
+            let later = std::mem::replace(&mut *lines, earlier);
+            lines.extend(later);
+        }
+        self.logs = started.logs;
     }
 
     /// Everything the server has logged so far.
