@@ -18,7 +18,7 @@
 //! The tests run one at a time (they measure; two at once would share two cores). Needs
 //! `garage` and `nginx`, which `.ci/setup` installs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -206,7 +206,12 @@ impl World {
     /// A query on the registry's database (as the superuser, from the `postgres` database, so
     /// it is not counted among the registry's statements).
     fn sql(&self, query: &str) -> Vec<sqlx::postgres::PgRow> {
-        let url = self.pg.url().replace("/depot", "/postgres");
+        self.sql_on("postgres", query)
+    }
+
+    /// A query on database `db` of the registry's cluster.
+    fn sql_on(&self, db: &str, query: &str) -> Vec<sqlx::postgres::PgRow> {
+        let url = self.pg.url().replace("/depot", &format!("/{db}"));
         let query = query.to_owned();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -541,7 +546,8 @@ fn pushes_through_lost_replicas_storage_nodes_and_database_lose_nothing() {
         }
     }
     // No partial blob: every blob the registry knows of, acknowledged or not, is whole.
-    let blobs = world.sql(
+    let blobs = world.sql_on(
+        "depot",
         "SELECT DISTINCT ON (b.digest) r.repo, b.digest, b.size FROM blobs b \
          JOIN repo_blobs r ON r.digest = b.digest ORDER BY b.digest",
     );

@@ -339,10 +339,11 @@ impl S3Store {
         }
     }
 
-    /// Everything an upload whose state is unknown may have left: its object, its staged tails
-    /// (another upload's id may start with this one's: only these exact names are its own) and
-    /// multipart uploads on it. Whichever of them a committed blob is stays.
-    async fn sweep(&self, upload: &str) -> Result<()> {
+    /// Removes the upload's object and every staged tail under its key but `keep`, named in its
+    /// state or not: a request whose acknowledgement was lost (its replica killed after the
+    /// tail was written, or the database gone before the session row moved) staged a tail no
+    /// state names. One listing of the upload's own prefix.
+    async fn remove_leftovers(&self, upload: &str, keep: Option<&str>) -> Result<()> {
         let key = self.blob_key(upload);
         let tails = format!("{key}.tail-");
         let listed = self
@@ -359,9 +360,19 @@ impl S3Store {
             .iter()
             .filter_map(|o| o.key())
             .filter(|k| *k == key || k.starts_with(&tails))
+            .filter(|k| Some(*k) != keep)
             .map(str::to_owned)
             .collect();
         self.delete_keys(&keys).await;
+        Ok(())
+    }
+
+    /// Everything an upload whose state is unknown may have left: its object, its staged tails
+    /// (another upload's id may start with this one's: only these exact names are its own) and
+    /// multipart uploads on it. Whichever of them a committed blob is stays.
+    async fn sweep(&self, upload: &str) -> Result<()> {
+        self.remove_leftovers(upload, None).await?;
+        let key = self.blob_key(upload);
         // Some S3-compatible servers do not list multipart uploads; what cannot be listed here
         // is left to the bucket's abort-incomplete-multipart-upload lifecycle rule.
         let uploads = match self
@@ -477,7 +488,15 @@ impl BlobStore for S3Store {
             self.put(&key, Bytes::new()).await?;
             key
         };
-        self.delete_keys(&state.stale).await;
+        if state.stale.is_empty() && state.mpu.is_none() {
+            // One request wrote it all (a single object, or one staged tail): nothing else.
+            return Ok(location);
+        }
+        // Best effort: the blob is whole either way, and `reconcile` finds what stays behind.
+        if let Err(e) = self.remove_leftovers(upload, Some(&location)).await {
+            tracing::warn!(cause = %e, "removing an upload's staged tails failed");
+            self.delete_keys(&state.stale).await;
+        }
         Ok(location)
     }
 
@@ -490,10 +509,14 @@ impl BlobStore for S3Store {
         if let Some(mpu) = &state.mpu {
             self.abort(upload, mpu).await;
         }
-        let mut keys = state.stale.clone();
-        keys.extend(state.tail.clone());
-        keys.extend(state.single.clone());
-        self.delete_keys(&keys).await;
+        // What the state names, and what requests whose acknowledgement was lost staged.
+        if let Err(e) = self.remove_leftovers(upload, None).await {
+            let mut keys = state.stale.clone();
+            keys.extend(state.tail.clone());
+            keys.extend(state.single.clone());
+            self.delete_keys(&keys).await;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -805,6 +828,62 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(listed.contents().len(), 1, "leftovers for upload {id}");
+        }
+    }
+
+    /// A request that staged its tail but was never acknowledged (its replica killed before
+    /// the session row moved, or the database gone at that moment) leaves a tail the session
+    /// does not name; the client sends those bytes again. Closing the session (or discarding
+    /// it) removes every tail of the upload, named or not: nothing is left for `reconcile`.
+    #[tokio::test]
+    async fn tails_of_unacknowledged_requests_go_with_the_session() {
+        let Some((store, _)) = test_store().await else {
+            return;
+        };
+        let store = store.with_part_size(5 * 1024 * 1024);
+        let data: Vec<u8> = (0..(7 * 1024 * 1024 + 999) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let digest = Digest::of(Algorithm::Sha256, &data);
+        let cut = 6 * 1024 * 1024 + 17;
+        let under = |id: &str| {
+            let (store, key) = (&store, store.blob_key(id));
+            async move {
+                let listed = store
+                    .client
+                    .list_objects_v2()
+                    .bucket(&store.bucket)
+                    .prefix(key)
+                    .send()
+                    .await
+                    .unwrap();
+                listed.contents().len()
+            }
+        };
+        for (id, close) in [("commit", true), ("discard", false)] {
+            // The first request: its state is lost, as if never acknowledged.
+            let mut sink = store.append(id, 0, &[]).await.unwrap();
+            sink.write(Bytes::copy_from_slice(&data[..cut])).await.unwrap();
+            sink.finish(false).await.unwrap();
+            // The client's retry of the same bytes, acknowledged this time.
+            let mut sink = store.append(id, 0, &[]).await.unwrap();
+            sink.write(Bytes::copy_from_slice(&data[..cut])).await.unwrap();
+            let state = sink.finish(false).await.unwrap().state;
+            if close {
+                let mut sink = store.append(id, cut as u64, &state).await.unwrap();
+                sink.write(Bytes::copy_from_slice(&data[cut..])).await.unwrap();
+                let state = sink.finish(true).await.unwrap().state;
+                let location = store
+                    .commit(id, &state, &digest, data.len() as u64)
+                    .await
+                    .unwrap();
+                let back = store.read(&location, 0..data.len() as u64).await.unwrap();
+                assert!(back.collect().await.unwrap() == data);
+                assert_eq!(under(id).await, 1, "only the blob is left of {id}");
+            } else {
+                store.discard(id, &state).await.unwrap();
+                assert_eq!(under(id).await, 0, "nothing is left of {id}");
+            }
         }
     }
 }
