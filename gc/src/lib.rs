@@ -52,6 +52,8 @@ pub struct Config {
 
 /// Seconds a blob must be unreferenced and unused before it is collected, unless configured.
 pub const DEFAULT_GRACE_SECS: u64 = 3600;
+/// Rows handled per transaction, unless configured.
+pub const DEFAULT_BATCH: u32 = 1000;
 /// Seconds an upload session may sit idle before it is collected, unless configured.
 pub const DEFAULT_UPLOAD_TIMEOUT_SECS: u64 = 24 * 3600;
 
@@ -60,7 +62,7 @@ impl Default for Config {
         Config {
             grace: Duration::from_secs(DEFAULT_GRACE_SECS),
             upload_timeout: Duration::from_secs(DEFAULT_UPLOAD_TIMEOUT_SECS),
-            batch: 1000,
+            batch: DEFAULT_BATCH as usize,
             dry_run: false,
         }
     }

@@ -639,8 +639,14 @@ fn killing_the_collector_mid_collection_hands_over_within_one_interval() {
             "--test-clock",
             "--gc-interval",
             &interval,
+            // Ten minutes of grace (test clock): blobs pushed while a collection runs are
+            // protected until their manifests arrive; the garbage, last used two hours
+            // earlier once the clock moves, is not.
             "--gc-grace",
-            "0",
+            "600",
+            // Small batches: the collection takes long enough to be killed in the middle.
+            "--gc-batch",
+            "5",
         ],
         "",
     );
@@ -648,26 +654,25 @@ fn killing_the_collector_mid_collection_hands_over_within_one_interval() {
     let admin = ApiClient::new(&urls[0], ADMIN);
     let project = admin.create_project("gc").id;
     let token = admin.create_token(&project, "ci").token.unwrap();
-    let ci = ApiClient::new(&urls[0], &token);
     let http = http();
 
     // Shared layers every build uses; each build adds a layer of its own.
     let shared: Vec<Vec<u8>> = (0..4).map(|_| random_bytes(64 << 10)).collect();
-    let push_build = |base: &str, retention: i64| -> (String, Image) {
+    // `own`: the build's own layer (fresh, or one a collection is about to delete).
+    let push_build = |base: &str, retention: i64, own: &[u8]| -> (String, Image) {
         let spec = depot_api_types::CreateBuild {
             retention_secs: Some(retention),
             ..serde_json::from_value(json!({})).unwrap()
         };
-        let b = ci.create_build(&project, &spec);
+        let b = ApiClient::new(base, &token).create_build(&project, &spec);
         let bearer = depot_testkit::api::access_token(
             &http,
             base,
             b.push_token.as_deref().unwrap(),
             &format!("repository:{project}:pull,push"),
         );
-        let own = random_bytes(48 << 10);
         let mut refs = Vec::new();
-        for l in shared.iter().chain([&own]) {
+        for l in shared.iter().map(Vec::as_slice).chain([own]) {
             depot_testkit::oci::push_blob(&http, base, &project, Some(&bearer), l);
             refs.push((sha256(l), l.len() as u64));
         }
@@ -690,28 +695,61 @@ fn killing_the_collector_mid_collection_hands_over_within_one_interval() {
         (b.id, Image { manifest, blobs })
     };
     // Garbage: 150 builds kept one hour; live: builds kept a week, made before and during.
-    let mut live: Vec<(String, Image)> = (0..10).map(|_| push_build(&urls[0], 7 * 86400)).collect();
-    for i in 0..150 {
-        push_build(&urls[i % 3], 3600);
+    let mut live: Vec<(String, Image)> = (0..10)
+        .map(|_| push_build(&urls[0], 7 * 86400, &random_bytes(48 << 10)))
+        .collect();
+    let doomed: Vec<Vec<u8>> = (0..150).map(|_| random_bytes(48 << 10)).collect();
+    for (i, own) in doomed.iter().enumerate() {
+        push_build(&urls[i % 3], 3600, own);
     }
-    let advance = |url: &str| {
-        ApiClient::new(url, ADMIN).ok::<Value>(
-            reqwest::Method::POST,
-            "/admin/clock",
-            Some(&json!({ "advance_secs": 7200 })),
-        );
+    let advance = |secs: u64| {
+        for url in &urls {
+            ApiClient::new(url, ADMIN).ok::<Value>(
+                reqwest::Method::POST,
+                "/admin/clock",
+                Some(&json!({ "advance_secs": secs })),
+            );
+        }
     };
-    for u in &urls {
-        advance(u);
+    // What is left to collect, as the replicas' clocks (two hours ahead) see it: expired
+    // builds not reaped, expired manifests, candidate blobs, trash entries (`depot-gc status` judges by the
+    // system clock).
+    let garbage = |world: &World| -> [i64; 4] {
+        use sqlx::Row;
+        let ahead = "(extract(epoch from now()) * 1000)::bigint + 7200000";
+        let row = &world.sql_on(
+            "depot",
+            &format!(
+                "SELECT (SELECT count(*) FROM builds WHERE reaped_at IS NULL AND expires_at <= {ahead}), \
+                 (SELECT count(*) FROM manifests WHERE expires_at IS NOT NULL AND expires_at <= {ahead}), \
+                 (SELECT count(*) FROM blobs WHERE unreferenced_at IS NOT NULL), \
+                 (SELECT count(*) FROM gc_trash)"
+            ),
+        )[0];
+        [row.get(0), row.get(1), row.get(2), row.get(3)]
+    };
+    // The garbage expires: a collection reaps it, and its blobs become candidates.
+    advance(7200);
+    let deadline = Instant::now() + Duration::from_secs(INTERVAL * 3 + 20);
+    while garbage(&world)[..2] != [0, 0] {
+        assert!(
+            Instant::now() < deadline,
+            "the expired builds were not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    // Wait for a collection to hold the lock, then kill its replica.
+    let candidates = garbage(&world)[2];
+    assert!(candidates >= 300, "{candidates} candidates");
+    // Past the grace period: the next collection sweeps them, in batches. Its replica is
+    // killed while it holds the lock.
+    advance(3600);
     let deadline = Instant::now() + Duration::from_secs(INTERVAL * 3 + 5);
     let holder = loop {
         if let Some(h) = world.gc_lock_holder() {
             break h;
         }
         assert!(Instant::now() < deadline, "no collection took the lock");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     };
     let killed_at = Instant::now();
     world.replicas[holder].kill();
@@ -726,7 +764,10 @@ fn killing_the_collector_mid_collection_hands_over_within_one_interval() {
     let deadline = Instant::now() + Duration::from_secs(INTERVAL * 4 + 10);
     while Instant::now() < deadline {
         let next = &urls[survivors[live.len() % 2]];
-        live.push(push_build(next, 7 * 86400));
+        // Each new build reuses a layer of the garbage being swept: it must survive, whether
+        // the push or the collection gets to that blob first.
+        let reused = &doomed[live.len() % doomed.len()];
+        live.push(push_build(next, 7 * 86400, reused));
         if taken_over.is_none() {
             if let Some(h) = world.gc_lock_holder() {
                 assert_ne!(h, holder, "the killed replica cannot hold the lock");
@@ -740,24 +781,32 @@ fn killing_the_collector_mid_collection_hands_over_within_one_interval() {
                 taken_over.get_or_insert(killed_at.elapsed());
             }
         }
-        let status: Value = serde_json::from_str(&world.depot_gc(&["status", "--json"])).unwrap();
-        if taken_over.is_some() && status["pending"]["expired_builds"] == 0 {
+        if taken_over.is_some() && garbage(&world) == [0; 4] {
             break;
         }
     }
     let taken_over = taken_over.expect("no other replica collected after the holder was killed");
-    let status: Value = serde_json::from_str(&world.depot_gc(&["status", "--json"])).unwrap();
+    let pending = garbage(&world);
+    let deleted: f64 = survivors
+        .iter()
+        .map(|&i| metric(&urls[i], "depot_gc_blobs_deleted_total", ""))
+        .sum();
     eprintln!(
-        "collection lock: replica {holder} killed mid-collection; another collected {:.2} s later \
-         (interval {INTERVAL} s); pending afterwards {}",
+        "collection lock: replica {holder} killed sweeping {candidates} candidate blobs; another \
+         collected {:.2} s later (interval {INTERVAL} s) and deleted {deleted}; {} live builds \
+         pushed meanwhile; left (expired builds, expired manifests, candidate blobs, trash) {pending:?}",
         taken_over.as_secs_f64(),
-        status["pending"]
+        live.len()
     );
     assert!(
         taken_over <= Duration::from_secs(INTERVAL) + Duration::from_millis(1500),
         "took {taken_over:?} with a {INTERVAL} s interval"
     );
-    assert_eq!(status["pending"]["expired_builds"], 0, "{status}");
+    assert_eq!(
+        pending, [0; 4],
+        "expired builds, manifests, candidate blobs, trash left"
+    );
+    assert!(deleted > 0.0, "the survivors deleted nothing");
     // Nothing live lost: every live build pulls whole through a survivor.
     let pull = depot_testkit::api::access_token(
         &http,

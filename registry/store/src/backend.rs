@@ -92,6 +92,16 @@ pub struct GcConfig {
         default_value_t = depot_gc::DEFAULT_UPLOAD_TIMEOUT_SECS
     )]
     pub upload_timeout_secs: u64,
+
+    /// Rows a collection handles per transaction (builds, manifests, blobs): smaller batches
+    /// hold locks for less time and renew the collection lock more often, at more round trips.
+    #[arg(
+        long = "gc-batch",
+        env = "DEPOT_GC_BATCH",
+        default_value_t = depot_gc::DEFAULT_BATCH,
+        value_parser = clap::value_parser!(u32).range(1..=100_000)
+    )]
+    pub batch: u32,
 }
 
 impl Default for GcConfig {
@@ -99,6 +109,7 @@ impl Default for GcConfig {
         GcConfig {
             grace_secs: depot_gc::DEFAULT_GRACE_SECS,
             upload_timeout_secs: depot_gc::DEFAULT_UPLOAD_TIMEOUT_SECS,
+            batch: depot_gc::DEFAULT_BATCH,
         }
     }
 }
@@ -109,8 +120,8 @@ impl GcConfig {
         depot_gc::Config {
             grace: Duration::from_secs(self.grace_secs),
             upload_timeout: Duration::from_secs(self.upload_timeout_secs),
+            batch: self.batch as usize,
             dry_run,
-            ..depot_gc::Config::default()
         }
     }
 }

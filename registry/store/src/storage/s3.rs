@@ -863,15 +863,21 @@ mod tests {
         for (id, close) in [("commit", true), ("discard", false)] {
             // The first request: its state is lost, as if never acknowledged.
             let mut sink = store.append(id, 0, &[]).await.unwrap();
-            sink.write(Bytes::copy_from_slice(&data[..cut])).await.unwrap();
+            sink.write(Bytes::copy_from_slice(&data[..cut]))
+                .await
+                .unwrap();
             sink.finish(false).await.unwrap();
             // The client's retry of the same bytes, acknowledged this time.
             let mut sink = store.append(id, 0, &[]).await.unwrap();
-            sink.write(Bytes::copy_from_slice(&data[..cut])).await.unwrap();
+            sink.write(Bytes::copy_from_slice(&data[..cut]))
+                .await
+                .unwrap();
             let state = sink.finish(false).await.unwrap().state;
             if close {
                 let mut sink = store.append(id, cut as u64, &state).await.unwrap();
-                sink.write(Bytes::copy_from_slice(&data[cut..])).await.unwrap();
+                sink.write(Bytes::copy_from_slice(&data[cut..]))
+                    .await
+                    .unwrap();
                 let state = sink.finish(true).await.unwrap().state;
                 let location = store
                     .commit(id, &state, &digest, data.len() as u64)
