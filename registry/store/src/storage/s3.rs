@@ -74,6 +74,9 @@ pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
 /// How long a presigned blob URL stays valid: long enough to start a large download.
 const PRESIGNED_FOR: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// Tries after a failed removal of staged objects (0.5 s doubling to 16 s: about a minute).
+const DELETE_RETRIES: u32 = 7;
+
 /// Where blobs live in a bucket.
 #[derive(Clone)]
 pub struct S3Store {
@@ -270,12 +273,30 @@ impl S3Store {
         Ok(bytes.slice(..len as usize))
     }
 
-    /// [`BlobStore::delete_many`], best effort: a leftover staged tail is small, and
-    /// `reconcile` finds it.
+    /// [`BlobStore::delete_many`], best effort and retried: a distributed store that cannot
+    /// reach its quorum for a moment (a node restarting) answers `DeleteObjects` with per-key
+    /// errors, which the SDK does not retry. A failed removal is tried again in the background
+    /// for about a minute (each try asks again which keys are blobs, so none that became one is
+    /// touched); what a crash or a longer outage leaves, `depot-gc reconcile` finds.
     async fn delete_keys(&self, keys: &[String]) {
-        if let Err(e) = self.delete_many(keys).await {
-            tracing::warn!(cause = %e, "removing staged upload objects failed");
+        if keys.is_empty() || self.delete_many(keys).await.is_ok() {
+            return;
         }
+        let (store, keys) = (self.clone(), keys.to_vec());
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(500);
+            for attempt in 1..=DELETE_RETRIES {
+                tokio::time::sleep(wait).await;
+                match store.delete_many(&keys).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == DELETE_RETRIES => tracing::warn!(
+                        cause = %e,
+                        "removing staged upload objects failed; depot-gc reconcile removes them"
+                    ),
+                    Err(_) => wait = (wait * 2).min(std::time::Duration::from_secs(16)),
+                }
+            }
+        });
     }
 
     async fn upload_part(&self, upload: &str, state: &mut UploadState, bytes: Bytes) -> Result<()> {
@@ -337,6 +358,51 @@ impl S3Store {
             }
             Err(e) => tracing::warn!(cause = %e, "aborting a multipart upload failed"),
         }
+    }
+
+    /// Completes the upload's multipart upload `mpu` (its staged tail, if any, sent as the
+    /// last part first).
+    async fn complete(
+        &self,
+        upload: &str,
+        state: &mut UploadState,
+        mpu: &str,
+        size: u64,
+    ) -> Result<()> {
+        let full = state.parts.len() as u64 * self.part_size as u64;
+        if let Some(tail) = state.tail.take() {
+            // The last request staged its tail (an empty closing PUT followed): it becomes the
+            // final part. At most one part is read back; the blob itself never is.
+            let bytes = self.get_prefix(&tail, size - full).await?;
+            self.upload_part(upload, state, bytes).await?;
+            state.stale.push(tail);
+        }
+        let parts: Vec<CompletedPart> = state
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.blob_key(upload))
+            .upload_id(mpu)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .within("CompleteMultipartUpload", 0)
+            .await?
+            .map_err(|e| unavailable("CompleteMultipartUpload", e.into_service_error()))?;
+        Ok(())
     }
 
     /// Removes the upload's object and every staged tail under its key but `keep`, named in its
@@ -445,40 +511,17 @@ impl BlobStore for S3Store {
         let location = if let Some(single) = state.single.take() {
             single
         } else if let Some(mpu) = state.mpu.clone() {
-            let full = state.parts.len() as u64 * self.part_size as u64;
-            if let Some(tail) = state.tail.take() {
-                // The last request staged its tail (an empty closing PUT followed): it becomes the
-                // final part. At most one part is read back; the blob itself never is.
-                let bytes = self.get_prefix(&tail, size - full).await?;
-                self.upload_part(upload, &mut state, bytes).await?;
-                state.stale.push(tail);
+            match self.complete(upload, &mut state, &mpu, size).await {
+                Ok(()) => self.blob_key(upload),
+                // An earlier try completed it and its answer was lost (the registry's database
+                // went away before the session was closed, say): the multipart upload is gone
+                // and the whole object is there. The key is this upload's own, so an object of
+                // the right size there is exactly what it completed.
+                Err(e) => match self.stat(&self.blob_key(upload)).await {
+                    Ok(Some(n)) if n == size => self.blob_key(upload),
+                    _ => return Err(e),
+                },
             }
-            let parts: Vec<CompletedPart> = state
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(i, etag)| {
-                    CompletedPart::builder()
-                        .part_number(i as i32 + 1)
-                        .e_tag(etag)
-                        .build()
-                })
-                .collect();
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(self.blob_key(upload))
-                .upload_id(&mpu)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .within("CompleteMultipartUpload", 0)
-                .await?
-                .map_err(|e| unavailable("CompleteMultipartUpload", e.into_service_error()))?;
-            self.blob_key(upload)
         } else if let Some(tail) = state.tail.take() {
             // Smaller than a part and staged by an earlier request: that object is the blob.
             tail
@@ -891,5 +934,29 @@ mod tests {
                 assert_eq!(under(id).await, 0, "nothing is left of {id}");
             }
         }
+    }
+
+    /// A commit whose answer was lost (the object store completed the multipart upload, then
+    /// the registry's database went away before the session closed) is tried again by the
+    /// client's retry: it finds the blob it made instead of failing on the finished upload.
+    #[tokio::test]
+    async fn a_commit_tried_again_finds_the_blob_it_completed() {
+        let Some((store, _)) = test_store().await else {
+            return;
+        };
+        let store = store.with_part_size(5 * 1024 * 1024);
+        let data: Vec<u8> = (0..(6 * 1024 * 1024 + 77) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+            .collect();
+        let digest = Digest::of(Algorithm::Sha256, &data);
+        let mut sink = store.append("again", 0, &[]).await.unwrap();
+        sink.write(Bytes::copy_from_slice(&data)).await.unwrap();
+        let state = sink.finish(false).await.unwrap().state;
+        let size = data.len() as u64;
+        let first = store.commit("again", &state, &digest, size).await.unwrap();
+        let second = store.commit("again", &state, &digest, size).await.unwrap();
+        assert_eq!(first, second);
+        let back = store.read(&second, 0..size).await.unwrap();
+        assert!(back.collect().await.unwrap() == data);
     }
 }
