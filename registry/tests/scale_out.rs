@@ -1107,6 +1107,15 @@ impl<'a> Costs<'a> {
              JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = 'depot'",
         );
         let statements: i64 = rows[0].get(0);
+        // Where they went, most frequent first (printed: docs/scaling.md reads from it).
+        let top = self.world.sql(
+            "SELECT s.calls::bigint, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 90) \
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = 'depot' ORDER BY s.calls DESC LIMIT 8",
+        );
+        for r in &top {
+            eprintln!("    {:>4}  {}", r.get::<i64, _>(0), r.get::<String, _>(1));
+        }
         let now = self.world.garage.s3_requests();
         let mut by = Vec::new();
         let mut total = 0;
@@ -1247,6 +1256,15 @@ fn the_cost_of_each_operation_in_statements_and_s3_requests() {
     );
     assert!(out.contains("collection"), "{out}");
 
+    {
+        use sqlx::Row;
+        let conns = world.sql(
+            "SELECT application_name || ' ' || count(*) FROM pg_stat_activity \
+             WHERE datname = 'depot' GROUP BY application_name ORDER BY 1",
+        );
+        let conns: Vec<String> = conns.iter().map(|r| r.get(0)).collect();
+        eprintln!("database connections open afterwards, per process: {conns:?}");
+    }
     eprintln!("cost per operation (statements on PostgreSQL, S3 requests on Garage):");
     eprintln!("| operation | SQL statements | S3 requests | S3 requests by operation |");
     eprintln!("|---|---:|---:|---|");
