@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::process::start_reporting;
+use crate::process::{free_port, start_reporting};
 
 /// What several replicas share.
 pub struct Backends {
@@ -284,16 +284,6 @@ impl Drop for Postgres {
             .args(["-m", "immediate", "stop"])
             .output();
     }
-}
-
-/// A port free on 127.0.0.1 a moment ago: only for PostgreSQL, which must be told its port
-/// (a start that finds it taken is tried again on another).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs `cmd` (as root, or through `runuser`), which must succeed.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::free_port;
+
 /// The key every bucket is writable with (Garage wants `GK` + 24 hex digits and 64 hex digits).
 pub const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 pub const SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -24,16 +26,6 @@ struct Node {
 
 pub struct GarageCluster {
     nodes: Vec<Node>,
-}
-
-/// A port free on 127.0.0.1 a moment ago (Garage's peers must be told each other's ports
-/// before they start, so they cannot bind port 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl GarageCluster {

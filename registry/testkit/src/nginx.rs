@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::free_port;
+
 pub struct Nginx {
     child: Child,
     dir: PathBuf,
@@ -46,16 +48,6 @@ pub fn readme_site(port: u16, upstreams: &[String]) -> String {
         "the README's nginx block names no upstream servers"
     );
     out
-}
-
-/// A port free on 127.0.0.1 a moment ago (nginx must be told its port; a start that finds it
-/// taken is tried again on another).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Nginx {

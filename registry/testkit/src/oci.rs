@@ -63,9 +63,16 @@ pub fn push_blob(
 
 /// The manifest of an image of one config and these layers (already pushed or not).
 pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<(String, u64)> = layers.iter().map(|l| (sha256(l), l.len() as u64)).collect();
+    manifest_of(config, &layers)
+}
+
+/// The manifest of an image of one config and layers known by digest and size (blobs too
+/// large to keep in memory for the purpose, or pushed by another client).
+pub fn manifest_of(config: &[u8], layers: &[(String, u64)]) -> Vec<u8> {
     let layers: Vec<_> = layers
         .iter()
-        .map(|l| json!({ "mediaType": OCI_LAYER, "digest": sha256(l), "size": l.len() }))
+        .map(|(d, s)| json!({ "mediaType": OCI_LAYER, "digest": d, "size": s }))
         .collect();
     serde_json::to_vec(&json!({
         "schemaVersion": 2,

@@ -7,6 +7,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+/// A port free on 127.0.0.1 a moment ago, for the servers that must be told their port before
+/// they start (PostgreSQL, Garage's peers, nginx): each start that finds it taken is tried
+/// again on another. Every other server binds port 0 and reports it ([`start_reporting`]).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A started process and the address it reported.
 pub struct Reported {
     pub child: Child,

@@ -192,19 +192,25 @@ mod tests {
         }
     }
 
+    /// `data` stored as a blob in a counting store over `dir`: the store, its location, size.
+    async fn stored(dir: &std::path::Path, data: &[u8]) -> (Arc<Counting>, String, u64) {
+        let counting = Arc::new(Counting {
+            inner: FileStore::open(dir, crate::storage::KnownLocations::new()).unwrap(),
+            reads: AtomicUsize::new(0),
+        });
+        let digest = Digest::of(Algorithm::Sha256, data);
+        let mut sink = counting.append("u", 0, &[]).await.unwrap();
+        sink.write(Bytes::copy_from_slice(data)).await.unwrap();
+        let Written { size, state } = sink.finish(true).await.unwrap();
+        let location = counting.commit("u", &state, &digest, size).await.unwrap();
+        (counting, location, size)
+    }
+
     #[tokio::test]
     async fn concurrent_pulls_fetch_each_chunk_once() {
         let dir = tempfile::tempdir().unwrap();
-        let counting = Arc::new(Counting {
-            inner: FileStore::open(dir.path(), crate::storage::KnownLocations::new()).unwrap(),
-            reads: AtomicUsize::new(0),
-        });
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-        let digest = Digest::of(Algorithm::Sha256, &data);
-        let mut sink = counting.append("u", 0, &[]).await.unwrap();
-        sink.write(Bytes::copy_from_slice(&data)).await.unwrap();
-        let Written { size, state } = sink.finish(true).await.unwrap();
-        let location = counting.commit("u", &state, &digest, size).await.unwrap();
+        let (counting, location, size) = stored(dir.path(), &data).await;
 
         let coalescer = Coalescer::new(64 * 1024 * 1024, 300_000);
         let store: Arc<dyn BlobStore> = counting.clone();
@@ -241,16 +247,8 @@ mod tests {
     #[tokio::test]
     async fn a_blob_larger_than_the_cache_is_fetched_about_once_per_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let counting = Arc::new(Counting {
-            inner: FileStore::open(dir.path(), crate::storage::KnownLocations::new()).unwrap(),
-            reads: AtomicUsize::new(0),
-        });
         let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
-        let digest = Digest::of(Algorithm::Sha256, &data);
-        let mut sink = counting.append("u", 0, &[]).await.unwrap();
-        sink.write(Bytes::copy_from_slice(&data)).await.unwrap();
-        let Written { size, state } = sink.finish(true).await.unwrap();
-        let location = counting.commit("u", &state, &digest, size).await.unwrap();
+        let (counting, location, size) = stored(dir.path(), &data).await;
 
         // Forty chunks, room for sixteen.
         let coalescer = Coalescer::new(1_600_000, 100_000);
