@@ -147,6 +147,22 @@ pub struct AuthConfig {
     #[arg(long, env = "DEPOT_TOKEN_TTL", default_value_t = 300)]
     pub token_ttl_secs: i64,
 
+    /// Replace a CI provider's OIDC issuer, as PROVIDER=URL (github, gitlab, circleci,
+    /// buildkite): GitHub Enterprise Server (`github=https://HOST/_services/token`), a
+    /// self-hosted GitLab (`gitlab=https://gitlab.example.com`). Repeatable; separate entries
+    /// with commas in the environment variable.
+    #[arg(
+        long = "oidc-issuer",
+        env = "DEPOT_OIDC_ISSUERS",
+        value_delimiter = ','
+    )]
+    pub oidc_issuers: Vec<String>,
+
+    /// The audience (`aud`) CI jobs' OIDC tokens must carry. Default: --public-url; without
+    /// either, OIDC exchange is off (a Host header is no audience: any client chooses it).
+    #[arg(long, env = "DEPOT_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+
     /// Let the admin move the registry clock forward (`POST /api/v1/admin/clock`), for tests
     /// of expiry. Never in production.
     #[arg(long, env = "DEPOT_TEST_CLOCK", hide = true)]

@@ -11,7 +11,7 @@
 //! - [`state`]: what every handler shares (the store's content plus [`access`], upload ids).
 //! - [`metrics`]: the Prometheus recorder and what the HTTP layer records.
 //! - [`access`]: who may do what, decided once per request from [`endpoint`] and [`auth`]
-//!   (credentials and signed tokens); [`ingest`]: the streaming upload pipeline;
+//!   (credentials and signed tokens; [`oidc`]: CI jobs' ID tokens and trust policies); [`ingest`]: the streaming upload pipeline;
 //!   [`upload_id`]: self-verifying session ids, so opening a session writes nothing.
 //! - [`error`]: the HTTP error, mapped to OCI error codes and the JSON envelope; the store's
 //!   errors are mapped into it in one place.
@@ -29,6 +29,7 @@ pub mod guarded_io;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod oidc;
 pub mod request_body;
 pub mod scrape;
 pub mod server;

@@ -159,14 +159,19 @@ async fn auth(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let keys = Keys::new(&signing_pem, &extra)?;
     tracing::info!(kid = keys.kid(), service = %a.auth_service, "token authentication on");
+    let oidc = crate::oidc::Oidc::new(
+        crate::oidc::Issuers::with_overrides(&a.oidc_issuers)?,
+        a.oidc_audience.clone().or_else(|| a.public_url.clone()),
+        clock.clone(),
+    )?;
     Ok(Auth::new(
         keys,
         &admin_token,
         a.auth_service.clone(),
         base_url,
         a.token_ttl_secs,
-        clock.clone(),
         meta.clone(),
+        oidc,
     ))
 }
 

@@ -11,6 +11,7 @@
 mod builds;
 mod errors;
 mod projects;
+mod trust;
 
 pub use builds::{
     Build, BuildImage, BuildPage, BuildState, BuildSummary, CreateBuild, ExtendBuild, FailBuild,
@@ -20,4 +21,8 @@ pub use errors::{ErrorBody, ErrorEntry};
 pub use projects::{
     ClockAnswer, ClockRequest, CreateProject, CreateToken, Project, ProjectList, PullToken,
     PullTokenRequest, Token, TokenList, UpdateProject,
+};
+pub use trust::{
+    OidcConfig, OidcCredential, OidcExchange, OidcIssuer, OidcProvider, TrustAccess, TrustPolicy,
+    TrustPolicyList, TrustPolicySpec,
 };

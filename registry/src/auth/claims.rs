@@ -1,9 +1,10 @@
 //! What the registry's JWTs say, the scopes clients ask for, and what each kind of credential
 //! may be granted.
 //!
-//! One claim set serves three token kinds: `access` tokens (what `/token` issues and `/v2/`
-//! accepts, with the standard `access` claim), and the two JWT credentials the API mints, build
-//! `push` tokens and `pull` tokens (exchanged at `/token`, never accepted by `/v2/` directly).
+//! One claim set serves four token kinds: `access` tokens (what `/token` issues and `/v2/`
+//! accepts, with the standard `access` claim), and the JWT credentials the API mints, build
+//! `push` tokens, `pull` tokens and `ci` tokens (what a CI job's OIDC token is exchanged for
+//! under a `build` trust policy), exchanged at `/token`, never accepted by `/v2/` directly.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,7 @@ pub enum TokenKind {
     Access,
     Push,
     Pull,
+    Ci,
 }
 
 /// The credential an access token was issued for.
@@ -24,6 +26,7 @@ pub enum CredKind {
     Project,
     Push,
     Pull,
+    Ci,
 }
 
 /// One entry of the `access` claim, and one requested scope.
@@ -83,8 +86,9 @@ pub struct Claims {
     /// The build a push token (or a build-scoped pull token) is limited to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
-    /// For push and pull tokens: the project token (its id) they were minted with, directly or
-    /// through another token it minted. Revoking that token revokes them.
+    /// For push, pull and ci tokens: the project token (its id) they were minted with, directly
+    /// or through another token it minted, or the trust policy (`trust-policy:<id>`) a CI job
+    /// was admitted by. Revoking that token, or deleting that policy, revokes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minted_by: Option<String>,
 }
@@ -111,6 +115,15 @@ pub enum Credential {
         expires_at: i64,
         minted_by: Option<String>,
     },
+    /// A CI job admitted by a `build` trust policy: creates builds of its project and pulls.
+    Ci {
+        project: String,
+        /// The policy's root (`trust-policy:<id>`): deleting the policy ends the credential.
+        minted_by: String,
+        expires_at: i64,
+        /// The job, as its provider named it (`github:repo:acme/app:ref:refs/heads/main`).
+        job: String,
+    },
 }
 
 impl Credential {
@@ -120,6 +133,7 @@ impl Credential {
             Credential::Project { .. } => CredKind::Project,
             Credential::Push { .. } => CredKind::Push,
             Credential::Pull { .. } => CredKind::Pull,
+            Credential::Ci { .. } => CredKind::Ci,
         }
     }
 
@@ -128,7 +142,8 @@ impl Credential {
             Credential::Admin => None,
             Credential::Project { project, .. }
             | Credential::Push { project, .. }
-            | Credential::Pull { project, .. } => Some(project),
+            | Credential::Pull { project, .. }
+            | Credential::Ci { project, .. } => Some(project),
         }
     }
 
@@ -141,6 +156,7 @@ impl Credential {
             Credential::Push { minted_by, .. } | Credential::Pull { minted_by, .. } => {
                 minted_by.as_deref()
             }
+            Credential::Ci { minted_by, .. } => Some(minted_by),
         }
     }
 
@@ -156,9 +172,9 @@ impl Credential {
     /// at the latest.
     pub fn expires_at(&self) -> Option<i64> {
         match self {
-            Credential::Push { expires_at, .. } | Credential::Pull { expires_at, .. } => {
-                Some(*expires_at)
-            }
+            Credential::Push { expires_at, .. }
+            | Credential::Pull { expires_at, .. }
+            | Credential::Ci { expires_at, .. } => Some(*expires_at),
             _ => None,
         }
     }
@@ -177,6 +193,7 @@ impl Credential {
             Credential::Pull {
                 build: Some(build), ..
             } => format!("pull:build:{build}"),
+            Credential::Ci { job, .. } => format!("ci:{job}"),
         }
     }
 

@@ -30,6 +30,11 @@ pub const PUSH_GRACE_SECS: i64 = 600;
 /// Allowed clock skew for `nbf`.
 const SKEW_SECS: i64 = 60;
 pub const ADMIN_PREFIX: &str = "depot_admin_";
+/// How the root of a credential a trust policy admitted is written (`minted_by`).
+pub const POLICY_ROOT_PREFIX: &str = "trust-policy:";
+/// The longest life of a credential an OIDC exchange gives (a CI job asks again when it needs
+/// more; its provider's token is short-lived too).
+pub const MAX_CI_CREDENTIAL_SECS: i64 = 3600;
 pub const PROJECT_TOKEN_PREFIX: &str = "depot_pt_";
 
 /// Hex SHA-256 of a secret: what is stored and compared, never the secret itself.
@@ -78,6 +83,8 @@ pub struct Auth {
     token_ttl_secs: i64,
     clock: Clock,
     meta: Metadata,
+    /// CI providers' ID tokens and the trust policies that admit them.
+    pub oidc: crate::oidc::Oidc,
     /// Tokens whose signature has been checked, so a client's repeated requests with one token
     /// cost a hash lookup instead of an Ed25519 verification each. Time claims are still
     /// checked on every use.
@@ -102,17 +109,20 @@ pub struct Issued {
 }
 
 impl Auth {
+    /// Times are judged by `meta`'s clock, the one every stored timestamp is written with.
     pub fn new(
         keys: Keys,
         admin_token: &str,
         service: String,
         base_url: BaseUrl,
         token_ttl_secs: i64,
-        clock: Clock,
         meta: Metadata,
+        oidc: crate::oidc::Oidc,
     ) -> Self {
+        let clock = meta.clock().clone();
         Auth {
             keys,
+            oidc,
             admin_hash: secret_hash(admin_token),
             service,
             base_url,
@@ -201,14 +211,11 @@ impl Auth {
             return Err(invalid());
         }
         self.check(&claims, claims.kind).map_err(|_| invalid())?;
-        // Every replica asks the database, so a revoked project token stops what it minted at
-        // once, everywhere (access tokens already issued run out within --token-ttl-secs).
+        // Every replica asks the database, so a revoked project token (or a deleted trust
+        // policy) stops what it minted at once, everywhere (access tokens already issued run
+        // out within --token-ttl-secs).
         if let Some(root) = &claims.minted_by {
-            if !self.meta.project_token_live(root).await? {
-                return Err(Error::unauthorized(
-                    "the project token this was minted with has been revoked",
-                ));
-            }
+            self.root_live(root).await?;
         }
         let project = claims.project.ok_or_else(invalid)?;
         Ok(match claims.kind {
@@ -218,6 +225,16 @@ impl Auth {
                 expires_at: claims.exp,
                 minted_by: claims.minted_by,
             },
+            TokenKind::Ci => Credential::Ci {
+                project,
+                minted_by: claims.minted_by.ok_or_else(invalid)?,
+                expires_at: claims.exp,
+                job: claims
+                    .sub
+                    .strip_prefix("ci:")
+                    .unwrap_or(&claims.sub)
+                    .to_owned(),
+            },
             _ => Credential::Pull {
                 project,
                 build: claims.build,
@@ -225,6 +242,86 @@ impl Auth {
                 minted_by: claims.minted_by,
             },
         })
+    }
+
+    /// Refuses a credential whose root (a project token, or a trust policy) is gone.
+    async fn root_live(&self, root: &str) -> Result<()> {
+        if let Some(policy) = root.strip_prefix(POLICY_ROOT_PREFIX) {
+            if !self.meta.trust_policy_live(policy).await? {
+                return Err(Error::unauthorized(
+                    "the trust policy this was issued under has been deleted",
+                ));
+            }
+        } else if !self.meta.project_token_live(root).await? {
+            return Err(Error::unauthorized(
+                "the project token this was minted with has been revoked",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A CI job's OIDC ID token presented at `/token`: verified and admitted by a policy of
+    /// the project its scopes name (any project trusting the job when they name none, as for
+    /// `docker login`), it works like the credential an exchange would give.
+    pub async fn ci_credential(
+        &self,
+        id_token: &str,
+        scopes: &[ResourceActions],
+    ) -> Result<Credential> {
+        let job = self.oidc.verify(id_token).await?;
+        let mut projects: Vec<String> = scopes
+            .iter()
+            .filter(|s| s.kind == "repository")
+            .map(|s| s.name.clone())
+            .collect();
+        projects.dedup();
+        let admitted = self.oidc.admit_any(&self.meta, &projects, &job).await?;
+        let expires_at = self.clock.now_secs() + MAX_CI_CREDENTIAL_SECS;
+        Ok(self.admitted(&admitted, expires_at))
+    }
+
+    /// The credential of a CI job a trust policy admitted, ending at `expires_at`.
+    pub fn admitted(&self, admitted: &crate::oidc::Admitted, expires_at: i64) -> Credential {
+        let minted_by = format!("{POLICY_ROOT_PREFIX}{}", admitted.policy);
+        match admitted.access {
+            depot_api_types::TrustAccess::Build => Credential::Ci {
+                project: admitted.project.clone(),
+                minted_by,
+                expires_at,
+                job: admitted.subject.clone(),
+            },
+            depot_api_types::TrustAccess::Pull => Credential::Pull {
+                project: admitted.project.clone(),
+                build: None,
+                expires_at,
+                minted_by: Some(minted_by),
+            },
+        }
+    }
+
+    /// The credential a CI job a trust policy admitted gets, signed: what an exchange
+    /// answers with. Returns the token and its expiry (Unix seconds).
+    pub fn mint_admitted(&self, admitted: &crate::oidc::Admitted) -> (String, i64) {
+        let exp = self.clock.now_secs() + MAX_CI_CREDENTIAL_SECS;
+        let token = match self.admitted(admitted, exp) {
+            Credential::Ci {
+                project,
+                minted_by,
+                job,
+                ..
+            } => {
+                let mut claims = self.claims(TokenKind::Ci, format!("ci:{job}"), exp);
+                claims.project = Some(project);
+                claims.minted_by = Some(minted_by);
+                self.keys.sign(&claims)
+            }
+            _ => {
+                let root = format!("{POLICY_ROOT_PREFIX}{}", admitted.policy);
+                let ttl = MAX_CI_CREDENTIAL_SECS;
+                self.mint_pull(&admitted.project, None, ttl, Some(&root)).0
+            }
+        };
+        (token, exp)
     }
 
     /// The caller of an API request, from `Authorization: Bearer <secret>` or Basic with the

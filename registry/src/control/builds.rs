@@ -115,9 +115,9 @@ pub(crate) async fn create(
     JsonBody(req): JsonBody<api::CreateBuild>,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &project_id).await?;
-    if !caller.manages_project(&project.id) {
+    if !caller.builds_in(&project.id) {
         return Err(Error::denied(
-            "builds are created with a project or admin token",
+            "builds are created with a project or admin token, or a CI job's credential of a build trust policy",
         ));
     }
     let spec = BuildSpec {
@@ -199,6 +199,10 @@ async fn build_for(
 
 fn manages(caller: &Caller, build: &Build) -> bool {
     caller.manages_project(&build.project)
+}
+
+fn builds_in(caller: &Caller, build: &Build) -> bool {
+    caller.builds_in(&build.project)
 }
 
 /// Answers with the build as it stands now.
@@ -515,7 +519,7 @@ pub(crate) async fn pull_token(
         &state,
         &caller,
         &id,
-        manages,
+        builds_in,
         "pull tokens are minted with a project or admin token",
     )
     .await?;

@@ -1,4 +1,5 @@
-//! The control-plane API under `/api/v1/` (projects, project tokens, builds, pull tokens) and the
+//! The control-plane API under `/api/v1/` (projects, project tokens, builds, pull tokens, CI
+//! trust policies and the OIDC exchange) and the
 //! token endpoint `/token`, as JSON over HTTP with the same error envelope as `/v2/`.
 //!
 //! Who may call what is decided by [`Caller`] from the presented credential. Callers are never
@@ -9,6 +10,7 @@ mod builds;
 mod openapi;
 pub mod projects;
 mod token_endpoint;
+mod trust;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -52,6 +54,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/projects/{project}/tokens/{token_id}",
             axum::routing::delete(projects::revoke_token),
         )
+        .route(
+            "/api/v1/projects/{project}/trust-policies",
+            post(trust::create).get(trust::list),
+        )
+        .route(
+            "/api/v1/projects/{project}/trust-policies/{policy}",
+            axum::routing::delete(trust::delete),
+        )
+        .route("/api/v1/oidc", get(trust::config))
+        .route("/api/v1/oidc/token", post(trust::exchange))
         .route(
             "/api/v1/projects/{project}/builds",
             post(builds::create).get(builds::list),
@@ -197,9 +209,17 @@ impl Caller {
                 && self.0.build() == Some(build.id.as_str()))
     }
 
+    /// May create builds of the project, and mint pull tokens for it: a manager, or a CI job
+    /// a `build` trust policy admitted (which may not extend or delete builds, nor change who
+    /// is trusted).
+    pub fn builds_in(&self, project: &str) -> bool {
+        self.manages_project(project)
+            || matches!(&self.0, Credential::Ci { project: p, .. } if p == project)
+    }
+
     /// May report on the build's progress: finalize or fail it (its own push token too).
     pub fn drives_build(&self, build: &Build) -> bool {
-        self.manages_project(&build.project)
+        self.builds_in(&build.project)
             || matches!(&self.0, Credential::Push { build: b, .. } if *b == build.id)
     }
 }

@@ -8,14 +8,14 @@ use depot_api_types as api;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{builds, projects};
+use super::{builds, projects, trust};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "depot registry control plane",
         version = "1",
-        description = "Projects, project tokens, builds saved under their build ID, and pull tokens. Authenticate with `Authorization: Bearer <secret>` (the admin token, a project token, or a build's push/pull token). Errors use the OCI envelope {\"errors\":[{\"code\",\"message\"}]}. Times are RFC 3339 UTC."
+        description = "Projects, project tokens, builds saved under their build ID, pull tokens, and trust policies for keyless CI. Authenticate with `Authorization: Bearer <secret>` (the admin token, a project token, a build's push/pull token, or the credential a CI job's OIDC token was exchanged for at `POST /oidc/token`, which itself takes no credential). Errors use the OCI envelope {\"errors\":[{\"code\",\"message\"}]}. Times are RFC 3339 UTC."
     ),
     servers((url = "/api/v1")),
     paths(
@@ -24,13 +24,16 @@ use super::{builds, projects};
         projects::pull_token,
         builds::create, builds::list, builds::show, builds::delete, builds::finalize,
         builds::fail, builds::extend, builds::pull_token,
+        trust::create, trust::list, trust::delete, trust::exchange, trust::config,
     ),
     components(schemas(
         api::ErrorBody, api::ErrorEntry, api::Project, api::ProjectList, api::CreateProject,
         api::UpdateProject, api::Token, api::TokenList, api::CreateToken, api::PullTokenRequest,
         api::PullToken, api::BuildState, api::Target, api::TargetRequest, api::CreateBuild,
         api::Build, api::BuildImage, api::PushedImage, api::BuildSummary, api::BuildPage,
-        api::FailBuild, api::ExtendBuild,
+        api::FailBuild, api::ExtendBuild, api::OidcProvider, api::TrustAccess,
+        api::TrustPolicySpec, api::TrustPolicy, api::TrustPolicyList, api::OidcExchange,
+        api::OidcCredential, api::OidcConfig, api::OidcIssuer,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -85,7 +88,7 @@ mod tests {
                 assert!(ids.insert(op["operationId"].to_string()), "{op}");
             }
         }
-        assert_eq!(ids.len(), 16);
+        assert_eq!(ids.len(), 21);
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -290,6 +290,13 @@ pub(crate) fn pull_token_response(
             "authentication is disabled (--no-auth): no tokens are issued",
         ));
     };
+    // Never beyond the credential minting it (a CI job's ends within the hour).
+    let ttl = match caller.0.expires_at() {
+        Some(limit) => ttl
+            .min(limit - state.content.now_ms().div_euclid(1000))
+            .max(1),
+        None => ttl,
+    };
     let (token, exp) = auth.mint_pull(project, build, ttl, caller.0.root_token());
     Ok(json(
         StatusCode::CREATED,
@@ -316,7 +323,7 @@ pub(crate) async fn pull_token(
     JsonBody(req): JsonBody<api::PullTokenRequest>,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &id).await?;
-    if !caller.manages_project(&project.id) {
+    if !caller.builds_in(&project.id) {
         return Err(Error::denied(
             "pull tokens are minted with a project or admin token",
         ));

@@ -5,6 +5,10 @@
 //! (`POST /token`, `grant_type=password` or `refresh_token`) that containerd and BuildKit try
 //! first. Either way the answer is a short-lived access token whose `access` claim holds what was
 //! asked for and allowed; what was asked but not allowed is left out, not refused.
+//!
+//! The secret may also be a CI job's OIDC ID token: a trust policy of the project the scopes
+//! name admits it or the request is refused, so `docker login -u x-token` with the job's token
+//! works without an exchange first.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -69,18 +73,22 @@ async fn answer(auth: &Auth, request: Request) -> Result<Response> {
     let secret = secret.filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::unauthorized("credentials required: use x-token and a depot token as password")
     })?;
-    let credential = auth.credential(&secret).await?;
-    if let super::Credential::Push { build, .. } = &credential {
-        auth.pushable(build)
-            .await
-            .map_err(|e| Error::unauthorized(e.message))?;
-    }
     let scopes = parse_scopes(
         params
             .iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),
     );
+    let credential = if auth.oidc.is_ci_token(&secret) {
+        auth.ci_credential(&secret, &scopes).await?
+    } else {
+        auth.credential(&secret).await?
+    };
+    if let super::Credential::Push { build, .. } = &credential {
+        auth.pushable(build)
+            .await
+            .map_err(|e| Error::unauthorized(e.message))?;
+    }
     let issued = auth.issue(&credential, &scopes);
     let body = if oauth {
         let scope: Vec<String> = issued

@@ -9,6 +9,7 @@
 //! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
 //! - [`garage`]: a Garage cluster, a real distributed S3 store; [`nginx`]: a load balancer in
 //!   front of several replicas.
+//! - [`oidc`]: a local OIDC issuer for every CI provider, signing the tokens their jobs get.
 //! - [`readme`]: the README's generated tables checked against the code.
 //! - [`tools`]: real clients (skopeo, umoci, podman) and running commands;
 //!   [`cli`]: the world the `depot` CLI is tested in.
@@ -21,6 +22,7 @@ pub mod fault_proxy;
 pub mod garage;
 pub mod nginx;
 pub mod oci;
+pub mod oidc;
 pub mod process;
 pub mod readme;
 pub mod registry;

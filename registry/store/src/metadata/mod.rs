@@ -3,7 +3,7 @@
 //!
 //! All SQL lives here, one file per question: repositories and blobs ([`blobs`]), upload
 //! sessions ([`uploads`]), manifests, tags and referrers ([`manifests`]), projects and builds
-//! ([`builds`]), shared settings ([`settings`]), garbage collection ([`gc`]), the gauges' counts ([`stats`]); every difference
+//! ([`builds`]), shared settings ([`settings`]), CI trust policies ([`trust_policies`]), garbage collection ([`gc`]), the gauges' counts ([`stats`]); every difference
 //! between the two databases is in [`Dialect`]. Callers use these methods. Queries use `$N` placeholders and only syntax
 //! both dialects share (`ON CONFLICT`, `lower()`), so there is a single code path.
 //!
@@ -20,6 +20,7 @@ mod settings;
 mod stats;
 #[cfg(test)]
 mod suite;
+mod trust_policies;
 mod uploads;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -36,6 +37,7 @@ pub use builds::{BuildImage, TokenInfo};
 pub use dialect::Dialect;
 pub use manifests::{NewManifest, Owner, Referrer, StoredManifest};
 pub use stats::{PoolUse, Stats};
+pub use trust_policies::StoredPolicy;
 pub use uploads::Upload;
 
 /// Pooled access to the metadata database.

@@ -163,9 +163,54 @@ pub async fn run(db: &Metadata) {
     );
 
     builds_and_expiry(db).await;
+    trust_policies(db).await;
     super::gc::suite::run(db).await;
     usage_follows_links(db).await;
     usage_matches_a_recount(db).await;
+}
+
+/// Trust policies: created, listed per project, deleted once, and dead from then on.
+async fn trust_policies(db: &Metadata) {
+    let policy = |id: &str, provider: &str, at: i64| StoredPolicy {
+        id: id.into(),
+        project: "proj1".into(),
+        provider: provider.into(),
+        access: "build".into(),
+        rules: r#"{"owner":"acme","repository":"app"}"#.into(),
+        created_at: at,
+        deleted_at: None,
+    };
+    db.create_trust_policy(&policy("tp2", "gitlab", 2))
+        .await
+        .unwrap();
+    db.create_trust_policy(&policy("tp1", "github", 1))
+        .await
+        .unwrap();
+    let ids = |v: Vec<StoredPolicy>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(db.trust_policies("proj1").await.unwrap()),
+        ["tp1", "tp2"]
+    );
+    assert_eq!(
+        db.trust_policies("proj1").await.unwrap()[0],
+        policy("tp1", "github", 1)
+    );
+    assert_eq!(
+        ids(db.trust_policies_of_provider("gitlab").await.unwrap()),
+        ["tp2"]
+    );
+    assert!(db.trust_policy_live("tp1").await.unwrap());
+    assert!(!db.delete_trust_policy("other", "tp1", 5).await.unwrap());
+    assert!(db.delete_trust_policy("proj1", "tp1", 5).await.unwrap());
+    assert!(!db.delete_trust_policy("proj1", "tp1", 6).await.unwrap());
+    assert!(!db.trust_policy_live("tp1").await.unwrap());
+    assert!(!db.trust_policy_live("nope").await.unwrap());
+    assert_eq!(ids(db.trust_policies("proj1").await.unwrap()), ["tp2"]);
+    assert!(db
+        .trust_policies_of_provider("github")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// After everything the suite did, what `repo_usage` says each repository holds is what a

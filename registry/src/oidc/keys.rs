@@ -1,0 +1,163 @@
+//! The signing keys of OIDC issuers: found through each issuer's discovery document
+//! (`<issuer>/.well-known/openid-configuration` → `jwks_uri`), cached, fetched again when a
+//! token names a key the cache does not hold (an issuer rotating its keys), at most once per
+//! [`MIN_REFETCH`] per issuer, so tokens with made-up `kid`s cannot make the registry hammer
+//! an issuer; one fetch at a time per issuer, the others wait for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use serde::Deserialize;
+
+/// How long fetched keys are used without asking the issuer again.
+const FRESH_FOR: Duration = Duration::from_secs(15 * 60);
+/// The shortest time between two fetches of one issuer's keys.
+pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+/// Each request to an issuer, and the largest document accepted from it.
+const TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_DOCUMENT: usize = 256 * 1024;
+
+/// Why no key was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the issuer has no key {0:?}")]
+    UnknownKey(String),
+    #[error("the issuer's keys cannot be fetched: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct Entry {
+    keys: Mutex<Option<(Arc<JwkSet>, Instant)>>,
+    /// Held while fetching, so concurrent misses fetch once.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Issuers' keys, by issuer URL.
+pub struct KeyCache {
+    http: reqwest::Client,
+    issuers: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl KeyCache {
+    pub fn new() -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("depot-registry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(TIMEOUT)
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()?;
+        Ok(KeyCache {
+            http,
+            issuers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn entry(&self, issuer: &str) -> Arc<Entry> {
+        let mut issuers = self.issuers.lock().expect("not poisoned");
+        issuers.entry(issuer.to_owned()).or_default().clone()
+    }
+
+    /// The key `kid` of `issuer`.
+    pub async fn key(&self, issuer: &str, kid: &str) -> Result<Jwk, KeyError> {
+        let entry = self.entry(issuer);
+        let cached = |entry: &Entry| entry.keys.lock().expect("not poisoned").clone();
+        if let Some((set, at)) = cached(&entry) {
+            if let Some(key) = set.find(kid) {
+                if at.elapsed() < FRESH_FOR {
+                    return Ok(key.clone());
+                }
+            } else if at.elapsed() < MIN_REFETCH {
+                return Err(KeyError::UnknownKey(kid.to_owned()));
+            }
+        }
+        let _fetching = entry.fetching.lock().await;
+        // Someone else may have fetched while this waited.
+        if let Some((set, at)) = cached(&entry) {
+            if at.elapsed() < MIN_REFETCH {
+                return set
+                    .find(kid)
+                    .cloned()
+                    .ok_or_else(|| KeyError::UnknownKey(kid.to_owned()));
+            }
+        }
+        match self.fetch(issuer).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *entry.keys.lock().expect("not poisoned") = Some((set.clone(), Instant::now()));
+                set.find(kid)
+                    .cloned()
+                    .ok_or_else(|| KeyError::UnknownKey(kid.to_owned()))
+            }
+            Err(e) => {
+                tracing::warn!(issuer, error = %e, "fetching an OIDC issuer's keys failed");
+                // Keys fetched earlier still verify what they signed while the issuer is away.
+                match cached(&entry).and_then(|(set, _)| set.find(kid).cloned()) {
+                    Some(key) => Ok(key),
+                    None => Err(KeyError::Unavailable(e)),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, issuer: &str) -> Result<JwkSet, String> {
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let discovery: Discovery = self.get_json(&url).await?;
+        if discovery.issuer.trim_end_matches('/') != issuer {
+            return Err(format!(
+                "{url} names issuer {:?}, not {issuer:?}",
+                discovery.issuer
+            ));
+        }
+        // Keys come over TLS unless the issuer itself was configured over plain HTTP.
+        let plain_ok = issuer.starts_with("http://") && discovery.jwks_uri.starts_with("http://");
+        if !(discovery.jwks_uri.starts_with("https://") || plain_ok) {
+            return Err(format!("jwks_uri {:?} is not https", discovery.jwks_uri));
+        }
+        let set: JwkSet = self.get_json(&discovery.jwks_uri).await?;
+        tracing::info!(
+            issuer,
+            keys = set.keys.len(),
+            "fetched an OIDC issuer's keys"
+        );
+        Ok(set)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT {
+                return Err(format!("GET {url}: larger than {MAX_DOCUMENT} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not the expected JSON: {e}"))
+    }
+}
