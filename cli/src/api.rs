@@ -1,4 +1,5 @@
-//! The depot registry's control plane (`/api/v1`): projects, builds, pull tokens.
+//! The depot registry's control plane (`/api/v1`): projects, builds, pull tokens, trust
+//! policies and the OIDC exchange.
 
 use anyhow::{anyhow, Context as _, Result};
 use serde::de::DeserializeOwned;
@@ -7,8 +8,9 @@ use serde::Serialize;
 use crate::config::Context;
 
 pub use depot_api_types::{
-    Build, BuildPage, BuildState, BuildSummary, CreateBuild, ErrorBody, FailBuild, Project,
-    ProjectList, PullToken, PullTokenRequest, TargetRequest,
+    Build, BuildPage, BuildState, BuildSummary, CreateBuild, ErrorBody, FailBuild, OidcConfig,
+    OidcCredential, OidcExchange, Project, ProjectList, PullToken, PullTokenRequest, TargetRequest,
+    TrustPolicy, TrustPolicyList, TrustPolicySpec,
 };
 
 pub struct Api {
@@ -58,10 +60,14 @@ impl Api {
                 .ok()
                 .and_then(|e| e.message().map(str::to_owned))
                 .unwrap_or(text);
-            return Err(match status.as_u16() {
-                401 => anyhow!("the registry refused the token ({message}); run `depot login` or check DEPOT_TOKEN"),
+            return Err(match (status.as_u16(), &self.token) {
+                (401, Some(_)) => anyhow!("the registry refused the token ({message}); run `depot login` or check DEPOT_TOKEN"),
+                (401, None) => anyhow!("the registry wants credentials ({message}): {}", crate::config::NO_CREDENTIALS_HINT),
                 _ => anyhow!("{method} {url}: {status}: {message}"),
             });
+        }
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Some(serde_json::from_str("null")?));
         }
         Ok(Some(resp.json().await.with_context(|| {
             format!("{method} {url}: answer is not the expected JSON")
@@ -197,5 +203,58 @@ impl Api {
                         .unwrap_or_else(|| format!("project {}", project.unwrap_or_default()))
                 )
             })
+    }
+
+    /// The audience and issuers of the registry's OIDC exchange (`None`: it has none).
+    pub async fn oidc_config(&self) -> Result<Option<OidcConfig>> {
+        self.call(reqwest::Method::GET, "/oidc", NO_BODY).await
+    }
+
+    /// Exchanges a CI job's ID token for a credential on `project`.
+    pub async fn oidc_exchange(&self, project: &str, id_token: &str) -> Result<OidcCredential> {
+        let body = OidcExchange {
+            project: project.to_owned(),
+            token: id_token.to_owned(),
+        };
+        self.call(reqwest::Method::POST, "/oidc/token", Some(&body))
+            .await?
+            .ok_or_else(|| anyhow!("this registry has no OIDC exchange"))
+    }
+
+    pub async fn trust_policies(&self, project: &str) -> Result<Vec<TrustPolicy>> {
+        let list: TrustPolicyList = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/projects/{project}/trust-policies"),
+                NO_BODY,
+            )
+            .await?
+            .ok_or_else(|| anyhow!("project {project} not found (or this token cannot see it)"))?;
+        Ok(list.policies)
+    }
+
+    pub async fn create_trust_policy(
+        &self,
+        project: &str,
+        spec: &TrustPolicySpec,
+    ) -> Result<TrustPolicy> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/projects/{project}/trust-policies"),
+            Some(spec),
+        )
+        .await?
+        .ok_or_else(|| anyhow!("project {project} not found (or this token cannot see it)"))
+    }
+
+    pub async fn delete_trust_policy(&self, project: &str, id: &str) -> Result<()> {
+        let done: Option<()> = self
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/projects/{project}/trust-policies/{id}"),
+                NO_BODY,
+            )
+            .await?;
+        done.ok_or_else(|| anyhow!("project {project} has no trust policy {id}"))
     }
 }

@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:5000";
 
+/// The ways a command finds its credentials, in order, for the error when none applied.
+pub const NO_CREDENTIALS_HINT: &str = "pass --token, set DEPOT_TOKEN, run `depot login`, or in CI \
+    use the job's OIDC identity (a trust policy of the project must admit it): GitHub Actions \
+    with `permissions: id-token: write`, GitLab with an `id_tokens:` entry DEPOT_OIDC_TOKEN for \
+    the registry's audience, CircleCI (CIRCLE_OIDC_TOKEN_V2 or the circleci CLI), Buildkite \
+    (buildkite-agent)";
+
 /// What `depot login` keeps (`<config dir>/depot/credentials.json`, mode 0600).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Stored {

@@ -3,6 +3,7 @@
 
 mod api;
 mod build;
+mod ci_identity;
 mod config;
 mod image;
 mod list;
@@ -11,6 +12,7 @@ mod progress;
 mod pull;
 mod push;
 mod source;
+mod trust;
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -39,7 +41,7 @@ struct Cli {
     /// Project ID [default: the "id" of the nearest depot.json]
     #[arg(long, global = true, env = "DEPOT_PROJECT_ID")]
     project: Option<String>,
-    /// API token [default: the one saved by `depot login`]
+    /// API token [default: the one saved by `depot login`, else a CI job's OIDC identity]
     #[arg(long, global = true, env = "DEPOT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     #[command(subcommand)]
@@ -74,6 +76,19 @@ The token is checked against the registry, then saved (mode 0600) in
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Exchange this CI job's OIDC identity for a short-lived depot token, and print it
+    #[command(
+        name = "oidc-token",
+        after_help = "Examples:
+  DEPOT_TOKEN=$(depot oidc-token --project k3j9x2m1pq)
+  depot oidc-token | docker login registry.example.com -u x-token --password-stdin
+
+Finds the identity the way every command does when it has no token: GitHub Actions
+(ACTIONS_ID_TOKEN_REQUEST_URL, with `permissions: id-token: write`), GitLab (DEPOT_OIDC_TOKEN
+from `id_tokens:`), CircleCI (the circleci CLI or CIRCLE_OIDC_TOKEN_V2), Buildkite
+(buildkite-agent). A trust policy of the project must admit the job."
+    )]
+    OidcToken,
     /// Build an image (with --save: into the depot registry, under a new build ID)
     Build(build::BuildArgs),
     /// Build the targets of a bake or Compose file (with --save: all into one build)
@@ -84,6 +99,9 @@ The token is checked against the registry, then saved (mode 0600) in
     Pull(pull::Args),
     /// Copy a build to one or more registries, all at once
     Push(push::Args),
+    /// Decide which CI jobs may use their OIDC identity instead of a stored token
+    #[command(subcommand, name = "trust-policy")]
+    TrustPolicy(trust::Args),
 }
 
 fn http() -> Result<reqwest::Client> {
@@ -149,9 +167,17 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::OidcToken => {
+            let ctx = Context::resolve(cli.registry, cli.project, None)?;
+            let credential = ci_identity::exchange(&ctx, &http()?).await?;
+            println!("{}", credential.token);
+            Ok(())
+        }
         command => {
-            let ctx = Context::resolve(cli.registry, cli.project, cli.token)?;
+            let mut ctx = Context::resolve(cli.registry, cli.project, cli.token)?;
             let http = http()?;
+            // After --token, DEPOT_TOKEN and a saved login: the CI job's own identity.
+            ci_identity::authenticate(&mut ctx, &http).await?;
             match command {
                 Command::PullToken { build, ttl } => {
                     let api = api::Api::new(http, &ctx);
@@ -170,7 +196,10 @@ async fn run(cli: Cli) -> Result<()> {
                 Command::List(args) => list::run(&ctx, &http, args).await,
                 Command::Pull(args) => pull::run(&ctx, &http, args).await,
                 Command::Push(args) => push::run(&ctx, &http, args).await,
-                Command::Login { .. } | Command::Logout => unreachable!("handled above"),
+                Command::TrustPolicy(args) => trust::run(&ctx, &http, args).await,
+                Command::Login { .. } | Command::Logout | Command::OidcToken => {
+                    unreachable!("handled above")
+                }
             }
         }
     }

@@ -43,36 +43,8 @@ fn context(dir: &Path, arches: &[&str]) -> PathBuf {
 /// The CLI with buildah on storage of its own (vfs) and chroot isolation, plain HTTP allowed
 /// to `insecure` registries.
 fn depot(f: &Fixture, insecure: &[String]) -> Command {
-    let store = f.dir.path().join("containers");
-    std::fs::create_dir_all(&store).unwrap();
-    let storage = store.join("storage.conf");
-    std::fs::write(
-        &storage,
-        format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/root\"\n",
-            store.display()
-        ),
-    )
-    .unwrap();
-    let registries = store.join("registries.conf");
-    let mut conf = String::from("unqualified-search-registries = []\n");
-    for host in insecure {
-        conf.push_str(&format!(
-            "[[registry]]\nlocation = \"{host}\"\ninsecure = true\n"
-        ));
-    }
-    std::fs::write(&registries, conf).unwrap();
-    // buildah reads $DOCKER_CONFIG/config.json for credentials and fails if it is missing.
-    std::fs::create_dir_all(f.docker_config()).unwrap();
-    let config = f.docker_config().join("config.json");
-    if !config.exists() {
-        std::fs::write(config, "{}").unwrap();
-    }
     let mut c = f.depot();
-    c.env("CONTAINERS_STORAGE_CONF", storage)
-        .env("CONTAINERS_REGISTRIES_CONF", registries)
-        .env("BUILDAH_ISOLATION", "chroot")
-        .env("DEPOT_INSECURE_REGISTRIES", insecure.join(","));
+    c.envs(f.builder_env(insecure));
     c
 }
 

@@ -3,24 +3,15 @@
 # against the Docker daemon at DOCKER_HOST, and writes the names of the images pulled to
 # $GITHUB_OUTPUT as `images`, one per line.
 set -euo pipefail
+# shellcheck source=../lib/common.sh
+source "$GITHUB_ACTION_PATH/../lib/common.sh"
 
 depot="${DEPOT_CLI:-depot}"
 if [ -z "${INPUT_BUILD_ID:-}" ]; then
     echo "::error::the build-id input is required"
     exit 1
 fi
-if [ -n "${INPUT_TOKEN:-}" ]; then
-    echo "::add-mask::$INPUT_TOKEN"
-    export DEPOT_TOKEN="$INPUT_TOKEN"
-fi
-if [ -n "${INPUT_REGISTRY:-}" ]; then
-    export DEPOT_REGISTRY="$INPUT_REGISTRY"
-fi
-
-# A list input: one item per line or comma-separated, blanks ignored.
-items() {
-    tr ',' '\n' <<<"$1" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' | grep -v '^$' || true
-}
+use_credentials
 
 args=(pull)
 if [ -n "${INPUT_PROJECT:-}" ]; then args+=(--project "$INPUT_PROJECT"); fi
@@ -33,10 +24,4 @@ echo "depot ${args[*]}"
 images=$("$depot" "${args[@]}")
 printf '%s\n' "$images"
 
-# A delimiter no image name can contain.
-eof="DEPOT_IMAGES_$(od -An -N8 -tx8 /dev/urandom | tr -d ' \n')"
-{
-    echo "images<<$eof"
-    printf '%s\n' "$images"
-    echo "$eof"
-} >>"$GITHUB_OUTPUT"
+output images "$images"

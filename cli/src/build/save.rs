@@ -153,7 +153,8 @@ pub async fn run(
     println!("{}", build.id);
     report(ctx, &build, targets, &outputs.save_tags);
     if let Some(file) = &outputs.metadata_file {
-        write_metadata(file, &build, targets)?;
+        let manifests = saved_manifests(ctx, http, &build).await?;
+        write_metadata(file, &build, targets, &manifests)?;
     }
     follow_on(ctx, http, &build, targets, outputs).await
 }
@@ -285,9 +286,49 @@ fn report(ctx: &Context, build: &Build, specs: &[Target], save_tags: &[String]) 
     }
 }
 
-/// `--metadata-file`: buildx's keys (`image.name`, `containerimage.digest`, per target for a
-/// bake) and ours, `depot.build`.
-fn write_metadata(file: &Path, build: &Build, targets: &[Target]) -> Result<()> {
+/// What the metadata file says of a saved image that the build view does not: its manifest's
+/// size and, for an image (not an index), its config's digest, which Docker calls the image ID.
+struct SavedManifest {
+    size: usize,
+    config: Option<String>,
+}
+
+/// Each saved image's manifest, by target.
+async fn saved_manifests(
+    ctx: &Context,
+    http: &reqwest::Client,
+    build: &Build,
+) -> Result<std::collections::HashMap<String, SavedManifest>> {
+    let reg = crate::source::registry(http, ctx, &crate::progress::Progress::new(true))?;
+    let mut out = std::collections::HashMap::new();
+    for image in &build.images {
+        let (bytes, _) = reg
+            .manifest(&build.project, &image.digest)
+            .await
+            .with_context(|| format!("reading the manifest of {}", image.name))?;
+        let config = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|m| m["config"]["digest"].as_str().map(str::to_owned));
+        out.insert(
+            image.target.clone(),
+            SavedManifest {
+                size: bytes.len(),
+                config,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// `--metadata-file`: buildx's keys (`image.name`, `containerimage.digest`,
+/// `containerimage.descriptor`, `containerimage.config.digest`, per target for a bake) and
+/// ours, `depot.build`.
+fn write_metadata(
+    file: &Path,
+    build: &Build,
+    targets: &[Target],
+    manifests: &std::collections::HashMap<String, SavedManifest>,
+) -> Result<()> {
     let entry = |target: &str| -> Value {
         let Some(image) = build.images.iter().find(|i| i.target == target) else {
             return json!({});
@@ -296,12 +337,21 @@ fn write_metadata(file: &Path, build: &Build, targets: &[Target]) -> Result<()> 
         if let Some(t) = targets.iter().find(|t| t.name == target) {
             names.extend(t.tags.iter().cloned());
         }
-        json!({
+        let mut e = json!({
             "image.name": names.join(","),
             "containerimage.digest": image.digest,
             "containerimage.mediaType": image.media_type,
             "depot.build.tag": image.tag,
-        })
+        });
+        if let Some(m) = manifests.get(target) {
+            e["containerimage.descriptor"] = json!({
+                "mediaType": image.media_type, "digest": image.digest, "size": m.size,
+            });
+            if let Some(config) = &m.config {
+                e["containerimage.config.digest"] = json!(config);
+            }
+        }
+        e
     };
     let mut out = Map::new();
     if targets.iter().all(|t| t.name.is_empty()) {

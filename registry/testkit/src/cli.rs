@@ -38,8 +38,15 @@ impl Default for Fixture {
 impl Fixture {
     /// Starts the registry, makes a project `app` and its token, and builds the OCI layout.
     pub fn new() -> Fixture {
+        Fixture::with_flags(&[])
+    }
+
+    /// [`Fixture::new`] with more registry flags (an OIDC issuer to trust, ...).
+    pub fn with_flags(extra: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start_authed(&dir.path().join("data"));
+        let mut flags = vec!["--test-clock"];
+        flags.extend_from_slice(extra);
+        let server = Server::start_with(&dir.path().join("data"), &flags);
         let admin = server.admin_token();
         let digests = build_layout(dir.path());
         let layout = dir.path().join("layout").to_str().unwrap().to_owned();
@@ -210,6 +217,44 @@ impl Fixture {
 
     pub fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker-config")
+    }
+
+    /// What buildah (`depot build`'s builder) needs here: storage of its own (vfs), chroot
+    /// isolation, plain HTTP to `insecure` registries, and a Docker config it can read.
+    pub fn builder_env(&self, insecure: &[String]) -> Vec<(String, String)> {
+        let store = self.dir.path().join("containers");
+        std::fs::create_dir_all(&store).unwrap();
+        let storage = store.join("storage.conf");
+        std::fs::write(
+            &storage,
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{0}/run\"\ngraphroot = \"{0}/root\"\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let registries = store.join("registries.conf");
+        let mut conf = String::from("unqualified-search-registries = []\n");
+        for host in insecure {
+            conf.push_str(&format!(
+                "[[registry]]\nlocation = \"{host}\"\ninsecure = true\n"
+            ));
+        }
+        std::fs::write(&registries, conf).unwrap();
+        // buildah reads $DOCKER_CONFIG/config.json for credentials and fails if it is missing.
+        std::fs::create_dir_all(self.docker_config()).unwrap();
+        let config = self.docker_config().join("config.json");
+        if !config.exists() {
+            std::fs::write(config, "{}").unwrap();
+        }
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            ("CONTAINERS_STORAGE_CONF".into(), path(storage)),
+            ("CONTAINERS_REGISTRIES_CONF".into(), path(registries)),
+            ("BUILDAH_ISOLATION".into(), "chroot".into()),
+            ("DEPOT_INSECURE_REGISTRIES".into(), insecure.join(",")),
+            ("DOCKER_CONFIG".into(), path(self.docker_config())),
+        ]
     }
 
     /// The CLI, pointed at this registry and project, with the project token, and a HOME,

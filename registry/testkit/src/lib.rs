@@ -7,6 +7,7 @@
 //!   content and plain pushes.
 //! - [`backends`]: PostgreSQL and S3, fresh per test or owned by it (stopped, frozen, restarted).
 //! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
+//! - [`files`]: a static file server (release downloads).
 //! - [`garage`]: a Garage cluster, a real distributed S3 store; [`nginx`]: a load balancer in
 //!   front of several replicas.
 //! - [`oidc`]: a local OIDC issuer for every CI provider, signing the tokens their jobs get.
@@ -19,6 +20,7 @@ pub mod backends;
 pub mod cli;
 pub mod distribution;
 pub mod fault_proxy;
+pub mod files;
 pub mod garage;
 pub mod nginx;
 pub mod oci;

@@ -65,6 +65,8 @@ struct State {
     signing: Key,
     /// The audience the Actions-style request endpoint was last asked for.
     last_audience: Option<String>,
+    /// What the Actions-style endpoint's tokens say beyond a push to main (`Null`: nothing).
+    actions_claims: Value,
 }
 
 /// The issuer server.
@@ -90,6 +92,7 @@ impl Issuer {
             published: vec![key.clone()],
             signing: key,
             last_audience: None,
+            actions_claims: Value::Null,
         }));
         let jwks_fetches = Arc::new(AtomicUsize::new(0));
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -153,7 +156,11 @@ impl Issuer {
             let audience = q.get("audience").cloned().unwrap_or_default();
             let mut state = app.state.lock().unwrap();
             state.last_audience = Some(audience.clone());
-            let claims = github_claims(&format!("{}/github", app.base), &audience, &Value::Null);
+            let claims = github_claims(
+                &format!("{}/github", app.base),
+                &audience,
+                &state.actions_claims,
+            );
             let value = state.signing.sign(&claims);
             (StatusCode::OK, Json(json!({"count": 1, "value": value})))
         }
@@ -208,6 +215,11 @@ impl Issuer {
     /// The audience the Actions-style endpoint was last asked for.
     pub fn last_requested_audience(&self) -> Option<String> {
         self.state.lock().unwrap().last_audience.clone()
+    }
+
+    /// Makes the Actions-style endpoint's tokens say `overrides` (a pull request, another ref).
+    pub fn set_actions_claims(&self, overrides: Value) {
+        self.state.lock().unwrap().actions_claims = overrides;
     }
 
     /// How often a JWKS was fetched.
