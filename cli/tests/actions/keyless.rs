@@ -225,3 +225,56 @@ fn a_pull_request_job_may_pull_but_never_build() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_bake_action_saves_every_target_in_one_build() {
+    let w = World::new();
+    let mut job = w.job("bake", &[]);
+    w.checkout(&job);
+    std::fs::create_dir_all(job.work.join("ci")).unwrap();
+    std::fs::write(
+        job.work.join("ci/docker-bake.hcl"),
+        r#"
+group "default" { targets = ["api", "web"] }
+target "api" {
+  context = ".."
+  dockerfile = "Containerfile"
+  platforms = ["linux/amd64"]
+}
+target "web" {
+  inherits = ["api"]
+  args = { MSG = "web" }
+}
+"#,
+    )
+    .unwrap();
+    let run = job.action(
+        "bake",
+        &[
+            ("files", "docker-bake.hcl"),
+            ("workdir", "ci"),
+            ("save-tags", "main"),
+        ],
+    );
+    assert!(run.ok(), "{}", run.log());
+    let id = &run.outputs["build-id"];
+    assert_eq!(run.outputs["project-id"], w.f.project);
+    let metadata: Value = serde_json::from_str(&run.outputs["metadata"]).unwrap();
+    assert_eq!(metadata["depot.build"]["buildID"], id.as_str());
+    for target in ["api", "web"] {
+        assert!(
+            metadata[target]["containerimage.digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:"),
+            "{metadata}"
+        );
+        assert!(
+            metadata[target]["containerimage.config.digest"].is_string(),
+            "{metadata}"
+        );
+    }
+    let shown = w.f.show(id);
+    assert_eq!(shown["state"], "saved");
+    assert_eq!(shown["images"].as_array().unwrap().len(), 2, "{shown}");
+}
