@@ -163,6 +163,26 @@ fn the_renderings_have_what_each_values_file_asks_for() {
         container["securityContext"]["capabilities"]["drop"],
         json!(["ALL"])
     );
+    // Keyless CI: the issuers the values replace, in the form --oidc-issuer's variable takes.
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
+    };
+    assert_eq!(
+        env("DEPOT_OIDC_ISSUERS"),
+        Some(json!(
+            "github=https://ghe.example.com/_services/token,gitlab=https://gitlab.example.com"
+        ))
+    );
+    assert_eq!(
+        env("DEPOT_OIDC_AUDIENCE"),
+        None,
+        "the public URL is the audience"
+    );
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/livez");
     assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 10);

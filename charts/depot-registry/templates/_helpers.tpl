@@ -150,3 +150,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* `auth.oidc.issuers` as `--oidc-issuer`'s environment form: PROVIDER=URL, comma-separated, in a stable order. */}}
+{{- define "depot-registry.oidcIssuers" -}}
+{{- $entries := list -}}
+{{- range $provider, $url := .Values.auth.oidc.issuers -}}
+{{- $entries = append $entries (printf "%s=%s" $provider $url) -}}
+{{- end -}}
+{{- join "," $entries -}}
+{{- end -}}
