@@ -16,23 +16,14 @@ const AUD: &str = "https://registry.depot.test";
 
 fn world() -> (Fixture, Issuer) {
     let issuer = Issuer::start();
-    let mut flags = issuer.registry_flags();
-    flags.extend(["--oidc-audience".into(), AUD.into()]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let f = Fixture::with_flags(&flags);
-    let owner = f.client(&f.token);
+    let f = Fixture::with_issuer(&issuer, AUD);
     for body in [
         json!({"provider": "github", "owner": "acme", "repository": "app", "access": "build"}),
         json!({"provider": "gitlab", "namespace": "acme", "project": "app", "access": "pull"}),
         json!({"provider": "circleci", "organization_id": "org-5d1c", "project_id": "proj-7f3e", "access": "build"}),
         json!({"provider": "buildkite", "organization": "acme", "pipeline": "app", "access": "pull"}),
     ] {
-        let (status, v) = owner.call(
-            reqwest::Method::POST,
-            &format!("/projects/{}/trust-policies", f.project),
-            Some(&body),
-        );
-        assert_eq!(status, 201, "{v}");
+        f.trust(body);
     }
     (f, issuer)
 }

@@ -400,6 +400,24 @@ fn the_id_token_works_as_a_password_at_the_token_endpoint() {
     assert_eq!(status, 403);
     let (status, _) = w.registry_token(&w.issuer.github("https://x.test", json!({})), &[]);
     assert_eq!(status, 401);
+    // A real client logged in with the job's token reads an image of the project.
+    let build = w.admin.create_build(&w.project, &Default::default());
+    let push_token = build.push_token.unwrap();
+    assert_eq!(
+        push_image(&w.server, &w.project, &build.id, &push_token),
+        201
+    );
+    let creds = format!("x-token:{id_token}");
+    let image = format!("docker://{}/{}:{}", w.server.host(), w.project, build.id);
+    let raw = depot_testkit::tools::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &image,
+    ]);
+    assert!(raw.contains("schemaVersion"), "{raw}");
 }
 
 #[test]

@@ -13,13 +13,7 @@ trap 'rm -f "$metadata"' EXIT
 cd "${INPUT_WORKDIR:-.}"
 
 args=(bake --metadata-file "$metadata")
-if flag save "${INPUT_SAVE:-true}"; then
-    args+=(--save)
-    while IFS= read -r tag; do args+=(--save-tag "$tag"); done < <(items "${INPUT_SAVE_TAGS:-}")
-elif [ -n "${INPUT_SAVE_TAGS:-}" ]; then
-    echo "::error::save-tags needs save: true"
-    exit 1
-fi
+save_args
 if flag push "${INPUT_PUSH:-false}"; then args+=(--push); fi
 if flag load "${INPUT_LOAD:-false}"; then args+=(--load); fi
 while IFS= read -r file; do args+=(--file "$file"); done < <(items "${INPUT_FILES:-}")
@@ -29,10 +23,4 @@ while IFS= read -r target; do args+=("$target"); done < <(items "${INPUT_TARGETS
 echo "depot ${args[*]}"
 "$depot" "${args[@]}"
 
-if [ -s "$metadata" ]; then
-    meta=$(cat "$metadata")
-    field() { jq -r "$1 // empty" <<<"$meta"; }
-    output metadata "$meta"
-    output build-id "$(field '."depot.build".buildID')"
-    output project-id "$(field '."depot.build".projectID')"
-fi
+metadata_outputs "$metadata"

@@ -12,13 +12,7 @@ metadata=$(mktemp "${RUNNER_TEMP:-/tmp}/depot-metadata.XXXXXX.json")
 trap 'rm -f "$metadata"' EXIT
 
 args=(build --metadata-file "$metadata")
-if flag save "${INPUT_SAVE:-true}"; then
-    args+=(--save)
-    while IFS= read -r tag; do args+=(--save-tag "$tag"); done < <(items "${INPUT_SAVE_TAGS:-}")
-elif [ -n "${INPUT_SAVE_TAGS:-}" ]; then
-    echo "::error::save-tags needs save: true"
-    exit 1
-fi
+save_args
 if flag push "${INPUT_PUSH:-false}"; then args+=(--push); fi
 if flag load "${INPUT_LOAD:-false}"; then args+=(--load); fi
 if flag no-cache "${INPUT_NO_CACHE:-false}"; then args+=(--no-cache); fi
@@ -34,12 +28,6 @@ args+=(-- "${INPUT_CONTEXT:-.}")
 echo "depot ${args[*]}"
 "$depot" "${args[@]}"
 
-if [ -s "$metadata" ]; then
-    meta=$(cat "$metadata")
-    field() { jq -r "$1 // empty" <<<"$meta"; }
-    output metadata "$meta"
-    output build-id "$(field '."depot.build".buildID')"
-    output project-id "$(field '."depot.build".projectID')"
-    output digest "$(field '."containerimage.digest"')"
-    output imageid "$(field '."containerimage.config.digest" // ."containerimage.digest"')"
-fi
+metadata_outputs "$metadata" \
+    'digest=."containerimage.digest"' \
+    'imageid=."containerimage.config.digest" // ."containerimage.digest"'

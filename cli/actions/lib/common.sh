@@ -48,3 +48,31 @@ output() {
         echo "$eof"
     } >>"$GITHUB_OUTPUT"
 }
+
+# save_args: `--save` and `--save-tag`s from the save and save-tags inputs, into the array
+# `args` of the calling script.
+save_args() {
+    if flag save "${INPUT_SAVE:-true}"; then
+        args+=(--save)
+        while IFS= read -r tag; do args+=(--save-tag "$tag"); done < <(items "${INPUT_SAVE_TAGS:-}")
+    elif [ -n "${INPUT_SAVE_TAGS:-}" ]; then
+        echo "::error::save-tags needs save: true"
+        exit 1
+    fi
+}
+
+# metadata_outputs FILE [KEY=JQ]...: the metadata file as `metadata`, the build's `build-id`
+# and `project-id`, and each KEY from its jq expression (nothing when the build wrote none).
+metadata_outputs() {
+    local file=$1 meta
+    shift
+    [ -s "$file" ] || return 0
+    meta=$(cat "$file")
+    output metadata "$meta"
+    output build-id "$(jq -r '."depot.build".buildID // empty' <<<"$meta")"
+    output project-id "$(jq -r '."depot.build".projectID // empty' <<<"$meta")"
+    local pair
+    for pair in "$@"; do
+        output "${pair%%=*}" "$(jq -r "(${pair#*=}) // empty" <<<"$meta")"
+    done
+}

@@ -23,23 +23,14 @@ struct World {
 impl World {
     fn new() -> World {
         let issuer = Issuer::start();
-        let mut flags = issuer.registry_flags();
-        flags.extend(["--oidc-audience".into(), AUD.into()]);
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let f = Fixture::with_flags(&flags);
-        let owner = f.client(&f.token);
-        for body in [
+        let f = Fixture::with_issuer(&issuer, AUD);
+        f.trust(
             json!({"provider": "github", "owner": "acme", "repository": "app",
-                "refs": ["refs/heads/main"], "access": "build"}),
+            "refs": ["refs/heads/main"], "access": "build"}),
+        );
+        f.trust(
             json!({"provider": "github", "owner": "acme", "repository": "app", "access": "pull"}),
-        ] {
-            let (status, v) = owner.call(
-                reqwest::Method::POST,
-                &format!("/projects/{}/trust-policies", f.project),
-                Some(&body),
-            );
-            assert_eq!(status, 201, "{v}");
-        }
+        );
         let path = path_with_depot(&f.dir.path().join("runner"));
         let request_url = issuer.actions_request_url();
         World {

@@ -68,6 +68,26 @@ impl Fixture {
         f
     }
 
+    /// [`Fixture::new`] with a registry trusting `issuer` for every CI provider, requiring
+    /// `audience` of their tokens.
+    pub fn with_issuer(issuer: &crate::oidc::Issuer, audience: &str) -> Fixture {
+        let mut flags = issuer.registry_flags();
+        flags.extend(["--oidc-audience".to_owned(), audience.to_owned()]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Fixture::with_flags(&flags)
+    }
+
+    /// Creates a trust policy of the project (a `TrustPolicySpec` as JSON) with its token.
+    pub fn trust(&self, policy: Value) -> String {
+        let (status, v) = self.client(&self.token).call(
+            Method::POST,
+            &format!("/projects/{}/trust-policies", self.project),
+            Some(&policy),
+        );
+        assert_eq!(status, 201, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
     /// The control plane as `token`.
     pub fn client(&self, token: &str) -> ApiClient {
         ApiClient::new(&self.server.url(), token)

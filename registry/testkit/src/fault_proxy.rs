@@ -6,7 +6,7 @@
 /// headers rewritten to point back at the proxy.
 pub struct FaultProxy {
     pub host: String,
-    _runtime: tokio::runtime::Runtime,
+    _server: crate::in_process::Background,
 }
 
 /// (method, path substring, status to answer once).
@@ -76,22 +76,18 @@ impl FaultProxy {
                 .unwrap()
         }
 
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let state = Proxy {
-            upstream: upstream.to_owned(),
-            me: host.clone(),
-            faults: Arc::new(Mutex::new(faults)),
-            http: reqwest::Client::new(),
-        };
-        let app = axum::Router::new().fallback(handle).with_state(state);
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        let server = crate::in_process::Background::start(|host| {
+            let state = Proxy {
+                upstream: upstream.to_owned(),
+                me: host.to_owned(),
+                faults: Arc::new(Mutex::new(faults)),
+                http: reqwest::Client::new(),
+            };
+            axum::Router::new().fallback(handle).with_state(state)
+        });
         FaultProxy {
-            host,
-            _runtime: runtime,
+            host: server.host.clone(),
+            _server: server,
         }
     }
 }

@@ -9,7 +9,7 @@ pub struct FileServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     fetched: Arc<AtomicUsize>,
-    _runtime: tokio::runtime::Runtime,
+    _server: crate::in_process::Background,
 }
 
 impl FileServer {
@@ -37,26 +37,19 @@ impl FileServer {
             }
         }
         let fetched = Arc::new(AtomicUsize::new(0));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = axum::Router::new()
-            .route("/{*rest}", get(file))
-            .with_state(App {
-                root,
-                fetched: fetched.clone(),
-            });
-        runtime.spawn(async move { axum::serve(listener, router).await });
+        let app = App {
+            root,
+            fetched: fetched.clone(),
+        };
+        let server = crate::in_process::Background::start(|_| {
+            axum::Router::new()
+                .route("/{*rest}", get(file))
+                .with_state(app)
+        });
         FileServer {
-            base,
+            base: server.base(),
             fetched,
-            _runtime: runtime,
+            _server: server,
         }
     }
 

@@ -7,7 +7,8 @@
 //!   content and plain pushes.
 //! - [`backends`]: PostgreSQL and S3, fresh per test or owned by it (stopped, frozen, restarted).
 //! - [`distribution`]: the CNCF distribution registry; [`fault_proxy`]: injected 429s and 5xx.
-//! - [`files`]: a static file server (release downloads).
+//! - [`files`]: a static file server (release downloads); [`in_process`]: how these in-process
+//!   servers are served.
 //! - [`garage`]: a Garage cluster, a real distributed S3 store; [`nginx`]: a load balancer in
 //!   front of several replicas.
 //! - [`oidc`]: a local OIDC issuer for every CI provider, signing the tokens their jobs get.
@@ -22,6 +23,7 @@ pub mod distribution;
 pub mod fault_proxy;
 pub mod files;
 pub mod garage;
+pub mod in_process;
 pub mod nginx;
 pub mod oci;
 pub mod oidc;

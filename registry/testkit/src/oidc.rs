@@ -76,7 +76,7 @@ pub struct Issuer {
     state: Arc<Mutex<State>>,
     jwks_fetches: Arc<AtomicUsize>,
     generation: AtomicUsize,
-    _runtime: tokio::runtime::Runtime,
+    _server: crate::in_process::Background,
 }
 
 impl Issuer {
@@ -95,15 +95,6 @@ impl Issuer {
             actions_claims: Value::Null,
         }));
         let jwks_fetches = Arc::new(AtomicUsize::new(0));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
 
         #[derive(Clone)]
         struct App {
@@ -164,22 +155,23 @@ impl Issuer {
             let value = state.signing.sign(&claims);
             (StatusCode::OK, Json(json!({"count": 1, "value": value})))
         }
-        let app = App {
-            base: base.clone(),
-            state: state.clone(),
-            fetches: jwks_fetches.clone(),
-        };
-        let router = Router::new()
-            .route("/actions/token", get(actions_request))
-            .route("/{*rest}", get(route))
-            .with_state(app);
-        runtime.spawn(async move { axum::serve(listener, router).await });
+        let server = crate::in_process::Background::start(|host| {
+            let app = App {
+                base: format!("http://{host}"),
+                state: state.clone(),
+                fetches: jwks_fetches.clone(),
+            };
+            Router::new()
+                .route("/actions/token", get(actions_request))
+                .route("/{*rest}", get(route))
+                .with_state(app)
+        });
         Issuer {
-            base,
+            base: server.base(),
             state,
             jwks_fetches,
             generation: AtomicUsize::new(1),
-            _runtime: runtime,
+            _server: server,
         }
     }
 
