@@ -604,3 +604,37 @@ fn the_audience_defaults_to_the_public_url_and_is_never_a_host_header() {
         .unwrap()
         .contains("--public-url or --oidc-audience"));
 }
+
+#[test]
+fn an_issuer_that_does_not_answer_is_a_503_to_retry_and_is_not_asked_by_every_request() {
+    let issuer = Issuer::start();
+    // The "GitLab" this registry trusts serves no discovery document (404 for everything).
+    let empty = tempfile::tempdir().unwrap();
+    let down = depot_testkit::files::FileServer::start(empty.path().to_owned());
+    let dead = format!("{}/gitlab", down.base);
+    let dir = tempfile::tempdir().unwrap();
+    let gitlab = format!("gitlab={dead}");
+    let server = Server::start_with(
+        dir.path(),
+        &["--oidc-issuer", &gitlab, "--oidc-audience", AUD],
+    );
+    let token = issuer.gitlab(AUD, json!({"iss": dead}));
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let resp = Client::new()
+            .post(format!("{}/api/v1/oidc/token", server.url()))
+            .json(&json!({"project": "p", "token": token}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 503);
+        assert!(resp.headers().contains_key("retry-after"));
+        let body = resp.text().unwrap();
+        assert!(body.contains("cannot be fetched"), "{body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    }
+    assert_eq!(
+        down.requests(),
+        1,
+        "one try per refetch interval, not one per request"
+    );
+}

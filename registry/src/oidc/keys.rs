@@ -30,9 +30,36 @@ pub enum KeyError {
 
 #[derive(Default)]
 struct Entry {
-    keys: Mutex<Option<(Arc<JwkSet>, Instant)>>,
+    state: Mutex<Fetched>,
     /// Held while fetching, so concurrent misses fetch once.
     fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default, Clone)]
+struct Fetched {
+    /// The keys last fetched, and when.
+    keys: Option<(Arc<JwkSet>, Instant)>,
+    /// When a fetch was last tried, successful or not: the rate limit counts from it, so an
+    /// issuer that is down is asked once per [`MIN_REFETCH`], not by every request.
+    tried: Option<Instant>,
+}
+
+impl Fetched {
+    fn find(&self, kid: &str) -> Option<Jwk> {
+        self.keys
+            .as_ref()
+            .and_then(|(set, _)| set.find(kid).cloned())
+    }
+
+    fn fresh(&self) -> bool {
+        self.keys
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < FRESH_FOR)
+    }
+
+    fn may_fetch(&self) -> bool {
+        self.tried.is_none_or(|t| t.elapsed() >= MIN_REFETCH)
+    }
 }
 
 /// Issuers' keys, by issuer URL.
@@ -75,41 +102,39 @@ impl KeyCache {
     /// The key `kid` of `issuer`.
     pub async fn key(&self, issuer: &str, kid: &str) -> Result<Jwk, KeyError> {
         let entry = self.entry(issuer);
-        let cached = |entry: &Entry| entry.keys.lock().expect("not poisoned").clone();
-        if let Some((set, at)) = cached(&entry) {
-            if let Some(key) = set.find(kid) {
-                if at.elapsed() < FRESH_FOR {
-                    return Ok(key.clone());
-                }
-            } else if at.elapsed() < MIN_REFETCH {
-                return Err(KeyError::UnknownKey(kid.to_owned()));
-            }
+        let now = |entry: &Entry| entry.state.lock().expect("not poisoned").clone();
+        // Without a fetch allowed now: the key as last fetched, or why there is none.
+        let settled = |seen: &Fetched| match (seen.find(kid), &seen.keys) {
+            (Some(key), _) => Ok(key),
+            (None, Some(_)) => Err(KeyError::UnknownKey(kid.to_owned())),
+            (None, None) => Err(KeyError::Unavailable(format!(
+                "{issuer} did not answer; asked again at most every {} s",
+                MIN_REFETCH.as_secs()
+            ))),
+        };
+        let unknown = || KeyError::UnknownKey(kid.to_owned());
+        let seen = now(&entry);
+        if !seen.may_fetch() || (seen.fresh() && seen.find(kid).is_some()) {
+            return settled(&seen);
         }
         let _fetching = entry.fetching.lock().await;
         // Someone else may have fetched while this waited.
-        if let Some((set, at)) = cached(&entry) {
-            if at.elapsed() < MIN_REFETCH {
-                return set
-                    .find(kid)
-                    .cloned()
-                    .ok_or_else(|| KeyError::UnknownKey(kid.to_owned()));
-            }
+        let seen = now(&entry);
+        if !seen.may_fetch() {
+            return settled(&seen);
         }
+        entry.state.lock().expect("not poisoned").tried = Some(Instant::now());
         match self.fetch(issuer).await {
             Ok(set) => {
                 let set = Arc::new(set);
-                *entry.keys.lock().expect("not poisoned") = Some((set.clone(), Instant::now()));
-                set.find(kid)
-                    .cloned()
-                    .ok_or_else(|| KeyError::UnknownKey(kid.to_owned()))
+                entry.state.lock().expect("not poisoned").keys =
+                    Some((set.clone(), Instant::now()));
+                set.find(kid).cloned().ok_or_else(unknown)
             }
             Err(e) => {
                 tracing::warn!(issuer, error = %e, "fetching an OIDC issuer's keys failed");
                 // Keys fetched earlier still verify what they signed while the issuer is away.
-                match cached(&entry).and_then(|(set, _)| set.find(kid).cloned()) {
-                    Some(key) => Ok(key),
-                    None => Err(KeyError::Unavailable(e)),
-                }
+                seen.find(kid).ok_or(KeyError::Unavailable(e))
             }
         }
     }

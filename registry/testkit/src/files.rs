@@ -9,6 +9,7 @@ pub struct FileServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     fetched: Arc<AtomicUsize>,
+    asked: Arc<AtomicUsize>,
     _server: crate::in_process::Background,
 }
 
@@ -23,8 +24,10 @@ impl FileServer {
         struct App {
             root: PathBuf,
             fetched: Arc<AtomicUsize>,
+            asked: Arc<AtomicUsize>,
         }
         async fn file(State(app): State<App>, Path(rest): Path<String>) -> (StatusCode, Vec<u8>) {
+            app.asked.fetch_add(1, Ordering::SeqCst);
             if rest.split('/').any(|part| part == ".." || part.is_empty()) {
                 return (StatusCode::NOT_FOUND, Vec::new());
             }
@@ -37,9 +40,11 @@ impl FileServer {
             }
         }
         let fetched = Arc::new(AtomicUsize::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
         let app = App {
             root,
             fetched: fetched.clone(),
+            asked: asked.clone(),
         };
         let server = crate::in_process::Background::start(|_| {
             axum::Router::new()
@@ -49,8 +54,14 @@ impl FileServer {
         FileServer {
             base: server.base(),
             fetched,
+            asked,
             _server: server,
         }
+    }
+
+    /// How many requests arrived, served or not.
+    pub fn requests(&self) -> usize {
+        self.asked.load(Ordering::SeqCst)
     }
 
     /// How many files were served.
