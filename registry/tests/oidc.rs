@@ -222,6 +222,34 @@ fn a_github_job_saves_and_pulls_a_build_without_any_stored_secret() {
         403,
         "DENIED",
     );
+    // A policy narrowed to an environment and a workflow admits only jobs in both.
+    w.trust(
+        json!({"provider": "github", "owner": "acme", "repository": "deploy",
+        "environments": ["production"], "workflows": [".github/workflows/release.yml"],
+        "access": "build"}),
+    );
+    let deploy = |over: Value| {
+        let mut claims = json!({"repository": "acme/deploy", "sub": "repo:acme/deploy:environment:production",
+            "workflow": "Release",
+            "workflow_ref": "acme/deploy/.github/workflows/release.yml@refs/heads/main"});
+        for (k, v) in over.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        w.issuer.github(AUD, claims)
+    };
+    w.refused(&deploy(json!({})), 403, "DENIED");
+    w.refused(&deploy(json!({"environment": "staging"})), 403, "DENIED");
+    w.refused(
+        &deploy(json!({"environment": "production",
+            "workflow_ref": "acme/deploy/.github/workflows/ci.yml@refs/heads/main"})),
+        403,
+        "DENIED",
+    );
+    assert_eq!(
+        w.credential(&deploy(json!({"environment": "production"})))
+            .1,
+        "build"
+    );
     // Another project trusts nobody.
     let other = w.admin.create_project("other").id;
     let (status, _) = w.exchange_for(&other, &w.issuer.github(AUD, json!({})));
