@@ -339,8 +339,14 @@ fn login_pull_token_and_lists() {
 
     ok(f.depot().args(["logout"]));
     assert!(!creds.exists());
+    // Without any credential, the error says every way to give one.
     let err = fails(f.depot().env_remove("DEPOT_TOKEN").args(["list", "builds"]));
-    assert!(err.contains("401") || err.contains("refused"), "{err}");
+    assert!(
+        err.contains("wants credentials")
+            && err.contains("depot login")
+            && err.contains("id-token: write"),
+        "{err}"
+    );
 
     // Every command has help with examples.
     for cmd in [

@@ -405,11 +405,19 @@ impl S3Store {
         Ok(())
     }
 
-    /// Removes the upload's object and every staged tail under its key but `keep`, named in its
-    /// state or not: a request whose acknowledgement was lost (its replica killed after the
-    /// tail was written, or the database gone before the session row moved) staged a tail no
-    /// state names. One listing of the upload's own prefix.
-    async fn remove_leftovers(&self, upload: &str, keep: Option<&str>) -> Result<()> {
+    /// Removes the upload's object and every staged tail under its key but `keep`: those its
+    /// state names (`named`), and those a listing of the upload's own prefix finds, since a
+    /// request whose acknowledgement was lost (its replica killed after the tail was written,
+    /// or the database gone before the session row moved) staged a tail no state names. Both,
+    /// because neither is enough alone: a store that just got a node back may list without the
+    /// objects written while it was away (seen with Garage), and the state never names those
+    /// unacknowledged tails.
+    async fn remove_leftovers(
+        &self,
+        upload: &str,
+        keep: Option<&str>,
+        named: &[String],
+    ) -> Result<()> {
         let key = self.blob_key(upload);
         let tails = format!("{key}.tail-");
         let listed = self
@@ -421,14 +429,19 @@ impl S3Store {
             .within("ListObjectsV2", 0)
             .await?
             .map_err(|e| unavailable("ListObjectsV2", e.into_service_error()))?;
-        let keys: Vec<String> = listed
+        let mut keys: Vec<String> = listed
             .contents()
             .iter()
             .filter_map(|o| o.key())
             .filter(|k| *k == key || k.starts_with(&tails))
-            .filter(|k| Some(*k) != keep)
             .map(str::to_owned)
             .collect();
+        for k in named {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        keys.retain(|k| Some(k.as_str()) != keep);
         self.delete_keys(&keys).await;
         Ok(())
     }
@@ -437,7 +450,7 @@ impl S3Store {
     /// (another upload's id may start with this one's: only these exact names are its own) and
     /// multipart uploads on it. Whichever of them a committed blob is stays.
     async fn sweep(&self, upload: &str) -> Result<()> {
-        self.remove_leftovers(upload, None).await?;
+        self.remove_leftovers(upload, None, &[]).await?;
         let key = self.blob_key(upload);
         // Some S3-compatible servers do not list multipart uploads; what cannot be listed here
         // is left to the bucket's abort-incomplete-multipart-upload lifecycle rule.
@@ -536,7 +549,10 @@ impl BlobStore for S3Store {
             return Ok(location);
         }
         // Best effort: the blob is whole either way, and `reconcile` finds what stays behind.
-        if let Err(e) = self.remove_leftovers(upload, Some(&location)).await {
+        if let Err(e) = self
+            .remove_leftovers(upload, Some(&location), &state.stale)
+            .await
+        {
             tracing::warn!(cause = %e, "removing an upload's staged tails failed");
             self.delete_keys(&state.stale).await;
         }
@@ -553,11 +569,11 @@ impl BlobStore for S3Store {
             self.abort(upload, mpu).await;
         }
         // What the state names, and what requests whose acknowledgement was lost staged.
-        if let Err(e) = self.remove_leftovers(upload, None).await {
-            let mut keys = state.stale.clone();
-            keys.extend(state.tail.clone());
-            keys.extend(state.single.clone());
-            self.delete_keys(&keys).await;
+        let mut named = state.stale.clone();
+        named.extend(state.tail.clone());
+        named.extend(state.single.clone());
+        if let Err(e) = self.remove_leftovers(upload, None, &named).await {
+            self.delete_keys(&named).await;
             return Err(e);
         }
         Ok(())
