@@ -666,3 +666,19 @@ fn an_issuer_that_does_not_answer_is_a_503_to_retry_and_is_not_asked_by_every_re
         "one try per refetch interval, not one per request"
     );
 }
+
+#[test]
+fn the_first_requests_for_an_issuer_wait_for_its_keys_together() {
+    // Sixteen exchanges at once on a registry that has never fetched the issuer's keys: one
+    // fetch, and every one of them admitted (found by measuring: a request arriving while the
+    // first fetch ran was told the issuer did not answer).
+    let w = World::new();
+    w.github_policy("build", &[]);
+    let tokens: Vec<String> = (0..16).map(|_| w.issuer.github(AUD, json!({}))).collect();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = tokens.iter().map(|t| s.spawn(|| w.exchange(t).0)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(w.issuer.jwks_fetches(), 1);
+}

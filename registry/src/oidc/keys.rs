@@ -114,9 +114,11 @@ impl KeyCache {
         };
         let unknown = || KeyError::UnknownKey(kid.to_owned());
         let seen = now(&entry);
-        if !seen.may_fetch() || (seen.fresh() && seen.find(kid).is_some()) {
+        if seen.find(kid).is_some() && (seen.fresh() || !seen.may_fetch()) {
             return settled(&seen);
         }
+        // Anything else waits for a fetch in progress (the first requests for an issuer arrive
+        // together) before judging: `tried` is set when a fetch starts, not when it ends.
         let _fetching = entry.fetching.lock().await;
         // Someone else may have fetched while this waited.
         let seen = now(&entry);
