@@ -282,7 +282,7 @@ impl Auth {
 
     /// The credential of a CI job a trust policy admitted, ending at `expires_at`.
     pub fn admitted(&self, admitted: &crate::oidc::Admitted, expires_at: i64) -> Credential {
-        let minted_by = format!("{POLICY_ROOT_PREFIX}{}", admitted.policy);
+        let minted_by = policy_root(admitted);
         match admitted.access {
             depot_api_types::TrustAccess::Build => Credential::Ci {
                 project: admitted.project.clone(),
@@ -302,26 +302,21 @@ impl Auth {
     /// The credential a CI job a trust policy admitted gets, signed: what an exchange
     /// answers with. Returns the token and its expiry (Unix seconds).
     pub fn mint_admitted(&self, admitted: &crate::oidc::Admitted) -> (String, i64) {
-        let exp = self.clock.now_secs() + MAX_CI_CREDENTIAL_SECS;
-        let token = match self.admitted(admitted, exp) {
-            Credential::Ci {
-                project,
-                minted_by,
-                job,
-                ..
-            } => {
-                let mut claims = self.claims(TokenKind::Ci, format!("ci:{job}"), exp);
-                claims.project = Some(project);
-                claims.minted_by = Some(minted_by);
-                self.keys.sign(&claims)
+        let root = policy_root(admitted);
+        match admitted.access {
+            depot_api_types::TrustAccess::Build => {
+                let exp = self.clock.now_secs() + MAX_CI_CREDENTIAL_SECS;
+                let sub = format!("ci:{}", admitted.subject);
+                let mut claims = self.claims(TokenKind::Ci, sub, exp);
+                claims.project = Some(admitted.project.clone());
+                claims.minted_by = Some(root);
+                (self.keys.sign(&claims), exp)
             }
-            _ => {
-                let root = format!("{POLICY_ROOT_PREFIX}{}", admitted.policy);
-                let ttl = MAX_CI_CREDENTIAL_SECS;
-                self.mint_pull(&admitted.project, None, ttl, Some(&root)).0
+            // A `pull` policy's credential is a project pull token.
+            depot_api_types::TrustAccess::Pull => {
+                self.mint_pull(&admitted.project, None, MAX_CI_CREDENTIAL_SECS, Some(&root))
             }
-        };
-        (token, exp)
+        }
     }
 
     /// The caller of an API request, from `Authorization: Bearer <secret>` or Basic with the
@@ -456,6 +451,11 @@ impl Auth {
             .message(message)
             .header(header::WWW_AUTHENTICATE, value)
     }
+}
+
+/// The root (`minted_by`) of what a trust policy's admission gives: deleting the policy ends it.
+fn policy_root(admitted: &crate::oidc::Admitted) -> String {
+    format!("{POLICY_ROOT_PREFIX}{}", admitted.policy)
 }
 
 /// How the registry tells clients its own address (the token `realm`, image names): a fixed

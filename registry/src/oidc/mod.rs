@@ -278,7 +278,9 @@ impl Oidc {
         let mut candidates: Vec<&str> = projects.iter().map(String::as_str).collect();
         if candidates.is_empty() {
             candidates = all.iter().map(|p| p.project.as_str()).collect();
-            candidates.dedup();
+            // Each project once, in the order its first policy was made.
+            let mut seen = std::collections::HashSet::new();
+            candidates.retain(|p| seen.insert(*p));
         }
         for project in &candidates {
             if let Ok(admitted) = best(project, job, all.iter().filter(|p| p.project == *project)) {
