@@ -74,11 +74,6 @@ impl Api {
         })?))
     }
 
-    /// Checks the token against the registry (any credential may list projects).
-    pub async fn check_token(&self) -> Result<()> {
-        self.projects().await.map(|_| ())
-    }
-
     pub async fn projects(&self) -> Result<Vec<Project>> {
         let list: ProjectList = self
             .call(reqwest::Method::GET, "/projects", NO_BODY)

@@ -21,6 +21,10 @@ pub const NO_CREDENTIALS_HINT: &str = "pass --token, set DEPOT_TOKEN, run `depot
 pub struct Stored {
     pub registry: Option<String>,
     pub token: Option<String>,
+    /// The project of a project token (a token that sees exactly one project): commands use
+    /// it when neither a flag, the environment nor a project file names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 pub fn stored_path() -> Result<PathBuf> {
@@ -70,28 +74,51 @@ pub fn forget_stored() -> Result<bool> {
     }
 }
 
-/// `depot.json`: `{"id": "<project>"}`.
+/// The files naming a directory's project, in the order they are looked for in each directory
+/// (as Depot's CLI does): `{"id": "<project>"}` in JSON, or `id: <project>` in YAML.
+pub const PROJECT_FILES: [&str; 3] = ["depot.json", "depot.yml", "depot.yaml"];
+
+/// `depot.json` / `depot.yml`: the project's ID; other keys are Depot's and left alone.
 #[derive(Deserialize)]
 struct ProjectFile {
     id: String,
 }
 
-/// The project of the nearest `depot.json` at or above `dir`.
-pub fn project_from_files(dir: &Path) -> Result<Option<String>> {
+/// The nearest project file at or above `dir`: its path and project.
+pub fn find_project_file(dir: &Path) -> Result<Option<(PathBuf, String)>> {
     for d in dir.ancestors() {
-        let path = d.join("depot.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let f: ProjectFile = serde_json::from_slice(&bytes).with_context(|| {
-                    format!("{} must be {{\"id\": \"<project id>\"}}", path.display())
-                })?;
-                return Ok(Some(f.id));
+        for name in PROJECT_FILES {
+            let path = d.join(name);
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            let parsed: Result<ProjectFile, String> = if name.ends_with(".json") {
+                serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+            } else {
+                serde_yaml::from_slice(&bytes).map_err(|e| e.to_string())
+            };
+            let f = parsed.map_err(|e| {
+                let shape = if name.ends_with(".json") {
+                    "{\"id\": \"<project id>\"}"
+                } else {
+                    "id: <project id>"
+                };
+                anyhow::anyhow!("{} must be {shape}: {e}", path.display())
+            })?;
+            if f.id.trim().is_empty() {
+                bail!("{} has an empty project id", path.display());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            return Ok(Some((path, f.id)));
         }
     }
     Ok(None)
+}
+
+/// The project of the nearest project file at or above `dir`.
+pub fn project_from_files(dir: &Path) -> Result<Option<String>> {
+    Ok(find_project_file(dir)?.map(|(_, id)| id))
 }
 
 /// The settings every command works with.
@@ -101,6 +128,8 @@ pub struct Context {
     pub registry: String,
     pub token: Option<String>,
     pub(crate) project: Option<String>,
+    /// The project given by --project or DEPOT_PROJECT_ID, not found in a file or the login.
+    pub(crate) explicit_project: Option<String>,
 }
 
 impl Context {
@@ -118,20 +147,34 @@ impl Context {
                 "--registry must be a URL such as https://registry.example.com (got {registry:?})"
             );
         }
-        let project = match project {
-            Some(p) => Some(p),
-            None => project_from_files(&std::env::current_dir()?)?,
+        let explicit_project = project.filter(|p| !p.is_empty());
+        // The login's project goes with the login's token only: a token given by flag or
+        // environment may belong to another project.
+        let login_project = if token.is_none() {
+            stored.project
+        } else {
+            None
+        };
+        let project = match &explicit_project {
+            Some(p) => Some(p.clone()),
+            None => project_from_files(&std::env::current_dir()?)?.or(login_project),
         };
         Ok(Context {
             registry: registry.trim_end_matches('/').to_owned(),
             token: token.or(stored.token),
             project,
+            explicit_project,
         })
+    }
+
+    /// The project named on the command line or in DEPOT_PROJECT_ID, if any.
+    pub fn explicit_project(&self) -> Option<&str> {
+        self.explicit_project.as_deref()
     }
 
     pub fn project(&self) -> Result<&str> {
         self.project.as_deref().context(
-            "no project: pass --project, set DEPOT_PROJECT_ID, or add a depot.json with {\"id\": \"<project>\"}",
+            "no project: pass --project, set DEPOT_PROJECT_ID, or run `depot init --project <project>` (writes depot.json)",
         )
     }
 
@@ -159,7 +202,23 @@ mod tests {
             project_from_files(&nested).unwrap().as_deref(),
             Some("k3j9x2m1pq")
         );
-        std::fs::write(dir.path().join("a/b/depot.json"), "{}").unwrap();
+        // YAML, as Depot writes it too; the nearest file wins, JSON before YAML in one folder.
+        std::fs::write(dir.path().join("a/b/depot.yml"), "id: yml0000001\n").unwrap();
+        assert_eq!(
+            project_from_files(&nested).unwrap().as_deref(),
+            Some("yml0000001")
+        );
+        std::fs::write(dir.path().join("a/b/depot.json"), r#"{"id": "json000001"}"#).unwrap();
+        assert_eq!(
+            project_from_files(&nested).unwrap().as_deref(),
+            Some("json000001")
+        );
+        std::fs::remove_file(dir.path().join("a/b/depot.json")).unwrap();
+        std::fs::remove_file(dir.path().join("a/b/depot.yml")).unwrap();
+        std::fs::write(dir.path().join("a/b/depot.yaml"), "name: x\n").unwrap();
+        let e = project_from_files(&nested).unwrap_err().to_string();
+        assert!(e.contains("depot.yaml must be id: <project id>"), "{e}");
+        std::fs::write(dir.path().join("a/b/depot.yaml"), "{}").unwrap();
         assert!(project_from_files(&nested).is_err());
     }
 }

@@ -6,8 +6,10 @@ mod build;
 mod ci_identity;
 mod config;
 mod image;
+mod init;
 mod list;
 mod oci;
+mod picker;
 mod progress;
 mod pull;
 mod push;
@@ -25,7 +27,7 @@ use config::Context;
 #[derive(Debug, Parser)]
 #[command(
     name = "depot",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DEPOT_COMMIT"), ")"),
     about = "Build container images into a depot registry, pull them by build ID, promote them",
     after_help = "Examples:
   echo \"$DEPOT_TOKEN\" | depot login --registry https://registry.example.com --token-stdin
@@ -62,6 +64,8 @@ The token is checked against the registry, then saved (mode 0600) in
         #[arg(long)]
         token_stdin: bool,
     },
+    /// Write depot.json: the project of this folder and the folders below it
+    Init(init::Args),
     /// Forget the saved token
     #[command(after_help = "Example:\n  depot logout")]
     Logout,
@@ -99,10 +103,22 @@ from `id_tokens:`), CircleCI (the circleci CLI or CIRCLE_OIDC_TOKEN_V2), Buildki
     Pull(pull::Args),
     /// Copy a build to one or more registries, all at once
     Push(push::Args),
+    /// Print a shell completion script
+    #[command(after_help = "Examples:
+  depot completion bash > /etc/bash_completion.d/depot
+  depot completion zsh > \"${fpath[1]}/_depot\"
+  depot completion fish > ~/.config/fish/completions/depot.fish")]
+    Completion {
+        /// The shell to complete in
+        shell: clap_complete::Shell,
+    },
     /// Decide which CI jobs may use their OIDC identity instead of a stored token
     #[command(subcommand, name = "trust-policy")]
     TrustPolicy(trust::Args),
 }
+
+/// How project tokens begin (the registry's `depot_pt_`): such a token belongs to one project.
+const PROJECT_TOKEN_PREFIX: &str = "depot_pt_";
 
 fn http() -> Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -140,19 +156,33 @@ async fn login(
     }
     let stored = config::load_stored()?;
     let ctx = Context::resolve(registry.or(stored.registry), None, Some(token.clone()))?;
-    api::Api::new(http()?, &ctx)
-        .check_token()
+    let projects = api::Api::new(http()?, &ctx)
+        .projects()
         .await
         .with_context(|| format!("checking the token with {}", ctx.registry))?;
+    // A project token sees its own project only: later commands default to it, so a login is
+    // all a new user needs before `depot build --save` (an admin token names no project).
+    let project = match projects.as_slice() {
+        [p] if token.starts_with(PROJECT_TOKEN_PREFIX) => Some(p.id.clone()),
+        _ => None,
+    };
     let path = config::save_stored(&config::Stored {
         registry: Some(ctx.registry.clone()),
         token: Some(token),
+        project: project.clone(),
     })?;
-    eprintln!(
-        "Logged in to {} (token saved in {})",
-        ctx.registry,
-        path.display()
-    );
+    match project {
+        Some(p) => eprintln!(
+            "Logged in to {} with a token of project {p} (saved in {})",
+            ctx.registry,
+            path.display()
+        ),
+        None => eprintln!(
+            "Logged in to {} (token saved in {}; name the project with --project or `depot init`)",
+            ctx.registry,
+            path.display()
+        ),
+    }
     Ok(())
 }
 
@@ -165,6 +195,11 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 eprintln!("Not logged in");
             }
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "depot", &mut std::io::stdout());
             Ok(())
         }
         Command::OidcToken => {
@@ -191,13 +226,17 @@ async fn run(cli: Cli) -> Result<()> {
                     eprintln!("user x-token, expires {}", t.expires_at);
                     Ok(())
                 }
+                Command::Init(args) => init::run(&ctx, &http, args).await,
                 Command::Build(args) => build::run_build(&ctx, &http, args).await,
                 Command::Bake(args) => build::run_bake(&ctx, &http, args).await,
                 Command::List(args) => list::run(&ctx, &http, args).await,
                 Command::Pull(args) => pull::run(&ctx, &http, args).await,
                 Command::Push(args) => push::run(&ctx, &http, args).await,
                 Command::TrustPolicy(args) => trust::run(&ctx, &http, args).await,
-                Command::Login { .. } | Command::Logout | Command::OidcToken => {
+                Command::Login { .. }
+                | Command::Logout
+                | Command::OidcToken
+                | Command::Completion { .. } => {
                     unreachable!("handled above")
                 }
             }

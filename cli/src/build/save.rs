@@ -445,11 +445,7 @@ mod tests {
 
     #[test]
     fn destinations_are_in_the_builds_repository() {
-        let ctx = Context {
-            registry: "http://127.0.0.1:5000".into(),
-            project: None,
-            token: None,
-        };
+        let ctx = Context::resolve(Some("http://127.0.0.1:5000".into()), None, None).unwrap();
         let d = dest_for(&ctx, &created(), "b1-linux-amd64").unwrap();
         assert_eq!(d.reference, "127.0.0.1:5000/p1:b1-linux-amd64");
         assert!(d.insecure);

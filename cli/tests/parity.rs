@@ -1,0 +1,215 @@
+//! What a Depot user reaches for, against the real registry: `depot init` and the project files
+//! Depot reads, a login that remembers its project, shell completion, `--version` with the
+//! commit. Pickers are tried on a real pseudo-terminal (util-linux `script`).
+
+use std::process::{Command, Stdio};
+
+use depot_testkit::cli::Fixture;
+use depot_testkit::tools::{fails, ok, with_stdin};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Runs `cmd` under a pseudo-terminal with `answer` typed in; its exit status and everything
+/// the terminal showed.
+fn on_terminal(cmd: &Command, answer: &str) -> (bool, String) {
+    let mut line = vec![cmd.get_program().to_string_lossy().into_owned()];
+    line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let quoted: Vec<String> = line
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut script = Command::new("script");
+    script.args(["-qec", &quoted.join(" "), "/dev/null"]);
+    script.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        script.current_dir(dir);
+    }
+    script.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = script.spawn().expect("util-linux script");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(answer.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn init_writes_the_project_file_every_later_command_reads() {
+    let f = Fixture::new();
+    let work = f.dir.path().join("work");
+    let nested = work.join("services/api");
+    std::fs::create_dir_all(&nested).unwrap();
+    let depot = || {
+        let mut c = f.depot();
+        c.env_remove("DEPOT_PROJECT_ID");
+        c
+    };
+
+    let (_, err) = ok(depot().args(["init", work.to_str().unwrap(), "--project", &f.project]));
+    assert!(err.contains(&f.project), "{err}");
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(work.join("depot.json")).unwrap()).unwrap();
+    assert_eq!(written, json!({ "id": f.project }));
+    // Commands in a folder below find it.
+    let single = f.single("main");
+    let (csv, _) = ok(depot().current_dir(&nested).args(["list", "builds"]));
+    assert!(csv.contains(&single), "{csv}");
+
+    // Not replaced unless asked; an unknown project is caught now, not at the first build.
+    let err = fails(
+        depot()
+            .current_dir(&work)
+            .args(["init", "--project", &f.project]),
+    );
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    let err =
+        fails(
+            depot()
+                .current_dir(&work)
+                .args(["init", "--force", "--project", "nosuchproj"]),
+        );
+    assert!(err.contains("nosuchproj not found"), "{err}");
+    assert!(
+        err.contains(&f.project),
+        "names the token's projects: {err}"
+    );
+    ok(depot()
+        .current_dir(&work)
+        .args(["init", "--force", "--project", &f.project]));
+
+    // Without --project and without a terminal: the projects, and what to pass.
+    let bare = f.dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let out = depot().current_dir(&bare).arg("init").output().unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("id,name,created_at\n"), "{stdout}");
+    assert!(stdout.contains(&format!("{},app,", f.project)), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pass --project"), "{stderr}");
+    assert!(!bare.join("depot.json").exists());
+
+    // On a terminal: a numbered choice (a wrong answer asks again).
+    let mut cmd = depot();
+    cmd.current_dir(&bare).arg("init");
+    let (success, screen) = on_terminal(&cmd, "7\n1\n");
+    assert!(success, "{screen}");
+    assert!(
+        screen.contains("1) ") && screen.contains("Type a number"),
+        "{screen}"
+    );
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(bare.join("depot.json")).unwrap()).unwrap();
+    assert_eq!(written["id"], f.project.as_str());
+
+    // depot.yml / depot.yaml, as Depot's CLI reads them.
+    let yml = f.dir.path().join("yml");
+    std::fs::create_dir_all(&yml).unwrap();
+    std::fs::write(yml.join("depot.yml"), format!("id: {}\n", f.project)).unwrap();
+    let (csv, _) = ok(depot().current_dir(&yml).args(["list", "builds"]));
+    assert!(csv.contains(&single), "{csv}");
+    std::fs::rename(yml.join("depot.yml"), yml.join("depot.yaml")).unwrap();
+    let (csv, _) = ok(depot().current_dir(&yml).args(["list", "builds"]));
+    assert!(csv.contains(&single), "{csv}");
+    // init there replaces the YAML file with depot.json, so one project is named.
+    ok(depot()
+        .current_dir(&yml)
+        .args(["init", "--force", "--project", &f.project]));
+    assert!(!yml.join("depot.yaml").exists() && yml.join("depot.json").exists());
+}
+
+#[test]
+fn login_with_a_project_token_remembers_its_project() {
+    let f = Fixture::new();
+    let single = f.single("main");
+    let bare = f.dir.path().join("bare");
+    std::fs::create_dir_all(&bare).unwrap();
+    let depot = || {
+        let mut c = f.depot();
+        c.env_remove("DEPOT_PROJECT_ID")
+            .env_remove("DEPOT_TOKEN")
+            .current_dir(&bare);
+        c
+    };
+    let out = with_stdin(depot().args(["login", "--token-stdin"]), &f.token);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("project {}", f.project)), "{err}");
+    // No depot.json, no --project: the login's project.
+    let (csv, _) = ok(depot().args(["list", "builds"]));
+    assert!(csv.contains(&single), "{csv}");
+
+    // On a terminal without --token-stdin, the token is asked for.
+    ok(depot().arg("logout"));
+    let mut cmd = depot();
+    cmd.arg("login");
+    let (success, screen) = on_terminal(&cmd, &format!("{}\n", f.token));
+    assert!(success && screen.contains("Token:"), "{screen}");
+    ok(depot().args(["list", "builds"]));
+
+    // An admin token sees every project: it records none, and says how to name one.
+    let admin = ApiProject::second(&f);
+    let out = with_stdin(depot().args(["login", "--token-stdin"]), &f.admin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("depot init"), "{err}");
+    let err = fails(depot().args(["list", "builds"]));
+    assert!(
+        err.contains("no project") && err.contains("depot init"),
+        "{err}"
+    );
+    let (csv, _) = ok(depot().args(["list", "builds", "--project", &admin]));
+    assert!(csv.starts_with("id,"), "{csv}");
+}
+
+/// A second project, so an admin token sees more than one.
+struct ApiProject;
+impl ApiProject {
+    fn second(f: &Fixture) -> String {
+        let p = f.api(
+            Method::POST,
+            "/api/v1/projects",
+            &f.admin,
+            json!({ "name": "other" }),
+        );
+        p["id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn completion_scripts_and_the_version_with_its_commit() {
+    let f = Fixture::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _depot"),
+        ("zsh", "#compdef depot"),
+        ("fish", "complete -c depot"),
+    ] {
+        let (script, _) = ok(f.depot().args(["completion", shell]));
+        assert!(script.contains(marker), "{shell}: {}", &script[..200]);
+        assert!(script.contains("pull") && script.contains("trust-policy"));
+    }
+    let (version, _) = ok(f.depot().arg("--version"));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert!(!head.is_empty());
+    assert_eq!(
+        version.trim(),
+        format!("depot {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
