@@ -3,9 +3,10 @@
 //! (`--gc-interval`); this is for running it elsewhere (a cron job, with `--gc-interval 0` on the
 //! servers), looking at what it did, and reconciling the store after crashes.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use depot_gc::reconcile::reconcile;
 use depot_gc::{Catalog, Collector};
 use depot_store::backend::{open_backend, BackendConfig, GcConfig};
@@ -65,6 +66,21 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time, as `status` prints them (a reader wants a time, not
+/// an epoch count).
+fn time_of(ms: i64) -> String {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// The command line, with every database, storage and collection option accepted after the
+/// subcommand as well as before it (`depot-gc run --once --gc-grace 0`): they are marked global,
+/// which clap allows because none of them is positional or required.
+fn parse() -> Cli {
+    let matches = Cli::command().mut_args(|a| a.global(true)).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn print_item(line: &str) {
@@ -144,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for r in recent {
                 println!(
                     "  {} {} by {}: {}",
-                    r.started_at,
+                    time_of(r.started_at),
                     if r.dry_run { "dry run" } else { "run" },
                     r.holder,
                     r.summary()
@@ -171,8 +187,10 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(Cli::parse()).await {
+    match run(parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -187,5 +205,37 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+        super::Cli::command()
+            .mut_args(|a| a.global(true))
+            .debug_assert();
+    }
+
+    #[test]
+    fn options_are_accepted_after_the_subcommand() {
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = super::Cli::command().mut_args(|a| a.global(true));
+        let matches = cmd
+            .try_get_matches_from([
+                "depot-gc",
+                "run",
+                "--once",
+                "--gc-grace",
+                "7",
+                "--data-dir",
+                "/x",
+            ])
+            .unwrap();
+        let cli = super::Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.gc.grace_secs, 7);
+        assert_eq!(cli.backend.data_dir, std::path::Path::new("/x"));
+        assert!(matches!(
+            cli.command,
+            super::Command::Run { once: true, .. }
+        ));
+    }
+
+    #[test]
+    fn status_prints_times() {
+        assert_eq!(super::time_of(1_795_392_485_000), "2026-11-23T00:08:05Z");
     }
 }

@@ -90,21 +90,28 @@ impl Registry {
     }
 }
 
-/// `depot-gc` on the registry's data directory, with a one-second grace and upload timeout.
+/// `depot-gc` on the registry's data directory, with a one-second grace and upload timeout,
+/// given after the subcommand (as users write them: `depot-gc run --once --gc-grace 0`), and
+/// logging (sqlx's queries) into a pipe, which must get no colour codes.
 fn depot_gc(data: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_depot-gc"))
+        .args(args)
         .arg("--data-dir")
         .arg(data)
         .args(["--gc-grace", "1", "--upload-timeout", "1"])
-        .args(args)
+        .env("DEPOT_LOG", "sqlx=debug")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (text, log) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr),
     );
-    assert!(out.status.success(), "depot-gc {args:?}: {text}");
+    assert!(out.status.success(), "depot-gc {args:?}: {text}{log}");
+    assert!(log.contains("sqlx::query"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes off a terminal: {log:?}"
+    );
     text
 }
 
@@ -228,6 +235,18 @@ fn collects_what_expired_while_the_registry_serves() {
         Value::Null,
     );
     assert_eq!(shown["state"], "saved");
+    // Collections are listed with their times, not epoch milliseconds.
+    let status = depot_gc(&data, &["status"]);
+    let this_year = format!(
+        "  {}-",
+        &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()[..4]
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(&this_year) && l.contains("Z run by depot-gc@")),
+        "{status}"
+    );
     let status = depot_gc(&data, &["status", "--json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["pending"]["expired_builds"], 0);
