@@ -1,7 +1,7 @@
 //! The depot registry's control plane (`/api/v1`): projects, builds, pull tokens, trust
 //! policies and the OIDC exchange.
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -46,10 +46,25 @@ impl Api {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the depot registry at {}", self.base))?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // A TLS mismatch is said plainly (with the flag that helps), never as a
+                // connection failure worth trying again.
+                if let Some(tls) = crate::oci::tls::failure(&e) {
+                    let host = self
+                        .base
+                        .split_once("://")
+                        .map_or(self.base.as_str(), |(_, h)| h);
+                    bail!(
+                        "{}",
+                        tls.explain(host, &crate::oci::own_registry_hint(host))
+                    );
+                }
+                return Err(anyhow::Error::new(e)
+                    .context(format!("cannot reach the depot registry at {}", self.base)));
+            }
+        };
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

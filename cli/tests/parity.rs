@@ -3,9 +3,13 @@
 //! commit. Pickers are tried on a real pseudo-terminal (util-linux `script`).
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use base64::Engine;
 use depot_testkit::cli::Fixture;
-use depot_testkit::tools::{fails, ok, with_stdin};
+use depot_testkit::distribution::Distribution;
+use depot_testkit::sha256;
+use depot_testkit::tools::{fails, ok, remote_manifest, with_stdin};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -212,4 +216,94 @@ fn completion_scripts_and_the_version_with_its_commit() {
         version.trim(),
         format!("depot {} (commit {head})", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// `depot push` to a plain-HTTP registry without `--insecure-registry`, and `--registry
+/// https://` against a plain-HTTP depot registry: a TLS mismatch is no transient failure, so it
+/// fails at once (not after a minute of retries) and says which flag helps.
+#[test]
+fn a_tls_mismatch_fails_at_once_naming_the_flag() {
+    let f = Fixture::new();
+    let (multi, _) = f.multi();
+    let open = Distribution::start(&f.dir.path().join("open"), None);
+    let started = Instant::now();
+    let err = fails(
+        f.depot()
+            .args(["push", "-t", &format!("{}/app:v1", open.host()), &multi]),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}: {err}",
+        started.elapsed()
+    );
+    assert!(err.contains("plain HTTP"), "{err}");
+    assert!(
+        err.contains(&format!("--insecure-registry {}", open.host())),
+        "{err}"
+    );
+    assert!(!err.contains("retrying"), "{err}");
+
+    let secure = format!("https://{}", f.server.host());
+    let layout = format!("oci:{}", f.dir.path().join("out").display());
+    for args in [
+        vec!["list", "builds"],
+        vec!["pull", "--output", &layout, &multi],
+    ] {
+        let started = Instant::now();
+        let err = fails(f.depot().arg("--registry").arg(&secure).args(&args));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains(&format!("--registry http://{}", f.server.host())),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `DEPOT_PUSH_REGISTRY_USERNAME`/`_PASSWORD` or `_AUTH` are the credentials of every
+/// destination, over whatever the Docker config holds.
+#[test]
+fn push_credentials_from_the_environment_override_the_docker_config() {
+    let f = Fixture::new();
+    let (multi, index) = f.multi();
+    let basic = Distribution::start(&f.dir.path().join("basic"), Some(("alice", "s3cret")));
+    // The Docker config holds wrong credentials for it.
+    std::fs::create_dir_all(f.docker_config()).unwrap();
+    let wrong = base64::engine::general_purpose::STANDARD.encode("alice:wrong");
+    std::fs::write(
+        f.docker_config().join("config.json"),
+        json!({ "auths": { basic.host(): { "auth": wrong } } }).to_string(),
+    )
+    .unwrap();
+    let push = |tag: &str| {
+        let mut c = f.depot();
+        c.env("DEPOT_INSECURE_REGISTRIES", basic.host()).args([
+            "push",
+            "-q",
+            "-t",
+            &format!("{}/team/app:{tag}", basic.host()),
+            &multi,
+        ]);
+        c
+    };
+    let err = fails(&mut push("v0"));
+    assert!(err.contains("401"), "{err}");
+    ok(push("v1")
+        .env("DEPOT_PUSH_REGISTRY_USERNAME", "alice")
+        .env("DEPOT_PUSH_REGISTRY_PASSWORD", "s3cret"));
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    ok(push("v2").env("DEPOT_PUSH_REGISTRY_AUTH", &auth));
+    for tag in ["v1", "v2"] {
+        let raw = remote_manifest(
+            &basic.host(),
+            &format!("team/app:{tag}"),
+            Some("alice:s3cret"),
+        );
+        assert_eq!(sha256(&raw), index);
+    }
+    // Half a pair is refused, rather than pushing anonymously.
+    let err = fails(push("v3").env("DEPOT_PUSH_REGISTRY_USERNAME", "alice"));
+    assert!(err.contains("DEPOT_PUSH_REGISTRY_PASSWORD"), "{err}");
 }

@@ -104,6 +104,8 @@ pub struct Registry {
     pub retry: RetryPolicy,
     /// Told about each retry, so the user sees why a push pauses.
     on_retry: Box<dyn Fn(String) + Send + Sync>,
+    /// What to do when HTTPS meets a plain-HTTP server: the flag of the command at hand.
+    plain_http_hint: String,
 }
 
 impl std::fmt::Debug for Registry {
@@ -114,6 +116,11 @@ impl std::fmt::Debug for Registry {
             .field("creds", &self.creds)
             .finish()
     }
+}
+
+/// What to do when our own registry (`--registry https://HOST`) turns out to speak plain HTTP.
+pub fn own_registry_hint(host: &str) -> String {
+    format!("use --registry http://{host} (or DEPOT_REGISTRY=http://{host})")
 }
 
 /// `repository:<name>:<actions>`.
@@ -138,7 +145,15 @@ impl Registry {
             auth: Mutex::new(AuthState::default()),
             retry: RetryPolicy::default(),
             on_retry: Box::new(|_| {}),
+            plain_http_hint: format!("use --insecure-registry {host} (or --insecure)"),
         }
+    }
+
+    /// Names the flag that makes this command talk plain HTTP to the registry, for the error
+    /// a TLS failure gets.
+    pub fn plain_http_hint(mut self, hint: impl Into<String>) -> Self {
+        self.plain_http_hint = hint.into();
+        self
     }
 
     /// From a base URL (`http://127.0.0.1:5000`): our own registry.
@@ -147,7 +162,8 @@ impl Registry {
             .trim_end_matches('/')
             .split_once("://")
             .ok_or_else(|| Error::other(format!("registry URL {url:?} has no scheme")))?;
-        Ok(Registry::new(http, host, scheme == "http", creds))
+        Ok(Registry::new(http, host, scheme == "http", creds)
+            .plain_http_hint(own_registry_hint(host)))
     }
 
     pub fn on_retry(mut self, f: impl Fn(String) + Send + Sync + 'static) -> Self {
@@ -191,7 +207,7 @@ impl Registry {
             if let Some(h) = header {
                 rb = rb.header(AUTHORIZATION, h);
             }
-            let resp = rb.send().await?;
+            let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
             if resp.status() == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 if self
@@ -202,6 +218,16 @@ impl Registry {
                 }
             }
             return Ok(resp);
+        }
+    }
+
+    /// A transport error as the caller should see it: a TLS failure is no connection error to
+    /// retry (the registry will answer the handshake the same way every time), so it becomes a
+    /// final error naming the flag that helps.
+    fn transport_error(&self, e: reqwest::Error) -> Error {
+        match super::tls::failure(&e) {
+            Some(tls) => Error::other(tls.explain(&self.host, &self.plain_http_hint)),
+            None => Error::Http(e),
         }
     }
 

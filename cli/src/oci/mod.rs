@@ -14,11 +14,12 @@ mod blob;
 mod client;
 pub mod creds;
 pub mod manifest;
+pub mod tls;
 mod upload;
 
 pub use auth::Credentials;
 pub use blob::BlobReader;
-pub use client::Registry;
+pub use client::{own_registry_hint, Registry};
 pub use upload::{Started, Upload, UploadError};
 
 /// A content descriptor: what manifests say about the blobs and manifests they point at.

@@ -41,7 +41,9 @@ use locations::Locations;
   depot push --target api -t ghcr.io/acme/api:v1 q8wm3k0z7c2f4n1x
 
 Credentials for destinations come from the Docker config (~/.docker/config.json or
-$DOCKER_CONFIG/config.json: auths, credsStore, credHelpers), as `docker login` leaves them.")]
+$DOCKER_CONFIG/config.json: auths, credsStore, credHelpers), as `docker login` leaves them;
+DEPOT_PUSH_REGISTRY_USERNAME with DEPOT_PUSH_REGISTRY_PASSWORD, or DEPOT_PUSH_REGISTRY_AUTH
+(base64 of USER:PASSWORD), override it for every destination.")]
 pub struct Args {
     /// Destination REGISTRY/REPOSITORY[:TAG] (repeat for more; all are pushed in parallel)
     #[arg(short = 't', long = "tag", value_name = "DEST", required = true)]
@@ -193,6 +195,8 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
     let total = graph.size();
 
     // Destinations, grouped by repository; one client (credentials, tokens) per registry.
+    let env_creds =
+        creds::push_override(|name| std::env::var(name).ok()).map_err(|e| anyhow!(e))?;
     let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
     let mut dests: Vec<Dest> = Vec::new();
     for t in &args.tags {
@@ -206,7 +210,10 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
         let reg = match registries.get(&host) {
             Some(r) => r.clone(),
             None => {
-                let creds = creds::for_host(&host).map_err(|e| anyhow!(e))?;
+                let creds = match &env_creds {
+                    Some(c) => c.clone(),
+                    None => creds::for_host(&host).map_err(|e| anyhow!(e))?,
+                };
                 let insecure = args.insecure || args.insecure_registries.contains(&host);
                 let p = progress.clone();
                 let mut r = Registry::new(http.clone(), &host, insecure, creds)
