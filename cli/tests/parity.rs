@@ -307,3 +307,47 @@ fn push_credentials_from_the_environment_override_the_docker_config() {
     let err = fails(push("v3").env("DEPOT_PUSH_REGISTRY_USERNAME", "alice"));
     assert!(err.contains("DEPOT_PUSH_REGISTRY_PASSWORD"), "{err}");
 }
+
+/// One unreachable destination (its requests retried until it is given up) does not hold up the
+/// healthy one: that one's manifests land as soon as its own blobs have, and every blob is
+/// still read from the depot registry once.
+#[test]
+fn each_destination_finishes_on_its_own() {
+    let f = Fixture::new();
+    let (multi, index) = f.multi();
+    let open = Distribution::start(&f.dir.path().join("open"), None);
+    let dead = "127.0.0.1:1";
+    let out = depot_testkit::tools::output(
+        f.depot()
+            .env(
+                "DEPOT_INSECURE_REGISTRIES",
+                format!("{},{dead}", open.host()),
+            )
+            // 0.5 + 1 + 2 + 4 s of backoff before the dead one is given up.
+            .args(["push", "--json", "--retries", "5"])
+            .args(["-t", &format!("{dead}/x/app:v1")])
+            .args(["-t", &format!("{}/app:v1", open.host())])
+            .arg(&multi),
+    );
+    assert!(!out.status.success());
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = s["destinations"].as_array().unwrap();
+    let healthy = rows.iter().find(|d| d["ok"] == true).unwrap();
+    let failed = rows.iter().find(|d| d["ok"] == false).unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
+        "{s}"
+    );
+    let total = s["seconds"].as_f64().unwrap();
+    let healthy_done = healthy["seconds"].as_f64().unwrap();
+    assert!(total > 7.0, "the dead destination was retried: {s}");
+    assert!(healthy_done < 3.0, "the healthy destination waited: {s}");
+    assert_eq!(s["source_bytes_read"], s["image_bytes"], "{s}");
+    assert_eq!(
+        sha256(&remote_manifest(&open.host(), "app:v1", None)),
+        index
+    );
+}

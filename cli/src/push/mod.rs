@@ -1,36 +1,36 @@
 //! `depot push`: promote a build's image to one or more registries at once.
 //!
-//! Every destination gets the same bytes, so digests do not change. Each blob is first asked
-//! for (`HEAD`, all destinations in parallel); then mounted where a destination registry
-//! already holds it in another repository; what is left is read from the depot registry once
-//! and streamed to every destination that still lacks it ([`fanout`]). Several destinations
-//! in one registry get one upload and mounts. Manifests follow once all of a destination's
+//! Every destination gets the same bytes, so digests do not change. Each destination goes
+//! through the blobs on its own ([`copy`]): asks for each (`HEAD`), mounts it where its registry
+//! already holds it in another repository, and what is left is read from the depot registry
+//! once and streamed to every destination that lacks it ([`fanout`]). Several destinations in
+//! one registry get one upload and mounts. A destination's manifests follow as soon as its own
 //! blobs have landed, children before their index. A destination that fails is reported and
-//! the others carry on.
+//! the others carry on, without waiting for it.
 
+mod copy;
 mod fanout;
 mod locations;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures::future::join_all;
-use futures::StreamExt;
 use indicatif::HumanBytes;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::api::Api;
 use crate::config::Context;
-use crate::image::{Blob, Graph, Manifest};
+use crate::image::{Graph, Manifest};
 use crate::oci::manifest::Platform;
-use crate::oci::{creds, Registry, Started, UploadError};
+use crate::oci::{creds, Registry};
 use crate::progress::{short, Bar, Progress};
 use crate::source::{self, Source};
-use locations::Locations;
+use copy::{Copy, Trouble};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -115,6 +115,8 @@ pub struct Dest {
     pub label: String,
     pub bar: Bar,
     pub progress: Progress,
+    /// When its registry's requests were last retried.
+    trouble: Trouble,
     stats: Mutex<Stats>,
     failure: Mutex<Option<String>>,
     finished: Mutex<Option<f64>>,
@@ -197,7 +199,7 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
     // Destinations, grouped by repository; one client (credentials, tokens) per registry.
     let env_creds =
         creds::push_override(|name| std::env::var(name).ok()).map_err(|e| anyhow!(e))?;
-    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
+    let mut registries: HashMap<String, (Arc<Registry>, Trouble)> = HashMap::new();
     let mut dests: Vec<Dest> = Vec::new();
     for t in &args.tags {
         let (host, repo, tag) = parse_dest(t)?;
@@ -207,7 +209,7 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
             }
             continue;
         }
-        let reg = match registries.get(&host) {
+        let (reg, trouble) = match registries.get(&host) {
             Some(r) => r.clone(),
             None => {
                 let creds = match &env_creds {
@@ -216,12 +218,17 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
                 };
                 let insecure = args.insecure || args.insecure_registries.contains(&host);
                 let p = progress.clone();
-                let mut r = Registry::new(http.clone(), &host, insecure, creds)
-                    .on_retry(move |m| p.note(&m));
+                let trouble = Trouble::default();
+                let t = trouble.clone();
+                let mut r =
+                    Registry::new(http.clone(), &host, insecure, creds).on_retry(move |m| {
+                        t.retried();
+                        p.note(&m)
+                    });
                 r.retry.attempts = args.retries;
-                let r = Arc::new(r);
-                registries.insert(host.clone(), r.clone());
-                r
+                let entry = (Arc::new(r), trouble);
+                registries.insert(host.clone(), entry.clone());
+                entry
             }
         };
         let label = format!("{host}/{repo}");
@@ -233,6 +240,7 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
             repo,
             tags: vec![tag],
             progress: progress.clone(),
+            trouble,
             stats: Mutex::default(),
             failure: Mutex::default(),
             finished: Mutex::default(),
@@ -247,162 +255,27 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
         dests.len()
     ));
 
-    let copy = Copy {
-        source: &source,
-        dests: &dests,
-        locations: Locations::load(),
-        chunk: usize::from(args.chunk_mib) << 20,
-        source_bytes: AtomicU64::new(0),
-    };
-    futures::stream::iter(graph.blobs.iter())
-        .map(|b| copy.blob(b))
-        .buffer_unordered(usize::from(args.parallel))
-        .collect::<Vec<()>>()
-        .await;
-    join_all(dests.iter().map(|d| push_manifests(d, &graph, started))).await;
+    // Each destination on its own; the blobs they lack alike are read once for all of them.
+    let copy = Copy::new(
+        &source,
+        &dests,
+        usize::from(args.chunk_mib) << 20,
+        usize::from(args.parallel),
+    );
+    join_all((0..dests.len()).map(|i| {
+        let copy = &copy;
+        let graph = &graph;
+        async move {
+            copy.destination(i, &graph.blobs).await;
+            push_manifests(&copy.dests[i], graph, started).await;
+        }
+    }))
+    .await;
     copy.locations.save();
 
     report(
         &source, &graph, &dests, &copy, started, args.json, &progress,
     )
-}
-
-/// The state shared by the blob copies of one push.
-struct Copy<'a> {
-    source: &'a Source,
-    dests: &'a [Dest],
-    locations: Locations,
-    chunk: usize,
-    source_bytes: AtomicU64,
-}
-
-impl Copy<'_> {
-    async fn blob(&self, blob: &Blob) {
-        let digest = &blob.desc.digest;
-        let size = blob.desc.size;
-        let live: Vec<&Dest> = self.dests.iter().filter(|d| !d.failed()).collect();
-        let present = join_all(live.iter().map(|d| d.reg.blob_exists(&d.repo, digest))).await;
-        let mut lacking = Vec::new();
-        for (d, p) in live.into_iter().zip(present) {
-            match p {
-                Ok(true) => {
-                    let mut s = d.stats.lock().unwrap();
-                    s.skipped_bytes += size;
-                    s.blobs_skipped += 1;
-                    d.bar.inc(size);
-                    self.locations.record(digest, &d.host, &d.repo);
-                }
-                Ok(false) => lacking.push(d),
-                Err(e) => d.fail(format!("{} ({}): {e}", blob.label, short(digest))),
-            }
-        }
-        // Mount where the registry already holds the blob elsewhere.
-        let mounted = join_all(lacking.iter().map(|d| self.mount(d, blob))).await;
-        let lacking: Vec<&Dest> = lacking
-            .into_iter()
-            .zip(mounted)
-            .filter_map(|(d, m)| (!m).then_some(d))
-            .collect();
-        // One upload per registry; its other repositories mount from it afterwards.
-        let mut first: Vec<&Dest> = Vec::new();
-        let mut later: Vec<&Dest> = Vec::new();
-        for d in lacking {
-            if first.iter().any(|f| f.host == d.host) {
-                later.push(d);
-            } else {
-                first.push(d);
-            }
-        }
-        self.upload(first, blob).await;
-        let mounted = join_all(later.iter().map(|d| self.mount(d, blob))).await;
-        let rest: Vec<&Dest> = later
-            .into_iter()
-            .zip(mounted)
-            .filter_map(|(d, m)| (!m).then_some(d))
-            .collect();
-        self.upload(rest, blob).await;
-    }
-
-    /// Tries to mount the blob from repositories of the same registry known to hold it.
-    async fn mount(&self, d: &Dest, blob: &Blob) -> bool {
-        let digest = &blob.desc.digest;
-        for from in self
-            .locations
-            .candidates(digest, &d.host, &d.repo)
-            .into_iter()
-            .take(3)
-        {
-            match d.reg.mount(&d.repo, digest, &from).await {
-                Ok(Started::Mounted) => {
-                    let mut s = d.stats.lock().unwrap();
-                    s.mounted_bytes += blob.desc.size;
-                    s.blobs_mounted += 1;
-                    d.bar.inc(blob.desc.size);
-                    self.locations.record(digest, &d.host, &d.repo);
-                    return true;
-                }
-                // Not there any more, or not readable with these credentials: upload instead.
-                Ok(Started::Upload(up)) => up.cancel().await,
-                Err(_) => {}
-            }
-        }
-        false
-    }
-
-    /// Streams the blob to `dests`; sessions the registries lost are started again (reading
-    /// the source again for them only), twice at most.
-    async fn upload(&self, mut dests: Vec<&Dest>, blob: &Blob) {
-        let digest = &blob.desc.digest;
-        for pass in 0..3 {
-            if dests.is_empty() {
-                return;
-            }
-            let outcomes = match fanout::fan_out(
-                &self.source.reg,
-                &self.source.project,
-                &blob.desc,
-                &dests,
-                self.chunk,
-                &self.source_bytes,
-            )
-            .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    for d in &dests {
-                        d.fail(format!(
-                            "reading {} ({}) from the depot registry: {e}",
-                            blob.label,
-                            short(digest)
-                        ));
-                    }
-                    return;
-                }
-            };
-            let mut again = Vec::new();
-            for (d, outcome) in dests.into_iter().zip(outcomes) {
-                match outcome {
-                    Ok(()) => {
-                        let mut s = d.stats.lock().unwrap();
-                        s.pushed_bytes += blob.desc.size;
-                        s.blobs_pushed += 1;
-                        self.locations.record(digest, &d.host, &d.repo);
-                    }
-                    Err(UploadError::Lost(why)) if pass < 2 => {
-                        d.progress.note(&format!(
-                            "{}: {} ({}): {why}; uploading it again",
-                            d.label,
-                            blob.label,
-                            short(digest)
-                        ));
-                        again.push(d);
-                    }
-                    Err(e) => d.fail(format!("{} ({}): {e}", blob.label, short(digest))),
-                }
-            }
-            dests = again;
-        }
-    }
 }
 
 /// Pushes the manifests of a destination whose blobs all landed: children, then the top one
