@@ -84,6 +84,23 @@ impl Api {
         (status, v["token"].as_str().map(str::to_owned))
     }
 
+    /// The message `/token` refuses `secret` with.
+    fn refusal(&self, secret: &str, scope: &str) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/token", self.server.url()))
+            .query(&[("service", "depot-registry"), ("scope", scope)])
+            .basic_auth("x-token", Some(secret))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        let v: Value = resp.json().unwrap();
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Pushes a one-layer image to `pid:tag` with `push_token`; returns its digest.
     fn push_image(&self, pid: &str, tag: &str, push_token: &str, seed: &str) -> String {
         let (status, bearer) = self.exchange(push_token, &format!("repository:{pid}:pull,push"));
@@ -380,6 +397,30 @@ fn revoking_a_project_token_stops_what_it_minted() {
     for secret in [&token, &pull, &push, &build_pull] {
         assert_eq!(api.exchange(secret, &scope).0, 401);
     }
+    // Each says why: not the same "invalid credentials" as a wrong secret.
+    let why = api.refusal(&token, &scope);
+    assert!(
+        why.contains("project token") && why.contains("was revoked at 20"),
+        "{why}"
+    );
+    let why = api.refusal(&pull, &scope);
+    assert!(
+        why.contains("project token this was minted with has been revoked"),
+        "{why}"
+    );
+    let wrong = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(api.refusal(&wrong, &scope), "invalid credentials");
+    // A token that has run out says when.
+    let short = api.ok(
+        Method::POST,
+        &format!("/projects/{pid}/pull-token"),
+        &api.admin,
+        json!({ "ttl_secs": 1 }),
+    );
+    let short = short["token"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let why = api.refusal(&short, &scope);
+    assert!(why.contains("this pull token expired at 20"), "{why}");
     let (status, _) = api.call(Method::GET, &format!("/builds/{id}"), &push, Value::Null);
     assert_eq!(status, 401);
     assert_eq!(api.exchange(&admin_pull, &scope).0, 200);

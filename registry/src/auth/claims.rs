@@ -18,6 +18,18 @@ pub enum TokenKind {
     Ci,
 }
 
+impl TokenKind {
+    /// As messages name it ("this push token expired").
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Push => "push",
+            TokenKind::Pull => "pull",
+            TokenKind::Ci => "CI",
+        }
+    }
+}
+
 /// The credential an access token was issued for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

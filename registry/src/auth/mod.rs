@@ -200,6 +200,15 @@ impl Auth {
                 .project_token_by_hash(&secret_hash(secret))
                 .await?
                 .ok_or_else(invalid)?;
+            if let Some(at) = token.revoked_at {
+                // Only the holder of the real secret learns this: saying so saves them hunting
+                // for a typo.
+                return Err(Error::unauthorized(format!(
+                    "this project token ({}) was revoked at {}; create a new one",
+                    token.name,
+                    crate::control::rfc3339(at)
+                )));
+            }
             return Ok(Credential::Project {
                 project: token.project,
                 token_id: token.id,
@@ -209,6 +218,14 @@ impl Auth {
         let claims: Claims = self.keys.verify(secret).map_err(|_| invalid())?;
         if claims.kind == TokenKind::Access {
             return Err(invalid());
+        }
+        if claims.exp <= self.clock.now_secs() {
+            // The signature is ours: the token was real, and has run out.
+            return Err(Error::unauthorized(format!(
+                "this {} token expired at {}; get a new one",
+                claims.kind.name(),
+                crate::control::rfc3339(claims.exp.saturating_mul(1000))
+            )));
         }
         self.check(&claims, claims.kind).map_err(|_| invalid())?;
         // Every replica asks the database, so a revoked project token (or a deleted trust

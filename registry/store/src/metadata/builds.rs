@@ -133,11 +133,11 @@ impl Metadata {
         Ok(())
     }
 
-    /// The live (not revoked) token whose secret hashes to `secret_hash`.
+    /// The token whose secret hashes to `secret_hash`, revoked or not (`revoked_at` says).
     pub async fn project_token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenInfo>> {
         let row = sqlx::query(
             "SELECT id, project, name, created_at, revoked_at FROM project_tokens \
-             WHERE secret_hash = $1 AND revoked_at IS NULL",
+             WHERE secret_hash = $1",
         )
         .bind(secret_hash)
         .fetch_optional(&self.read)

@@ -360,7 +360,16 @@ async fn builds_and_expiry(db: &Metadata) {
     );
     assert!(db.revoke_project_token("proj1", "t1", 5).await.unwrap());
     assert!(!db.revoke_project_token("proj1", "t1", 6).await.unwrap());
-    assert!(db.project_token_by_hash("hash1").await.unwrap().is_none());
+    // A revoked token is still found, with its revocation, so it can be told from a wrong one.
+    assert_eq!(
+        db.project_token_by_hash("hash1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(5)
+    );
+    assert!(db.project_token_by_hash("hash2").await.unwrap().is_none());
     assert_eq!(
         db.list_project_tokens("proj1").await.unwrap()[0].revoked_at,
         Some(5)
