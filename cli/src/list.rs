@@ -20,7 +20,8 @@ pub enum What {
     /// The projects this token can see
     #[command(after_help = "Example:\n  depot list projects --output json")]
     Projects,
-    /// The project's builds, newest first
+    /// The project's builds, newest first: state (`expired` once past its expiry), size in
+    /// bytes of its saved images, and a failed build's reason
     #[command(
         after_help = "Examples:\n  depot list builds --project k3j9x2m1pq\n  depot list builds --limit 200 --output csv > builds.csv"
     )]
@@ -70,10 +71,15 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
                             "project {project} not found (or not visible to this token)"
                         )
                     })?;
-                rows.extend(
-                    page.into_iter()
-                        .map(|b| serde_json::to_value(b).unwrap_or_default()),
-                );
+                rows.extend(page.into_iter().map(|b| {
+                    let expired = b.expired;
+                    let mut row = serde_json::to_value(b).unwrap_or_default();
+                    if expired {
+                        // Gone for pulls whatever state it ended in: say so where it is read.
+                        row["state"] = Value::from("expired");
+                    }
+                    row
+                }));
                 match next {
                     Some(n) => cursor = Some(n),
                     None => break,
@@ -88,7 +94,9 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
                     "save_tags",
                     "created_at",
                     "expires_at",
+                    "size",
                     "image",
+                    "failure",
                 ],
                 rows,
             )

@@ -64,6 +64,14 @@ pub async fn resolve(
     targets: &[String],
 ) -> Result<Source> {
     let mut source = if let Some(build) = api.build(arg).await? {
+        if let Some(named) = ctx.explicit_project().filter(|p| *p != build.project) {
+            // The user said which project they mean; a build of another is not what they asked
+            // for, even where the token may read it.
+            bail!(
+                "build {arg} belongs to project {}, not {named} (--project / DEPOT_PROJECT_ID); drop the flag or name its project",
+                build.project
+            );
+        }
         if build.expired {
             bail!("build {arg} has expired");
         }

@@ -223,6 +223,29 @@ fn a_failing_platform_fails_the_build_and_says_which() {
             .starts_with("platform linux/arm64: "),
         "{shown}"
     );
+    // The whole reason is kept, down to the builder's own words, and the list shows it too.
+    assert!(
+        shown["failure"]
+            .as_str()
+            .unwrap()
+            .contains("only-arm64.txt"),
+        "{shown}"
+    );
+    let listed = f.api(
+        reqwest::Method::GET,
+        &format!("/api/v1/projects/{}/builds", f.project),
+        &f.token,
+        serde_json::Value::Null,
+    );
+    let row = listed["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["failure"], shown["failure"], "{listed}");
+    let (out, _) = ok(f.depot().args(["list", "builds"]));
+    assert!(out.contains("failed"), "{out}");
     // Nothing to pull from a failed build.
     let err = fails(f.depot().args(["pull", "--output", "oci:/tmp/never", &id]));
     assert!(err.contains(&id), "{err}");

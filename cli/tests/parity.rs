@@ -351,3 +351,60 @@ fn each_destination_finishes_on_its_own() {
         index
     );
 }
+
+/// `depot list builds` says what a user needs of each build: `expired` once it is past its
+/// expiry (not `saved`), the size of what it saved, and a failed build's reason; `depot pull`
+/// refuses a build of another project than the one named.
+#[test]
+fn list_builds_shows_expiry_size_and_failure() {
+    let f = Fixture::new();
+    let (multi, _) = f.multi();
+    let (short, push) = f.build(json!({ "retention_secs": 2 }));
+    f.push("amd64", &short, &push);
+    let (failed, push) = f.build(json!({}));
+    f.api(
+        Method::POST,
+        &format!("/api/v1/builds/{failed}/fail"),
+        &push,
+        json!({ "reason": "exited with status 125:\nCOPY failed: no such file only-arm64.txt" }),
+    );
+    std::thread::sleep(Duration::from_millis(2200));
+    let (csv, _) = ok(f.depot().args(["list", "builds"]));
+    let mut rows = csv::Reader::from_reader(csv.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    let row = |id: &str| rows.iter().find(|r| &r[col("id")] == id).unwrap().clone();
+    assert_eq!(&row(&short)[col("state")], "expired", "{csv}");
+    assert_eq!(&row(&short)[col("size")], "", "{csv}");
+    assert_eq!(&row(&multi)[col("state")], "saved", "{csv}");
+    let size: u64 = row(&multi)[col("size")].parse().unwrap();
+    assert_eq!(size, f.show(&multi)["images"][0]["size"].as_u64().unwrap());
+    assert_eq!(&row(&failed)[col("state")], "failed", "{csv}");
+    assert!(
+        row(&failed)[col("failure")].ends_with("no such file only-arm64.txt"),
+        "{csv}"
+    );
+
+    // A build ID with --project naming another project is refused, not silently used.
+    let other = f.api(
+        Method::POST,
+        "/api/v1/projects",
+        &f.admin,
+        json!({ "name": "other" }),
+    );
+    let other = other["id"].as_str().unwrap();
+    let out = f.dir.path().join("pulled");
+    let err = fails(f.depot().args([
+        "pull",
+        "--project",
+        other,
+        "--output",
+        &format!("oci:{}", out.display()),
+        &multi,
+    ]));
+    assert!(
+        err.contains(&format!("belongs to project {}, not {other}", f.project)),
+        "{err}"
+    );
+}

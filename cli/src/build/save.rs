@@ -117,12 +117,12 @@ pub async fn run(
     };
     if let Err(failed) = outcome {
         // Dropping the other builds killed their processes (kill_on_drop).
+        // The whole reason (the builder's last lines say why), not just its first line.
         let reason = format!("{:#}", failed.error);
-        let short = reason.lines().next().unwrap_or("failed").to_owned();
         if let Err(e) = api
             .fail_build(
                 &created.id,
-                &short,
+                &reason,
                 Some(&failed.target),
                 failed.platform.as_deref(),
             )
@@ -225,6 +225,21 @@ fn dest_for(ctx: &Context, created: &Build, tag: &str) -> Result<Dest> {
     })
 }
 
+/// A `-t` name as `depot push` takes it: with its registry spelled out (`acme/web:dev` is
+/// Docker Hub's `docker.io/acme/web:dev`, as for `docker push`), since push refuses a name
+/// without one.
+fn push_destination(tag: &str) -> String {
+    match tag.parse::<oci_spec::distribution::Reference>() {
+        Ok(r) if crate::push::parse_dest(tag).is_err() => format!(
+            "{}/{}:{}",
+            r.registry(),
+            r.repository(),
+            r.tag().unwrap_or("latest")
+        ),
+        _ => tag.to_owned(),
+    }
+}
+
 /// What was saved, and the commands that use it.
 fn report(ctx: &Context, build: &Build, specs: &[Target], save_tags: &[String]) {
     let project = &build.project;
@@ -252,7 +267,7 @@ fn report(ctx: &Context, build: &Build, specs: &[Target], save_tags: &[String]) 
             "-t <registry>/<repository>:<tag>".to_owned()
         } else {
             tags.iter()
-                .map(|t| format!("-t {t}"))
+                .map(|t| format!("-t {}", push_destination(t)))
                 .collect::<Vec<_>>()
                 .join(" ")
         }
@@ -400,6 +415,19 @@ async fn follow_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_hints_print_destinations_push_accepts() {
+        for (tag, dest) in [
+            ("acme/web:dev", "docker.io/acme/web:dev"),
+            ("web", "docker.io/library/web:latest"),
+            ("ghcr.io/acme/web:v1", "ghcr.io/acme/web:v1"),
+            ("127.0.0.1:5000/web:v1", "127.0.0.1:5000/web:v1"),
+        ] {
+            assert_eq!(push_destination(tag), dest);
+            assert!(crate::push::parse_dest(dest).is_ok(), "{dest}");
+        }
+    }
 
     fn target(name: &str, platforms: &[&str]) -> Target {
         Target {

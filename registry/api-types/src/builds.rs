@@ -151,6 +151,13 @@ pub struct BuildSummary {
     pub expires_at: String,
     #[serde(default)]
     pub expired: bool,
+    /// Why it failed (a failed build's reason, as `GET /builds/{build}` shows it).
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Bytes of its saved images, layers included (shared layers counted in each image);
+    /// `null` for a build that has none (building, failed, expired).
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 /// One page of a project's builds, newest first.

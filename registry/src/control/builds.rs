@@ -293,9 +293,15 @@ pub(crate) async fn list(
         .flatten();
     let now = state.content.now_ms();
     let host = registry_host(&state, &headers);
+    // Sizes of what each live saved build holds (two indexed queries per image).
+    let mut sizes = Vec::with_capacity(builds.len());
+    for b in &builds {
+        sizes.push(saved_size(&state, b, now).await?);
+    }
     let items = builds
         .iter()
-        .map(|b| api::BuildSummary {
+        .zip(sizes)
+        .map(|(b, size)| api::BuildSummary {
             id: b.id.clone(),
             state: wire_state(b.state),
             image: format!("{host}/{}:{}", b.project, b.id),
@@ -305,6 +311,8 @@ pub(crate) async fn list(
             created_at: rfc3339(b.created_at),
             expires_at: rfc3339(b.expires_at),
             expired: b.is_expired(now),
+            failure: b.failure.clone(),
+            size,
         })
         .collect();
     Ok(json(
@@ -314,6 +322,25 @@ pub(crate) async fn list(
             next_cursor: next,
         },
     ))
+}
+
+/// The bytes of a saved, live build's images (layers included); `None` for any other build.
+async fn saved_size(state: &AppState, build: &Build, now: i64) -> Result<Option<u64>> {
+    if build.state != BuildState::Saved || build.is_expired(now) {
+        return Ok(None);
+    }
+    let repo = repo_of(build)?;
+    let meta = &state.content.meta;
+    let mut total = 0u64;
+    for output in build.spec.outputs() {
+        let Ok(tag) = build.output_tag(&output.name).parse() else {
+            continue;
+        };
+        if let Some(m) = meta.manifest_by_tag(&repo, &tag, now).await? {
+            total = total.saturating_add(meta.image_size(&repo, m.digest.as_str()).await?);
+        }
+    }
+    Ok(Some(total))
 }
 
 /// Save the build with what has arrived (a no-op for a saved build).
@@ -378,7 +405,7 @@ pub(crate) async fn fail(
     if let Some(p) = req.platform {
         prefix.push_str(&format!("platform {}: ", at_most(&p, 200)));
     }
-    let failure = format!("{prefix}{}", at_most(&reason, 2000));
+    let failure = format!("{prefix}{}", failure_reason(&reason));
     let now = state.content.now_ms();
     if !state
         .content
@@ -409,6 +436,22 @@ pub(crate) async fn fail(
     // a log line stays one line, and says only what the registry says.
     tracing::info!(build = %build.id, failure = ?failure, "build failed");
     current(&state, &headers, &caller, &id).await
+}
+
+/// The longest failure reason kept, in characters.
+const MAX_FAILURE_CHARS: usize = 4000;
+
+/// A failure reason as stored: whole when it fits, else its first line (what failed) and as
+/// much of its end (a builder's last lines, where the cause is) as fits.
+fn failure_reason(reason: &str) -> String {
+    let chars = reason.chars().count();
+    if chars <= MAX_FAILURE_CHARS {
+        return reason.to_owned();
+    }
+    let head = at_most(reason.lines().next().unwrap_or_default(), 500);
+    let keep = MAX_FAILURE_CHARS - head.chars().count() - 5;
+    let tail: String = reason.chars().skip(chars - keep).collect();
+    format!("{head}\n...\n{tail}")
 }
 
 /// Keep the build longer (project or admin token).
@@ -530,4 +573,22 @@ pub(crate) async fn pull_token(
         Some(&build.id),
         pull_ttl(&req)?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_failure_reasons_keep_their_first_line_and_their_end() {
+        assert_eq!(failure_reason("a\nb"), "a\nb");
+        let long = format!(
+            "step 3 exited with status 125:\n{}\nthe cause",
+            "x".repeat(9000)
+        );
+        let kept = failure_reason(&long);
+        assert_eq!(kept.chars().count(), MAX_FAILURE_CHARS);
+        assert!(kept.starts_with("step 3 exited with status 125:\n...\n"));
+        assert!(kept.ends_with("\nthe cause"));
+    }
 }
