@@ -1,10 +1,60 @@
 //! Progress for people and for logs: bars with bytes and rate when stderr is a terminal, one
-//! line per finished item otherwise (CI logs stay readable), nothing with `--quiet`.
+//! line per finished item otherwise (CI logs stay readable), nothing with `--quiet`; chosen by
+//! `--progress auto|plain|tty|quiet` as buildx and Depot spell it (and `BUILDKIT_PROGRESS`).
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// `--progress`, as buildx takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// `tty` on a terminal outside CI, else `plain`
+    Auto,
+    /// One line per step or finished item
+    Plain,
+    /// Live bars (where stderr is a terminal; lines otherwise)
+    Tty,
+    /// Nothing but errors and results
+    Quiet,
+    /// buildx's JSON stream: handed to a buildx builder; lines for our own output
+    Rawjson,
+}
+
+/// The progress options of `build`, `bake`, `pull` and `push`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProgressArgs {
+    /// Progress output: auto (tty on a terminal outside CI, else plain), plain, tty, quiet
+    #[arg(long, value_enum, env = "BUILDKIT_PROGRESS", default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// The same as --progress quiet
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ProgressArgs {
+    /// What was asked for, `auto` resolved: never `Auto`.
+    pub fn mode(&self) -> ProgressMode {
+        if self.quiet {
+            return ProgressMode::Quiet;
+        }
+        match self.progress {
+            ProgressMode::Auto if std::io::stderr().is_terminal() && !in_ci() => ProgressMode::Tty,
+            ProgressMode::Auto => ProgressMode::Plain,
+            other => other,
+        }
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.mode() == ProgressMode::Quiet
+    }
+}
+
+/// Whether this runs in a CI job (`CI` set, as every major CI system sets it).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
 
 #[derive(Clone)]
 pub struct Progress {
@@ -19,19 +69,28 @@ enum Mode {
 }
 
 impl Progress {
+    /// Bars on a terminal, else lines; nothing but notes when `quiet`.
     pub fn new(quiet: bool) -> Progress {
-        let mode = if quiet {
-            Mode::Quiet
-        } else if std::io::stderr().is_terminal() {
-            Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
-        } else {
-            Mode::Lines
+        let args = ProgressArgs {
+            progress: ProgressMode::Auto,
+            quiet,
+        };
+        Progress::of(&args)
+    }
+
+    pub fn of(args: &ProgressArgs) -> Progress {
+        let mode = match args.mode() {
+            ProgressMode::Quiet => Mode::Quiet,
+            ProgressMode::Tty if std::io::stderr().is_terminal() => {
+                Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+            }
+            _ => Mode::Lines,
         };
         Progress { mode }
     }
 
     /// A message that should be seen (above the bars on a terminal). Shown even with
-    /// `--quiet`, because these are retries and fallbacks a user must know about.
+    /// `--quiet`, because these are retries and failures a user must know about.
     pub fn note(&self, msg: &str) {
         match &self.mode {
             Mode::Bars(m) => {
@@ -41,7 +100,8 @@ impl Progress {
         }
     }
 
-    /// A line for the log; hidden with `--quiet`.
+    /// A line for the log; hidden with `--quiet` (what happened, not what went wrong: a
+    /// fallback that worked is one).
     pub fn line(&self, msg: &str) {
         match &self.mode {
             Mode::Bars(m) => {
@@ -141,4 +201,18 @@ pub fn short(digest: &str) -> &str {
         .unwrap_or(12)
         .min(digest.len());
     &digest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_wins_and_auto_is_resolved() {
+        let args = |progress, quiet| ProgressArgs { progress, quiet };
+        assert_eq!(args(ProgressMode::Tty, true).mode(), ProgressMode::Quiet);
+        assert_eq!(args(ProgressMode::Plain, false).mode(), ProgressMode::Plain);
+        // Tests run without a terminal on stderr.
+        assert_eq!(args(ProgressMode::Auto, false).mode(), ProgressMode::Plain);
+    }
 }

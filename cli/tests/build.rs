@@ -331,10 +331,13 @@ target "tools" {
     assert_eq!(web["manifests"].as_array().unwrap().len(), 2);
 
     // Named targets only; a name that is not there is an error naming what is.
-    let (stdout, _) =
+    let (stdout, stderr) =
         ok(depot(&f, &[])
             .current_dir(&root)
             .args(["bake", "--save", "-q", "tool-lint"]));
+    // Quiet: the build ID on stdout, nothing on stderr (no Building/Saved/Next).
+    assert_eq!(stderr, "", "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let shown = f.show(stdout.trim());
     assert_eq!(shown["images"].as_array().unwrap().len(), 1);
     let err = fails(

@@ -217,6 +217,23 @@ fn pulls_into_a_docker_daemon() {
         inspect(&strict, "app:streamed", "{{.Id}}").trim_start_matches("sha256:"),
         amd64_config.trim_start_matches("sha256:")
     );
+    // Quiet is quiet: a fallback that worked is no warning; and --progress quiet is -q.
+    for quiet in [&["-q"][..], &["--progress", "quiet"][..]] {
+        let (_, stderr) = ok(f
+            .depot()
+            .env("DOCKER_HOST", strict.docker_host())
+            .args(["pull"])
+            .args(quiet)
+            .args(["-t", "app:quiet", &single]));
+        assert_eq!(stderr, "", "{quiet:?}");
+    }
+    // BUILDKIT_PROGRESS is honoured as buildx honours it.
+    let (_, stderr) = ok(f
+        .depot()
+        .env("DOCKER_HOST", strict.docker_host())
+        .env("BUILDKIT_PROGRESS", "quiet")
+        .args(["pull", "-t", "app:quiet", &single]));
+    assert_eq!(stderr, "");
     // Forced either way.
     ok(f.depot().env("DOCKER_HOST", strict.docker_host()).args([
         "pull",
@@ -283,7 +300,7 @@ fn login_pull_token_and_lists() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "id,state,platforms,targets,save_tags,created_at,expires_at,image"
+        "id,state,platforms,targets,save_tags,created_at,expires_at,size,image,failure"
     );
     assert!(
         lines

@@ -32,7 +32,7 @@ pub async fn run(builder: &Builder, targets: &[Target], outputs: &Outputs) -> Re
         let entry = match builder.kind {
             Kind::Buildx => {
                 let cmd = builder.buildx_passthrough(t, outputs.push, outputs.load);
-                runner::run(cmd, &label(t, None), outputs.quiet).await?;
+                runner::run(cmd, &label(t, None), outputs.quiet()).await?;
                 json!({ "image.name": t.tags.join(",") })
             }
             Kind::Buildah => with_buildah(builder, t, outputs).await?,
@@ -79,7 +79,9 @@ async fn load(
     for tag in &tags[1..] {
         daemon.tag(&tags[0], tag).await?;
     }
-    eprintln!("[{label}] loaded as {}", tags.join(", "));
+    if !quiet {
+        eprintln!("[{label}] loaded as {}", tags.join(", "));
+    }
     Ok(())
 }
 
@@ -95,7 +97,7 @@ fn tls_flag(tag: &str) -> Option<&'static str> {
 /// Builds `t` with buildah and pushes or loads it; returns its metadata entry.
 async fn with_buildah(builder: &Builder, t: &Target, outputs: &Outputs) -> Result<Value> {
     let tmp = tempfile::tempdir()?;
-    let quiet = outputs.quiet;
+    let quiet = outputs.quiet();
     let mut meta = Map::new();
     meta.insert("image.name".into(), json!(t.tags.join(",")));
     if t.platforms.len() < 2 {
@@ -121,7 +123,9 @@ async fn with_buildah(builder: &Builder, t: &Target, outputs: &Outputs) -> Resul
         if outputs.load {
             load(builder, &iid, &t.tags, tmp.path(), &label, quiet).await?;
         }
-        eprintln!("[{label}] built {iid}");
+        if !quiet {
+            eprintln!("[{label}] built {iid}");
+        }
         return Ok(Value::Object(meta));
     }
     let ids = try_join_all(t.platforms.iter().map(|p| {
@@ -166,9 +170,11 @@ async fn with_buildah(builder: &Builder, t: &Target, outputs: &Outputs) -> Resul
             runner::run(cmd, &label, quiet).await?;
         }
     }
-    eprintln!(
-        "[{label}] built manifest list {list} over {} platforms",
-        ids.len()
-    );
+    if !quiet {
+        eprintln!(
+            "[{label}] built manifest list {list} over {} platforms",
+            ids.len()
+        );
+    }
     Ok(Value::Object(meta))
 }

@@ -71,9 +71,16 @@ pub struct Outputs {
     /// The builder to run [default: buildah when installed, else docker buildx]
     #[arg(long, value_enum)]
     pub builder: Option<BuilderKind>,
-    /// Show builder output only when it fails
-    #[arg(short, long)]
-    pub quiet: bool,
+    /// Progress (quiet: builder output only when it fails, and no summary; with --save the
+    /// build ID alone is printed on stdout)
+    #[command(flatten)]
+    pub progress: crate::progress::ProgressArgs,
+}
+
+impl Outputs {
+    pub fn quiet(&self) -> bool {
+        self.progress.quiet()
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,7 +187,9 @@ async fn execute(
     outputs: &Outputs,
 ) -> Result<()> {
     let builder = builder::Builder::choose(outputs.builder)?;
-    eprintln!("Building with {}", builder.describe());
+    if !outputs.quiet() {
+        eprintln!("Building with {}", builder.describe());
+    }
     if outputs.save {
         save::run(ctx, http, &builder, &targets, outputs).await
     } else {

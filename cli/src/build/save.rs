@@ -88,7 +88,9 @@ pub async fn run(
         .create_build(&project, &spec)
         .await
         .context("creating the build")?;
-    eprintln!("Build {} created in project {project}", created.id);
+    if !outputs.quiet() {
+        eprintln!("Build {} created in project {project}", created.id);
+    }
     let jobs = jobs(&created, targets);
     let dests = jobs
         .iter()
@@ -97,7 +99,7 @@ pub async fn run(
 
     let all = try_join_all(jobs.iter().zip(&dests).map(|(job, dest)| async move {
         builder
-            .build_and_push(job.target, job.platform, dest, &job.label, outputs.quiet)
+            .build_and_push(job.target, job.platform, dest, &job.label, outputs.quiet())
             .await
             .map_err(|error| JobError {
                 target: job.target.name.clone(),
@@ -151,7 +153,10 @@ pub async fn run(
         );
     }
     println!("{}", build.id);
-    report(ctx, &build, targets, &outputs.save_tags);
+    // The build ID alone on stdout (`id=$(depot build --save -q .)`); the summary unless quiet.
+    if !outputs.quiet() {
+        report(ctx, &build, targets, &outputs.save_tags);
+    }
     if let Some(file) = &outputs.metadata_file {
         let manifests = saved_manifests(ctx, http, &build).await?;
         write_metadata(file, &build, targets, &manifests)?;
@@ -397,13 +402,17 @@ async fn follow_on(
     for t in targets {
         let target = (!t.name.is_empty()).then(|| t.name.clone());
         if outputs.push {
-            eprintln!("Pushing {} to {}", t.what(), t.tags.join(", "));
-            let args = push::Args::to(&t.tags, target.as_deref(), &build.id, outputs.quiet)?;
+            if !outputs.quiet() {
+                eprintln!("Pushing {} to {}", t.what(), t.tags.join(", "));
+            }
+            let args = push::Args::to(&t.tags, target.as_deref(), &build.id, outputs.quiet())?;
             push::run(ctx, http, args).await?;
         }
         if outputs.load {
-            eprintln!("Loading {} into the Docker daemon", t.what());
-            let mut args = pull::Args::of(&build.id, outputs.quiet)?;
+            if !outputs.quiet() {
+                eprintln!("Loading {} into the Docker daemon", t.what());
+            }
+            let mut args = pull::Args::of(&build.id, outputs.quiet())?;
             args.tags = t.tags.clone();
             args.targets = target.into_iter().collect();
             pull::run(ctx, http, args).await?;

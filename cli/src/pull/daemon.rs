@@ -99,7 +99,8 @@ impl Daemon {
             Transfer::Auto => match self.pull(name, platform, creds, progress).await {
                 Ok(()) => "pulled by the daemon",
                 Err(e) => {
-                    progress.note(&format!(
+                    // It worked out: a log line, not a warning (hidden with --quiet).
+                    progress.line(&format!(
                         "the daemon could not pull {name} ({e:#}); streaming the image to it instead"
                     ));
                     self.stream_archive(source, graph, name, progress).await?;

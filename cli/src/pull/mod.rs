@@ -14,7 +14,7 @@ use crate::api::Api;
 use crate::config::Context;
 use crate::image::Graph;
 use crate::oci::manifest::Platform;
-use crate::progress::Progress;
+use crate::progress::{Progress, ProgressArgs};
 use crate::source::{self, Source, SourceImage};
 use daemon::split_tag;
 pub use daemon::{Daemon, Transfer};
@@ -47,9 +47,8 @@ pub struct Args {
     /// How the image reaches the daemon
     #[arg(long, value_enum, default_value_t = Transfer::Auto)]
     pub transfer: Transfer,
-    /// No progress output
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// The build ID, or a save tag of the project
     #[arg(value_name = "BUILD_ID|SAVE_TAG")]
     pub build: String,
@@ -120,7 +119,7 @@ fn assign_tags(tags: &[String], images: &[SourceImage]) -> Result<Vec<Vec<String
 }
 
 pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::of(&args.progress);
     let api = Api::new(http.clone(), ctx);
     let reg = Arc::new(source::registry(http, ctx, &progress)?);
     let source = source::resolve(&api, reg, ctx, &args.build, &args.targets).await?;

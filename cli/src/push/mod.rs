@@ -28,7 +28,7 @@ use crate::config::Context;
 use crate::image::{Graph, Manifest};
 use crate::oci::manifest::Platform;
 use crate::oci::{creds, Registry};
-use crate::progress::{short, Bar, Progress};
+use crate::progress::{short, Bar, Progress, ProgressArgs};
 use crate::source::{self, Source};
 use copy::{Copy, Trouble};
 
@@ -68,9 +68,9 @@ pub struct Args {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
-    /// No progress, only errors and the summary
-    #[arg(short, long)]
-    pub quiet: bool,
+    /// Progress (quiet: only errors and the summary)
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// Blobs copied at once
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub parallel: u16,
@@ -175,7 +175,11 @@ pub fn parse_dest(s: &str) -> Result<(String, String, String)> {
 
 pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
     let started = Instant::now();
-    let progress = Progress::new(args.quiet || args.json);
+    let progress = if args.json {
+        Progress::new(true)
+    } else {
+        Progress::of(&args.progress)
+    };
     let api = Api::new(http.clone(), ctx);
     let source_reg = Arc::new(source::registry(http, ctx, &progress)?);
     let targets: Vec<String> = args.target.iter().cloned().collect();
