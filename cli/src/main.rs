@@ -144,10 +144,11 @@ async fn login(
     } else if let Some(t) = cli_token {
         t
     } else if std::io::stdin().is_terminal() {
-        eprint!("Token: ");
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line.trim().to_owned()
+        // Typed (or pasted) at a prompt that does not echo it, like `docker login`'s password.
+        rpassword::prompt_password("Token (input hidden): ")
+            .context("reading the token")?
+            .trim()
+            .to_owned()
     } else {
         bail!("no token given: pass --token-stdin (and pipe it in) or --token");
     };

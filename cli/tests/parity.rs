@@ -38,6 +38,9 @@ fn on_terminal(cmd: &Command, answer: &str) -> (bool, String) {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
+        // Typed once the prompt is up (as a person would), so a prompt that turns echo off
+        // has done so: input arriving earlier is echoed by the terminal itself.
+        std::thread::sleep(Duration::from_millis(700));
         stdin.write_all(answer.as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
@@ -161,7 +164,8 @@ fn login_with_a_project_token_remembers_its_project() {
     let mut cmd = depot();
     cmd.arg("login");
     let (success, screen) = on_terminal(&cmd, &format!("{}\n", f.token));
-    assert!(success && screen.contains("Token:"), "{screen}");
+    assert!(success && screen.contains("Token (input hidden):"), "{screen}");
+    assert!(!screen.contains(&f.token), "the token is not echoed: {screen}");
     ok(depot().args(["list", "builds"]));
 
     // An admin token sees every project: it records none, and says how to name one.
