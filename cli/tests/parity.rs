@@ -164,8 +164,14 @@ fn login_with_a_project_token_remembers_its_project() {
     let mut cmd = depot();
     cmd.arg("login");
     let (success, screen) = on_terminal(&cmd, &format!("{}\n", f.token));
-    assert!(success && screen.contains("Token (input hidden):"), "{screen}");
-    assert!(!screen.contains(&f.token), "the token is not echoed: {screen}");
+    assert!(
+        success && screen.contains("Token (input hidden):"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains(&f.token),
+        "the token is not echoed: {screen}"
+    );
     ok(depot().args(["list", "builds"]));
 
     // An admin token sees every project: it records none, and says how to name one.
@@ -411,4 +417,42 @@ fn list_builds_shows_expiry_size_and_failure() {
         err.contains(&format!("belongs to project {}, not {other}", f.project)),
         "{err}"
     );
+}
+
+/// Project names are unique (a new project or a rename taking one in use is a `409`), and only
+/// the admin changes a project: a project token's `PATCH` is a `403`, as the README says.
+#[test]
+fn project_names_are_unique_and_only_the_admin_changes_a_project() {
+    let f = Fixture::new();
+    let admin = f.client(&f.admin);
+    let name = f.api(
+        Method::GET,
+        &format!("/api/v1/projects/{}", f.project),
+        &f.token,
+        Value::Null,
+    )["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = admin.call(Method::POST, "/projects", Some(&json!({ "name": name })));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exists already"),
+        "{body}"
+    );
+    let other = admin.create_project("other");
+    let path = format!("/projects/{}", other.id);
+    let (status, body) = admin.call(Method::PATCH, &path, Some(&json!({ "name": name })));
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = admin.call(Method::PATCH, &path, Some(&json!({ "name": "renamed" })));
+    assert_eq!(status, 200);
+    let (status, body) = f.client(&f.token).call(
+        Method::PATCH,
+        &format!("/projects/{}", f.project),
+        Some(&json!({ "retention_secs": 60 })),
+    );
+    assert_eq!(status, 403, "{body}");
 }

@@ -75,9 +75,16 @@ pub async fn new_project(
         retention_secs,
         created_at: now,
     };
-    meta.create_project(&project).await?;
+    if !meta.create_project(&project).await? {
+        return Err(name_taken(&project.name));
+    }
     tracing::info!(project = %project.id, "project created");
     Ok(project)
+}
+
+/// Names are unique, so that people can tell projects apart.
+fn name_taken(name: &str) -> Error {
+    Error::conflict(format!("a project named {name:?} exists already"))
 }
 
 /// Creates a project token; returns it with its secret, which is stored only as a hash.
@@ -189,11 +196,15 @@ pub(crate) async fn update(
         check_retention(secs)?;
         project.retention_secs = secs;
     }
-    state
+    if !state
         .content
         .meta
         .update_project(&project.id, &project.name, project.retention_secs)
-        .await?;
+        .await?
+    {
+        // The project was just read, so it is the name.
+        return Err(name_taken(&project.name));
+    }
     Ok(json(StatusCode::OK, &view(&project)))
 }
 

@@ -76,9 +76,11 @@ const RECOMPUTE_MANIFEST_EXPIRY: &str = "UPDATE manifests SET expires_at = ( \
 impl Metadata {
     // ---- projects --------------------------------------------------------------------------
 
-    pub async fn create_project(&self, p: &Project) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO projects (id, name, retention_secs, created_at) VALUES ($1, $2, $3, $4)",
+    /// Creates the project; `false` when another project has its name (names are unique).
+    pub async fn create_project(&self, p: &Project) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO projects (id, name, retention_secs, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
         )
         .bind(&p.id)
         .bind(&p.name)
@@ -86,7 +88,7 @@ impl Metadata {
         .bind(p.created_at)
         .execute(&self.write)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn project(&self, id: &str) -> Result<Option<Project>> {
@@ -107,8 +109,13 @@ impl Metadata {
         rows.iter().map(project_row).collect()
     }
 
+    /// Renames the project and sets its retention; `false` when there is no such project or
+    /// another one has the name.
     pub async fn update_project(&self, id: &str, name: &str, retention_secs: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE projects SET name = $1, retention_secs = $2 WHERE id = $3")
+        let done = sqlx::query(
+            "UPDATE projects SET name = $1, retention_secs = $2 WHERE id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM projects other WHERE other.name = $1 AND other.id <> $3)",
+        )
             .bind(name)
             .bind(retention_secs)
             .bind(id)

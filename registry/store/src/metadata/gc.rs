@@ -736,7 +736,8 @@ pub(crate) mod suite {
         let r = repo.as_str();
         db.create_project(&Project {
             id: project.clone(),
-            name: "gc".into(),
+            // Names are unique, and this may run on a database shared with earlier runs.
+            name: project.clone(),
             retention_secs: 60,
             created_at: 1,
         })

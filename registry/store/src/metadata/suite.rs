@@ -340,11 +340,28 @@ async fn builds_and_expiry(db: &Metadata) {
         retention_secs: 60,
         created_at: 1,
     };
-    db.create_project(&p).await.unwrap();
+    assert!(db.create_project(&p).await.unwrap());
     assert_eq!(db.project("proj1").await.unwrap(), Some(p.clone()));
     assert!(db.project("nope").await.unwrap().is_none());
     assert!(db.update_project("proj1", "uno", 120).await.unwrap());
     assert_eq!(db.list_projects().await.unwrap()[0].retention_secs, 120);
+    // Names are unique: neither a new project nor a rename may take one in use.
+    let twin = Project {
+        id: "proj2".into(),
+        name: "uno".into(),
+        ..p.clone()
+    };
+    assert!(!db.create_project(&twin).await.unwrap());
+    let other = Project {
+        id: "proj3".into(),
+        name: "tres".into(),
+        ..p.clone()
+    };
+    assert!(db.create_project(&other).await.unwrap());
+    assert!(!db.update_project("proj3", "uno", 60).await.unwrap());
+    // Renaming to its own name (only the retention changes) is fine.
+    assert!(db.update_project("proj3", "tres", 90).await.unwrap());
+    assert_eq!(db.list_projects().await.unwrap().len(), 2);
 
     let t = TokenInfo {
         id: "t1".into(),
