@@ -331,14 +331,22 @@ target "tools" {
     assert_eq!(web["manifests"].as_array().unwrap().len(), 2);
 
     // Named targets only; a name that is not there is an error naming what is.
-    let (stdout, stderr) =
-        ok(depot(&f, &[])
-            .current_dir(&root)
-            .args(["bake", "--save", "-q", "tool-lint"]));
+    let (stdout, stderr) = ok(depot(&f, &[]).current_dir(&root).args([
+        "bake",
+        "--save",
+        "-q",
+        "--retention",
+        "2h",
+        "tool-lint",
+    ]));
     // Quiet: the build ID on stdout, nothing on stderr (no Building/Saved/Next).
     assert_eq!(stderr, "", "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let shown = f.show(stdout.trim());
+    // --retention: kept two hours, not the project's seven days.
+    let at = |field: &str| humantime::parse_rfc3339(shown[field].as_str().unwrap()).unwrap();
+    let kept = at("expires_at").duration_since(at("created_at")).unwrap();
+    assert_eq!(kept.as_secs(), 7200, "{shown}");
     assert_eq!(shown["images"].as_array().unwrap().len(), 1);
     let err = fails(
         depot(&f, &[])

@@ -1,5 +1,6 @@
 //! `depot-registry admin`: bootstrap and scripting against the metadata database directly, with
-//! no server running (create a project, create a project token, list projects). Output is JSON.
+//! no server running (create and list projects, create, list and revoke project tokens).
+//! Output is JSON.
 
 use std::path::PathBuf;
 
@@ -34,6 +35,19 @@ pub enum AdminCommand {
     },
     /// List projects as JSON.
     ListProjects,
+    /// List a project's tokens as JSON (never their secrets).
+    ListTokens {
+        #[arg(long)]
+        project: String,
+    },
+    /// Revoke a project token: it stops working at once, and so does everything minted with it.
+    RevokeToken {
+        #[arg(long)]
+        project: String,
+        /// The token's id (from `list-tokens`)
+        #[arg(long)]
+        id: String,
+    },
 }
 
 pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
@@ -62,6 +76,29 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
             }
             let (info, secret) = new_project_token(&meta, &project, name, now).await?;
             serde_json::to_value(token_view(&info, Some(secret)))?
+        }
+        AdminCommand::ListTokens { project } => {
+            if meta.project(&project).await?.is_none() {
+                anyhow::bail!("no project {project}");
+            }
+            let tokens = meta.list_project_tokens(&project).await?;
+            serde_json::to_value(depot_api_types::TokenList {
+                tokens: tokens.iter().map(|t| token_view(t, None)).collect(),
+            })?
+        }
+        AdminCommand::RevokeToken { project, id } => {
+            if !meta.revoke_project_token(&project, &id, now).await? {
+                let known = meta.list_project_tokens(&project).await?;
+                match known.iter().find(|t| t.id == id) {
+                    Some(t) => anyhow::bail!(
+                        "token {id} of project {project} was already revoked at {}",
+                        crate::control::rfc3339(t.revoked_at.unwrap_or_default())
+                    ),
+                    None => anyhow::bail!("project {project} has no token {id}"),
+                }
+            }
+            tracing::info!(%project, token_id = %id, "project token revoked");
+            serde_json::json!({ "revoked": id, "project": project })
         }
         AdminCommand::ListProjects => {
             let projects = meta.list_projects().await?;

@@ -619,6 +619,39 @@ fn admin_subcommand_bootstraps_a_project_offline() {
         json!(null),
     );
     assert_eq!(shown["state"], "building");
+
+    // Offline, while the server runs: the token is listed (without its secret) and revoked,
+    // and the server refuses it from then on, saying why.
+    let listed = admin(&["list-tokens", "--project", &id]);
+    let token_id = listed["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert!(listed["tokens"][0]["token"].is_null(), "{listed}");
+    let revoked = admin(&["revoke-token", "--project", &id, "--id", &token_id]);
+    assert_eq!(revoked["revoked"], json!(token_id));
+    let (status, body) = f.api(
+        Method::GET,
+        &format!("/api/v1/projects/{id}"),
+        &token,
+        json!(null),
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body.to_string().contains("revoked"), "{body}");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_depot-registry"))
+        .args(["admin", "--data-dir"])
+        .arg(dir.path())
+        .args(["revoke-token", "--project", &id, "--id", &token_id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
+    // A second project may not take a name in use.
+    let dup = std::process::Command::new(env!("CARGO_BIN_EXE_depot-registry"))
+        .args(["admin", "--data-dir"])
+        .arg(dir.path())
+        .args(["create-project", "--name", "boot"])
+        .output()
+        .unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("exists already"));
 }
 
 /// The OpenAPI document and the routes agree: every documented operation exists and asks for

@@ -59,6 +59,9 @@ pub struct Outputs {
     /// Also point this save tag at the build (repeat; with --save)
     #[arg(long = "save-tag", value_name = "TAG", requires = "save")]
     pub save_tags: Vec<String>,
+    /// Keep the saved build this long instead of the project's retention (7d, 12h, 90m, 3600s)
+    #[arg(long, value_name = "DURATION", requires = "save", value_parser = parse_retention)]
+    pub retention: Option<i64>,
     /// Push the image to its -t names (with --save: copied from the saved build)
     #[arg(long)]
     pub push: bool,
@@ -75,6 +78,13 @@ pub struct Outputs {
     /// build ID alone is printed on stdout)
     #[command(flatten)]
     pub progress: crate::progress::ProgressArgs,
+}
+
+/// A duration as people write it (`7d`, `12h`, `1h 30m`, `3600s`), in whole seconds. The
+/// registry checks the range (a minute to ten years) and says so.
+fn parse_retention(s: &str) -> std::result::Result<i64, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 7d, 12h, 3600s)"))?;
+    i64::try_from(d.as_secs()).map_err(|_| "too long".to_owned())
 }
 
 impl Outputs {
@@ -209,6 +219,15 @@ fn dedup(platforms: Vec<Platform>) -> Vec<Platform> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retention_is_written_as_people_write_durations() {
+        assert_eq!(super::parse_retention("7d"), Ok(7 * 86_400));
+        assert_eq!(super::parse_retention("1h 30m"), Ok(5400));
+        assert!(super::parse_retention("soon")
+            .unwrap_err()
+            .contains("e.g. 7d"));
+    }
+
     use super::*;
 
     #[test]

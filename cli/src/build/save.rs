@@ -82,6 +82,7 @@ pub async fn run(
             Vec::new()
         },
         save_tags: outputs.save_tags.clone(),
+        retention_secs: outputs.retention,
         ..CreateBuild::default()
     };
     let created = api
