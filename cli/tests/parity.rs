@@ -456,3 +456,39 @@ fn project_names_are_unique_and_only_the_admin_changes_a_project() {
     );
     assert_eq!(status, 403, "{body}");
 }
+
+/// `depot pull` without a build ID: a picker of the newest saved builds on a terminal; elsewhere
+/// they are printed as CSV and the command fails, saying that a build ID is needed.
+#[test]
+fn pull_without_a_build_id_offers_the_newest_builds() {
+    let f = Fixture::new();
+    let older = f.single("main");
+    let (newest, index) = f.multi();
+    let out = f.dir.path().join("picked");
+    let layout = format!("oci:{}", out.display());
+    let piped = depot_testkit::tools::output(f.depot().args(["pull", "--output", &layout]));
+    assert!(!piped.status.success());
+    let csv = String::from_utf8_lossy(&piped.stdout);
+    let ids: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(
+        ids,
+        [newest.as_str(), older.as_str()],
+        "newest first: {csv}"
+    );
+    assert!(
+        String::from_utf8_lossy(&piped.stderr).contains("a build ID is needed"),
+        "{piped:?}"
+    );
+    assert!(!out.exists());
+
+    let mut cmd = f.depot();
+    cmd.args(["pull", "-q", "--output", &layout]);
+    let (success, screen) = on_terminal(&cmd, "1\n");
+    assert!(success && screen.contains("Which build"), "{screen}");
+    let pulled = depot_testkit::tools::skopeo(&["inspect", "--raw", &format!("{layout}:{newest}")]);
+    assert_eq!(sha256(pulled.as_bytes()), index);
+}

@@ -49,9 +49,10 @@ pub struct Args {
     pub transfer: Transfer,
     #[command(flatten)]
     pub progress: ProgressArgs,
-    /// The build ID, or a save tag of the project
+    /// The build ID, or a save tag of the project (none: choose among the newest builds on a
+    /// terminal; elsewhere they are listed and the command fails)
     #[arg(value_name = "BUILD_ID|SAVE_TAG")]
-    pub build: String,
+    pub build: Option<String>,
 }
 
 impl Args {
@@ -122,7 +123,11 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
     let progress = Progress::of(&args.progress);
     let api = Api::new(http.clone(), ctx);
     let reg = Arc::new(source::registry(http, ctx, &progress)?);
-    let source = source::resolve(&api, reg, ctx, &args.build, &args.targets).await?;
+    let build = match &args.build {
+        Some(b) => b.clone(),
+        None => choose_build(ctx, &api).await?,
+    };
+    let source = source::resolve(&api, reg, ctx, &build, &args.targets).await?;
     let tags = assign_tags(&args.tags, &source.images)?;
     match &args.output {
         Some(Output::Oci(dir)) => to_layout(&source, &args, &tags, dir, &progress).await,
@@ -131,6 +136,39 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
         }
         None => to_daemon(ctx, &api, &source, &args, &tags, &progress).await,
     }
+}
+
+/// How many of the newest builds `depot pull` without a build ID offers.
+const PICKER_BUILDS: u32 = 10;
+
+/// The build to pull when none was named: picked from the project's newest saved builds on a
+/// terminal; elsewhere they are printed (CSV) and the command fails, saying a build ID is needed.
+async fn choose_build(ctx: &Context, api: &Api) -> Result<String> {
+    let project = ctx.project()?;
+    let (builds, _) = api
+        .builds_page(project, PICKER_BUILDS * 5, None)
+        .await?
+        .ok_or_else(|| anyhow!("project {project} not found (or not visible to this token)"))?;
+    let rows: Vec<Vec<String>> = builds
+        .into_iter()
+        .filter(|b| !b.expired && b.state == depot_api_types::BuildState::Saved)
+        .take(PICKER_BUILDS as usize)
+        .map(|b| {
+            vec![
+                b.id,
+                b.created_at,
+                b.targets.join(" "),
+                b.platforms.join(" "),
+                b.save_tags.join(" "),
+            ]
+        })
+        .collect();
+    crate::picker::pick(
+        "build",
+        &["id", "created_at", "targets", "platforms", "save_tags"],
+        &rows,
+        "a build ID is needed: depot pull <build-id> (or a save tag)",
+    )
 }
 
 /// Words for errors: which build, which image, which platform.
