@@ -52,6 +52,42 @@ fn json_file(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// Checks that one image's entry of our metadata file has every key `docker buildx build
+/// --metadata-file` writes (`tests/fixtures/buildx-metadata.json`, as buildx documents it), with
+/// values of the same JSON type, and the descriptor's `mediaType`, `digest` and `size`. Keys
+/// about buildx itself (`buildx.build.*`: its builder's ref, provenance, warnings) are its own,
+/// and a multi-platform index has no one config (buildx writes no `containerimage.config.digest`
+/// for one either).
+fn has_buildx_keys(ours: &Value) {
+    let index = ours["containerimage.descriptor"]["mediaType"]
+        .as_str()
+        .is_some_and(|m| m.contains("index") || m.contains("manifest.list"));
+    let buildx: Value =
+        serde_json::from_str(include_str!("fixtures/buildx-metadata.json")).unwrap();
+    let kind = |v: &Value| std::mem::discriminant(v);
+    for (key, value) in buildx.as_object().unwrap() {
+        if key.starts_with("buildx.build.") || (index && key == "containerimage.config.digest") {
+            continue;
+        }
+        let mine = ours
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {ours}"));
+        assert_eq!(kind(mine), kind(value), "{key}: {mine} vs buildx's {value}");
+    }
+    for key in ["mediaType", "digest", "size"] {
+        let d = &ours["containerimage.descriptor"];
+        assert_eq!(
+            kind(&d[key]),
+            kind(&buildx["containerimage.descriptor"][key]),
+            "{d}"
+        );
+    }
+    assert_eq!(
+        ours["containerimage.descriptor"]["digest"], ours["containerimage.digest"],
+        "{ours}"
+    );
+}
+
 /// The image config of `reference` (an `oci:` or `docker://` reference) via skopeo.
 fn config(reference: &str) -> Value {
     serde_json::from_str(&skopeo(&[
@@ -106,8 +142,10 @@ fn saves_one_platform_and_pulls_it_back() {
     let digest = shown["images"][0]["digest"].as_str().unwrap().to_owned();
     // The metadata file, as `jq -r '.["depot.build"].buildID'` reads it.
     let m = json_file(&meta);
+    has_buildx_keys(&m);
     assert_eq!(m["depot.build"]["buildID"], id.as_str());
     assert_eq!(m["depot.build"]["projectID"], f.project.as_str());
+    assert!(m["depot.build"].get("targets").is_none(), "{m}");
     assert_eq!(m["containerimage.digest"], digest.as_str());
     assert_eq!(
         m["image.name"],
@@ -300,6 +338,16 @@ target "tools" {
     assert_eq!(targets, ["tool-fmt", "tool-lint", "web"]);
     let m = json_file(&meta);
     assert_eq!(m["depot.build"]["buildID"], id.as_str());
+    // One object per target, each as buildx writes one image's, and the targets built listed
+    // under `depot.build` as Depot lists them.
+    for t in ["tool-fmt", "tool-lint", "web"] {
+        has_buildx_keys(&m[t]);
+    }
+    assert_eq!(
+        m["depot.build"]["targets"],
+        serde_json::json!(["tool-fmt", "tool-lint", "web"]),
+        "{m}"
+    );
     assert!(m["web"]["image.name"]
         .as_str()
         .unwrap()

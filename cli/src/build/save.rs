@@ -375,6 +375,7 @@ fn write_metadata(
         e
     };
     let mut out = Map::new();
+    let mut depot_build = json!({ "buildID": build.id, "projectID": build.project });
     if targets.iter().all(|t| t.name.is_empty()) {
         if let Value::Object(m) = entry("") {
             out.extend(m);
@@ -383,11 +384,12 @@ fn write_metadata(
         for t in targets {
             out.insert(t.name.clone(), entry(&t.name));
         }
+        // As Depot writes it for bake: the targets built, sorted.
+        let mut names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        depot_build["targets"] = json!(names);
     }
-    out.insert(
-        "depot.build".into(),
-        json!({ "buildID": build.id, "projectID": build.project }),
-    );
+    out.insert("depot.build".into(), depot_build);
     let body = serde_json::to_vec_pretty(&Value::Object(out))?;
     std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))
 }
