@@ -92,7 +92,7 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
                 match known.iter().find(|t| t.id == id) {
                     Some(t) => anyhow::bail!(
                         "token {id} of project {project} was already revoked at {}",
-                        crate::control::rfc3339(t.revoked_at.unwrap_or_default())
+                        depot_store::model::rfc3339(t.revoked_at.unwrap_or_default())
                     ),
                     None => anyhow::bail!("project {project} has no token {id}"),
                 }

@@ -70,15 +70,19 @@ impl Api {
         )
     }
 
-    /// `/token` for `scope` with `secret`: the status, and the token on success.
-    fn exchange(&self, secret: &str, scope: &str) -> (u16, Option<String>) {
-        let resp = self
-            .http
+    /// `GET /token` for `scope` with `secret` as the Basic password.
+    fn ask_token(&self, secret: &str, scope: &str) -> reqwest::blocking::Response {
+        self.http
             .get(format!("{}/token", self.server.url()))
             .query(&[("service", "depot-registry"), ("scope", scope)])
             .basic_auth("x-token", Some(secret))
             .send()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `/token` for `scope` with `secret`: the status, and the token on success.
+    fn exchange(&self, secret: &str, scope: &str) -> (u16, Option<String>) {
+        let resp = self.ask_token(secret, scope);
         let status = resp.status().as_u16();
         let v: Value = resp.json().unwrap_or(Value::Null);
         (status, v["token"].as_str().map(str::to_owned))
@@ -86,13 +90,7 @@ impl Api {
 
     /// The message `/token` refuses `secret` with.
     fn refusal(&self, secret: &str, scope: &str) -> String {
-        let resp = self
-            .http
-            .get(format!("{}/token", self.server.url()))
-            .query(&[("service", "depot-registry"), ("scope", scope)])
-            .basic_auth("x-token", Some(secret))
-            .send()
-            .unwrap();
+        let resp = self.ask_token(secret, scope);
         assert_eq!(resp.status(), 401);
         let v: Value = resp.json().unwrap();
         v["errors"][0]["message"]

@@ -4,7 +4,7 @@
 //! servers), looking at what it did, and reconciling the store after crashes.
 
 use std::io::IsTerminal;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use depot_gc::reconcile::reconcile;
@@ -71,8 +71,7 @@ enum Command {
 /// Unix milliseconds as an RFC 3339 UTC time, as `status` prints them (a reader wants a time, not
 /// an epoch count).
 fn time_of(ms: i64) -> String {
-    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
+    depot_store::model::rfc3339(ms)
 }
 
 /// The command line, with every database, storage and collection option accepted after the

@@ -206,7 +206,7 @@ impl Auth {
                 return Err(Error::unauthorized(format!(
                     "this project token ({}) was revoked at {}; create a new one",
                     token.name,
-                    crate::control::rfc3339(at)
+                    depot_store::model::rfc3339(at)
                 )));
             }
             return Ok(Credential::Project {
@@ -224,7 +224,7 @@ impl Auth {
             return Err(Error::unauthorized(format!(
                 "this {} token expired at {}; get a new one",
                 claims.kind.name(),
-                crate::control::rfc3339(claims.exp.saturating_mul(1000))
+                depot_store::model::rfc3339(claims.exp.saturating_mul(1000))
             )));
         }
         self.check(&claims, claims.kind).map_err(|_| invalid())?;

@@ -253,13 +253,8 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-/// Unix milliseconds as RFC 3339 UTC (`2026-11-22T22:08:05Z`); times before 1970 (none are
-/// stored) print as the epoch.
-pub fn rfc3339(ms: i64) -> String {
-    let at =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at).to_string()
-}
+/// Times in answers (kept here by name for the handlers; the model owns it).
+pub use depot_store::model::rfc3339;
 
 /// The host clients reach the registry at, for image names in answers.
 pub(crate) fn registry_host(state: &AppState, headers: &HeaderMap) -> String {

@@ -260,6 +260,14 @@ impl BuildSpec {
     }
 }
 
+/// Unix milliseconds (as every stored time is) as RFC 3339 UTC (`2026-11-22T22:08:05Z`); times
+/// before 1970 (none are stored) print as the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
 /// The first `max` characters of `s` (cut at a character, never inside one).
 pub fn at_most(s: &str, max: usize) -> &str {
     s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
