@@ -20,6 +20,8 @@ pub struct SourceImage {
     /// `<registry host>/<project>:<tag>`.
     pub name: String,
     pub digest: String,
+    /// The `-t` names the build was created with for this image (none for a plain tag).
+    pub image_names: Vec<String>,
 }
 
 /// A resolved build (or save tag) in the depot registry.
@@ -97,6 +99,7 @@ pub async fn resolve(
                     tag: i.tag.clone(),
                     name: i.name.clone(),
                     digest: i.digest.clone(),
+                    image_names: i.image_names.clone(),
                 })
                 .collect(),
         }
@@ -124,6 +127,7 @@ pub async fn resolve(
                 name: format!("{}/{project}:{tag}", ctx.host()),
                 tag,
                 digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+                image_names: Vec::new(),
             });
         }
         Source {

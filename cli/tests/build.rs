@@ -368,6 +368,35 @@ target "tools" {
             image["digest"]
         );
     }
+    // Named as Depot names them: the -t names the build was created with (recorded on the
+    // build, shown by the API) are the image's names too, without a -t on the pull.
+    let web = shown["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target"] == "web")
+        .unwrap();
+    assert_eq!(
+        web["image_names"],
+        serde_json::json!(["example.com/web:from-env"]),
+        "{shown}"
+    );
+    assert_eq!(
+        digest_of(&format!("{oci}:example.com/web:from-env")),
+        web["digest"].as_str().unwrap()
+    );
+    // A plain -t over several targets names each as NAME:TAG-<target>.
+    let named = f.dir.path().join("named");
+    let named = format!("oci:{}", named.display());
+    ok(f.depot()
+        .args(["pull", "--output", &named, "-t", "app:ci", &id]));
+    for image in shown["images"].as_array().unwrap() {
+        let target = image["target"].as_str().unwrap();
+        assert_eq!(
+            digest_of(&format!("{named}:app:ci-{target}")),
+            image["digest"].as_str().unwrap()
+        );
+    }
     let c = config(&format!("{oci}:{id}-tool-lint"));
     assert_eq!(c["config"]["Labels"]["tool"], "lint");
     // The `base` stage was built: the final stage's label is not there.

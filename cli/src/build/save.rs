@@ -75,6 +75,7 @@ pub async fn run(
                     TargetRequest::Full(depot_api_types::Target {
                         name: t.name.clone(),
                         platforms: t.platforms.iter().map(ToString::to_string).collect(),
+                        image_names: t.tags.clone(),
                     })
                 })
                 .collect()
@@ -82,6 +83,12 @@ pub async fn run(
             Vec::new()
         },
         save_tags: outputs.save_tags.clone(),
+        // Recorded, so that `depot pull <id>` names the image after them later, as Depot does.
+        image_names: if bake {
+            Vec::new()
+        } else {
+            targets[0].tags.clone()
+        },
         retention_secs: outputs.retention,
         ..CreateBuild::default()
     };

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use bollard::auth::DockerCredentials;
+use futures::StreamExt;
 
 use crate::api::Api;
 use crate::config::Context;
@@ -87,8 +88,13 @@ fn parse_output(s: &str) -> Result<Output, String> {
     }
 }
 
-/// The extra names of each image, from `-t NAME:TAG` and `-t TARGET=NAME:TAG`.
+/// The extra names of each image, as Depot gives them: without `-t`, the `-t` names the build
+/// was created with; `-t TARGET=NAME:TAG` names one target's image; a plain `-t NAME:TAG`
+/// names the one image, or, pulling several targets, each as `NAME:TAG-<target>`.
 fn assign_tags(tags: &[String], images: &[SourceImage]) -> Result<Vec<Vec<String>>> {
+    if tags.is_empty() {
+        return Ok(images.iter().map(|i| i.image_names.clone()).collect());
+    }
     let mut out = vec![Vec::new(); images.len()];
     for t in tags {
         let (target, name) = match t.split_once('=') {
@@ -98,25 +104,33 @@ fn assign_tags(tags: &[String], images: &[SourceImage]) -> Result<Vec<Vec<String
         if name.is_empty() || name.contains(char::is_whitespace) {
             bail!("-t {t}: not an image name");
         }
-        let i = match target {
-            Some(target) => images
-                .iter()
-                .position(|i| i.target == target)
-                .ok_or_else(|| anyhow!("-t {t}: no target {target} is being pulled"))?,
-            None if images.len() == 1 => 0,
-            None => bail!(
-                "-t {t}: {} targets are being pulled ({}); say which with -t TARGET={name}",
-                images.len(),
-                images
+        match target {
+            Some(target) => {
+                let i = images
                     .iter()
-                    .map(|i| i.target.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        out[i].push(name.to_owned());
+                    .position(|i| i.target == target)
+                    .ok_or_else(|| anyhow!("-t {t}: no target {target} is being pulled"))?;
+                out[i].push(name.to_owned());
+            }
+            None if images.len() == 1 => out[0].push(name.to_owned()),
+            None => {
+                for (i, image) in images.iter().enumerate() {
+                    out[i].push(suffixed_name(name, &image.target));
+                }
+            }
+        }
     }
     Ok(out)
+}
+
+/// `NAME:TAG` as `NAME:TAG-<target>` (`NAME` alone: `NAME:<target>`). The tag is what follows
+/// the last `:` after the last `/`, so a registry port is not taken for one.
+fn suffixed_name(name: &str, target: &str) -> String {
+    let last_part = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_part..].find(':') {
+        Some(_) => format!("{name}-{target}"),
+        None => format!("{name}:{target}"),
+    }
 }
 
 pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
@@ -282,32 +296,49 @@ async fn to_daemon(
         .unwrap_or_else(|| daemon.platform.clone());
     daemon.creds = daemon_credentials(ctx, api, source).await;
     daemon.transfer = args.transfer;
-    for (image, extra) in source.images.iter().zip(tags) {
-        let what = about(source, image, Some(&platform));
-        let graph = Graph::read(
-            source,
-            &image.digest,
-            Some(&platform),
-            args.platform.is_some(),
-        )
-        .await
-        .with_context(|| what.clone())?;
-        // The platform goes to the daemon only for an index: a single image is what it is.
-        let pick =
-            (!graph.children.is_empty() || graph.top.digest != image.digest).then_some(&platform);
-        let how = daemon
-            .load(source, &graph, &image.name, pick, progress)
+    let daemon = &daemon;
+    let platform = &platform;
+    // A few targets at a time (the daemon pulls each from the registry itself, or takes an
+    // archive), reported in the build's order.
+    let loaded: Vec<Result<()>> = futures::stream::iter(source.images.iter().zip(tags))
+        .map(|(image, extra)| async move {
+            let what = about(source, image, Some(platform));
+            let graph = Graph::read(
+                source,
+                &image.digest,
+                Some(platform),
+                args.platform.is_some(),
+            )
             .await
             .with_context(|| what.clone())?;
-        progress.line(&format!("{} ({}): {how}", image.name, graph.images[0].0));
+            // The platform goes to the daemon only for an index: a single image is what it is.
+            let pick = (!graph.children.is_empty() || graph.top.digest != image.digest)
+                .then_some(platform);
+            let how = daemon
+                .load(source, &graph, &image.name, pick, progress)
+                .await
+                .with_context(|| what.clone())?;
+            progress.line(&format!("{} ({}): {how}", image.name, graph.images[0].0));
+            for t in extra {
+                daemon.tag(&image.name, t).await?;
+            }
+            Ok(())
+        })
+        .buffered(DAEMON_LOADS_AT_ONCE)
+        .collect()
+        .await;
+    for ((image, extra), outcome) in source.images.iter().zip(tags).zip(loaded) {
+        outcome?;
         println!("{}", image.name);
         for t in extra {
-            daemon.tag(&image.name, t).await?;
             println!("{t}");
         }
     }
     Ok(())
 }
+
+/// Bake targets loaded into the daemon at once.
+const DAEMON_LOADS_AT_ONCE: usize = 3;
 
 /// What the daemon presents to the registry: a pull token for just this build (short-lived,
 /// so the user's own token never reaches the daemon), else the user's token.
@@ -349,6 +380,7 @@ mod tests {
             tag: format!("b-{target}"),
             name: format!("r/p:b-{target}"),
             digest: "sha256:x".into(),
+            image_names: vec![format!("ghcr.io/acme/{target}:v1")],
         }
     }
 
@@ -360,7 +392,22 @@ mod tests {
             vec![vec!["app:ci".to_owned()]]
         );
         let two = [img("api"), img("web")];
-        assert!(assign_tags(&["app:ci".into()], &two).is_err());
+        // Without -t: the names the build was created with.
+        assert_eq!(
+            assign_tags(&[], &two).unwrap(),
+            vec![
+                vec!["ghcr.io/acme/api:v1".to_owned()],
+                vec!["ghcr.io/acme/web:v1".to_owned()]
+            ]
+        );
+        // A plain -t over several targets: one name per target, suffixed as Depot does.
+        assert_eq!(
+            assign_tags(&["app:ci".into(), "localhost:5000/app".into()], &two).unwrap(),
+            vec![
+                vec!["app:ci-api".to_owned(), "localhost:5000/app:api".to_owned()],
+                vec!["app:ci-web".to_owned(), "localhost:5000/app:web".to_owned()]
+            ]
+        );
         assert_eq!(
             assign_tags(&["web=w:1".into(), "api=a:1".into()], &two).unwrap(),
             vec![vec!["a:1".to_owned()], vec!["w:1".to_owned()]]

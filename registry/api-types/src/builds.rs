@@ -38,6 +38,10 @@ pub struct Target {
     pub name: String,
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// The `-t` names the target was built with (`ghcr.io/acme/web:v1`): `depot pull` names
+    /// the image after them too. At most 16, each at most 255 characters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_names: Vec<String>,
 }
 
 /// A target as a new build names it: just a name, or a name with its own platforms.
@@ -60,6 +64,9 @@ pub struct CreateBuild {
     /// Tags pointed at the saved outputs too (`latest`, `main`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub save_tags: Vec<String>,
+    /// For a build without targets: the `-t` names it was built with (see `Target`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_names: Vec<String>,
     /// How long the build is kept (default: the project's retention).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_secs: Option<i64>,
@@ -84,6 +91,9 @@ pub struct Build {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub save_tags: Vec<String>,
+    /// For a build without targets: the `-t` names it was created with.
+    #[serde(default)]
+    pub image_names: Vec<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -119,6 +129,9 @@ pub struct BuildImage {
     pub digest: String,
     pub media_type: String,
     pub size: u64,
+    /// The `-t` names the build was created with for this output.
+    #[serde(default)]
+    pub image_names: Vec<String>,
 }
 
 /// An image a builder pushed into a building build.

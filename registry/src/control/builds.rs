@@ -57,6 +57,7 @@ async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<ap
             digest: m.digest.to_string(),
             media_type: m.media_type,
             size,
+            image_names: output.image_names,
         });
     }
     let pushed = meta
@@ -86,9 +87,11 @@ async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<ap
             .map(|t| api::Target {
                 name: t.name.clone(),
                 platforms: t.platforms.clone(),
+                image_names: t.image_names.clone(),
             })
             .collect(),
         save_tags: build.spec.save_tags.clone(),
+        image_names: build.spec.image_names.clone(),
         created_at: rfc3339(build.created_at),
         updated_at: rfc3339(build.updated_at),
         lease_expires_at: rfc3339(build.lease_expires_at),
@@ -128,15 +131,17 @@ pub(crate) async fn create(
             .map(|t| match t {
                 api::TargetRequest::Name(name) => Target {
                     name,
-                    platforms: Vec::new(),
+                    ..Target::default()
                 },
                 api::TargetRequest::Full(t) => Target {
                     name: t.name,
                     platforms: t.platforms,
+                    image_names: t.image_names,
                 },
             })
             .collect(),
         save_tags: req.save_tags,
+        image_names: req.image_names,
     };
     let id = random_id(BUILD_ID_LEN);
     spec.validate(&id).map_err(Error::invalid_request)?;

@@ -18,6 +18,9 @@ pub const MAX_PLATFORMS: usize = 32;
 /// How many bake targets and save tags a build may have.
 pub const MAX_TARGETS: usize = 64;
 pub const MAX_SAVE_TAGS: usize = 32;
+/// How many `-t` names one output may record, and how long one may be.
+pub const MAX_IMAGE_NAMES: usize = 16;
+pub const MAX_IMAGE_NAME_LEN: usize = 255;
 /// Longest `os`, `architecture` or `variant` in a platform.
 const MAX_PLATFORM_PART: usize = 32;
 
@@ -137,12 +140,16 @@ impl std::fmt::Display for Platform {
 }
 
 /// One output of a build: the default one (`name` empty) or a bake target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Target {
     pub name: String,
     /// Expected platforms (`os/arch[/variant]`); with fewer than two, one image completes it.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// The `-t` names the build was run with for this output (`ghcr.io/acme/web:v1`), which
+    /// `depot pull` gives the image by default, as Depot does. Recorded, never resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_names: Vec<String>,
 }
 
 /// What a build expects, fixed when it is created.
@@ -155,6 +162,9 @@ pub struct BuildSpec {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub save_tags: Vec<String>,
+    /// The `-t` names of a build without targets (see [`Target::image_names`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_names: Vec<String>,
 }
 
 impl BuildSpec {
@@ -164,12 +174,14 @@ impl BuildSpec {
             return vec![Target {
                 name: String::new(),
                 platforms: self.platforms.clone(),
+                image_names: self.image_names.clone(),
             }];
         }
         self.targets
             .iter()
             .map(|t| Target {
                 name: t.name.clone(),
+                image_names: t.image_names.clone(),
                 platforms: if t.platforms.is_empty() {
                     self.platforms.clone()
                 } else {
@@ -223,6 +235,27 @@ impl BuildSpec {
             }
             if !seen.insert(s) {
                 return Err(format!("save tag {s:?} named twice"));
+            }
+        }
+        if !self.targets.is_empty() && !self.image_names.is_empty() {
+            return Err("a build with targets records image_names per target".into());
+        }
+        let names =
+            std::iter::once(&self.image_names).chain(self.targets.iter().map(|t| &t.image_names));
+        for list in names {
+            if list.len() > MAX_IMAGE_NAMES {
+                return Err(format!("at most {MAX_IMAGE_NAMES} image_names per output"));
+            }
+            for n in list {
+                if n.is_empty()
+                    || n.chars().count() > MAX_IMAGE_NAME_LEN
+                    || n.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(format!(
+                        "invalid image name {:?} (1 to {MAX_IMAGE_NAME_LEN} characters, no spaces)",
+                        truncated(n)
+                    ));
+                }
             }
         }
         for tag in self.derived_tags(id) {
@@ -413,6 +446,7 @@ mod tests {
             platforms: vec!["linux/amd64".into(), "linux/arm64/v8".into()],
             targets: vec![],
             save_tags: vec!["latest".into()],
+            ..Default::default()
         });
         assert_eq!(
             b.tag_role("b1x"),
@@ -445,14 +479,16 @@ mod tests {
             targets: vec![
                 Target {
                     name: "web".into(),
-                    platforms: vec![],
+                    ..Default::default()
                 },
                 Target {
                     name: "api".into(),
                     platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+                    ..Default::default()
                 },
             ],
             save_tags: vec!["v1".into()],
+            ..Default::default()
         });
         assert_eq!(
             b.tag_role("b1x-web"),
@@ -507,7 +543,7 @@ mod tests {
         // A target of 64 and a save tag of 64 characters would derive a 129-character tag.
         spec.targets = vec![Target {
             name: "t".repeat(64),
-            platforms: vec![],
+            ..Default::default()
         }];
         spec.save_tags = vec!["s".repeat(64)];
         let e = spec.validate(&id).unwrap_err();
@@ -521,6 +557,21 @@ mod tests {
         for tag in spec.derived_tags(&id) {
             assert!(tag.parse::<crate::names::Tag>().is_ok(), "{tag}");
         }
+        // Recorded -t names: per target for a bake build, bounded in count and length.
+        spec.targets[0].image_names = vec!["ghcr.io/acme/web:v1".into()];
+        spec.validate(&id).unwrap();
+        spec.image_names = vec!["acme/app:v1".into()];
+        assert!(spec.validate(&id).unwrap_err().contains("per target"));
+        spec.image_names = vec![];
+        spec.targets[0].image_names = vec!["a b".into()];
+        assert!(spec
+            .validate(&id)
+            .unwrap_err()
+            .contains("invalid image name"));
+        spec.targets[0].image_names = vec!["x".repeat(256)];
+        assert!(spec.validate(&id).is_err());
+        spec.targets[0].image_names = vec!["a:1".into(); MAX_IMAGE_NAMES + 1];
+        assert!(spec.validate(&id).unwrap_err().contains("at most"));
     }
 
     #[test]
