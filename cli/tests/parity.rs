@@ -13,9 +13,11 @@ use depot_testkit::tools::{fails, ok, remote_manifest, with_stdin};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// Runs `cmd` under a pseudo-terminal with `answer` typed in; its exit status and everything
-/// the terminal showed.
-fn on_terminal(cmd: &Command, answer: &str) -> (bool, String) {
+/// Runs `cmd` under a pseudo-terminal and types `answer` once `prompt` is on the screen (as a
+/// person would: so a prompt that turns echo off has done so, where input typed earlier would
+/// be echoed by the terminal itself); its exit status and everything the terminal showed.
+fn on_terminal(cmd: &Command, prompt: &str, answer: &str) -> (bool, String) {
+    use std::io::{Read, Write};
     let mut line = vec![cmd.get_program().to_string_lossy().into_owned()];
     line.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
     let quoted: Vec<String> = line
@@ -35,19 +37,32 @@ fn on_terminal(cmd: &Command, answer: &str) -> (bool, String) {
     }
     script.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = script.spawn().expect("util-linux script");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        // Typed once the prompt is up (as a person would), so a prompt that turns echo off
-        // has done so: input arriving earlier is echoed by the terminal itself.
-        std::thread::sleep(Duration::from_millis(700));
+    let mut stdout = child.stdout.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let prompt = prompt.to_owned();
+    let reader = std::thread::spawn(move || {
+        let (mut screen, mut buf, mut told) = (Vec::new(), [0u8; 4096], false);
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            screen.extend_from_slice(&buf[..n]);
+            if !told && String::from_utf8_lossy(&screen).contains(&prompt) {
+                told = true;
+                let _ = seen_tx.send(());
+            }
+        }
+        String::from_utf8_lossy(&screen).into_owned()
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    if seen_rx.recv_timeout(Duration::from_secs(60)).is_ok() {
+        // The prompt is written just before the terminal is set up to read: a moment more.
+        std::thread::sleep(Duration::from_millis(200));
         stdin.write_all(answer.as_bytes()).unwrap();
     }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    drop(stdin);
+    let status = child.wait().unwrap();
+    (status.success(), reader.join().unwrap())
 }
 
 #[test]
@@ -112,7 +127,7 @@ fn init_writes_the_project_file_every_later_command_reads() {
     // On a terminal: a numbered choice (a wrong answer asks again).
     let mut cmd = depot();
     cmd.current_dir(&bare).arg("init");
-    let (success, screen) = on_terminal(&cmd, "7\n1\n");
+    let (success, screen) = on_terminal(&cmd, "Which project", "7\n1\n");
     assert!(success, "{screen}");
     assert!(
         screen.contains("1) ") && screen.contains("Type a number"),
@@ -163,7 +178,7 @@ fn login_with_a_project_token_remembers_its_project() {
     ok(depot().arg("logout"));
     let mut cmd = depot();
     cmd.arg("login");
-    let (success, screen) = on_terminal(&cmd, &format!("{}\n", f.token));
+    let (success, screen) = on_terminal(&cmd, "Token (input hidden):", &format!("{}\n", f.token));
     assert!(
         success && screen.contains("Token (input hidden):"),
         "{screen}"
@@ -369,7 +384,8 @@ fn each_destination_finishes_on_its_own() {
 fn list_builds_shows_expiry_size_and_failure() {
     let f = Fixture::new();
     let (multi, _) = f.multi();
-    let (short, push) = f.build(json!({ "retention_secs": 2 }));
+    // Kept a few seconds: long enough to push it under a loaded machine, then it expires.
+    let (short, push) = f.build(json!({ "retention_secs": 5 }));
     f.push("amd64", &short, &push);
     let (failed, push) = f.build(json!({}));
     f.api(
@@ -378,7 +394,11 @@ fn list_builds_shows_expiry_size_and_failure() {
         &push,
         json!({ "reason": "exited with status 125:\nCOPY failed: no such file only-arm64.txt" }),
     );
-    std::thread::sleep(Duration::from_millis(2200));
+    let until = Instant::now() + Duration::from_secs(30);
+    while f.show(&short)["expired"] != true {
+        assert!(Instant::now() < until, "build {short} never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (csv, _) = ok(f.depot().args(["list", "builds"]));
     let mut rows = csv::Reader::from_reader(csv.as_bytes());
     let header = rows.headers().unwrap().clone();
@@ -487,7 +507,7 @@ fn pull_without_a_build_id_offers_the_newest_builds() {
 
     let mut cmd = f.depot();
     cmd.args(["pull", "-q", "--output", &layout]);
-    let (success, screen) = on_terminal(&cmd, "1\n");
+    let (success, screen) = on_terminal(&cmd, "Which build", "1\n");
     assert!(success && screen.contains("Which build"), "{screen}");
     let pulled = depot_testkit::tools::skopeo(&["inspect", "--raw", &format!("{layout}:{newest}")]);
     assert_eq!(sha256(pulled.as_bytes()), index);
