@@ -16,6 +16,8 @@ pub use depot_api_types::{
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// `base` without its scheme, as messages name the registry.
+    host: String,
     /// `None` against a registry started with `--no-auth`.
     token: Option<String>,
 }
@@ -28,6 +30,7 @@ impl Api {
         Api {
             http,
             base: ctx.registry.clone(),
+            host: ctx.host().to_owned(),
             token: ctx.token.clone(),
         }
     }
@@ -52,14 +55,8 @@ impl Api {
                 // A TLS mismatch is said plainly (with the flag that helps), never as a
                 // connection failure worth trying again.
                 if let Some(tls) = crate::oci::tls::failure(&e) {
-                    let host = self
-                        .base
-                        .split_once("://")
-                        .map_or(self.base.as_str(), |(_, h)| h);
-                    bail!(
-                        "{}",
-                        tls.explain(host, &crate::oci::own_registry_hint(host))
-                    );
+                    let hint = crate::oci::own_registry_hint(&self.host);
+                    bail!("{}", tls.explain(&self.host, &hint));
                 }
                 return Err(anyhow::Error::new(e)
                     .context(format!("cannot reach the depot registry at {}", self.base)));

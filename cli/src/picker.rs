@@ -27,36 +27,15 @@ pub fn pick(what: &str, columns: &[&str], rows: &[Vec<String>], hint: &str) -> R
         w.flush()?;
         bail!("which {what}? {hint}");
     }
-    let mut err = std::io::stderr().lock();
-    let widths: Vec<usize> = (0..columns.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, String::len))
-                .chain([columns[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
-        cells
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-    };
-    writeln!(
-        err,
-        "     {}",
-        line(&mut columns.iter().copied()).trim_end()
-    )?;
+    // Numbered rows in the table style `depot list` uses.
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::NOTHING);
+    table.set_header(std::iter::once("").chain(columns.iter().copied()));
     for (i, r) in rows.iter().enumerate() {
-        writeln!(
-            err,
-            "{:>3}) {}",
-            i + 1,
-            line(&mut r.iter().map(String::as_str)).trim_end()
-        )?;
+        table.add_row(std::iter::once(format!("{})", i + 1)).chain(r.iter().cloned()));
     }
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{table}")?;
     loop {
         write!(err, "Which {what} [1-{}]? ", rows.len())?;
         err.flush()?;

@@ -91,6 +91,13 @@ impl Outputs {
     pub fn quiet(&self) -> bool {
         self.progress.quiet()
     }
+
+    /// A line saying what happens next (on stderr), left out when quiet.
+    pub fn status(&self, line: &str) {
+        if !self.quiet() {
+            eprintln!("{line}");
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,9 +204,7 @@ async fn execute(
     outputs: &Outputs,
 ) -> Result<()> {
     let builder = builder::Builder::choose(outputs.builder)?;
-    if !outputs.quiet() {
-        eprintln!("Building with {}", builder.describe());
-    }
+    outputs.status(&format!("Building with {}", builder.describe()));
     if outputs.save {
         save::run(ctx, http, &builder, &targets, outputs).await
     } else {
@@ -219,16 +224,14 @@ fn dedup(platforms: Vec<Platform>) -> Vec<Platform> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn retention_is_written_as_people_write_durations() {
-        assert_eq!(super::parse_retention("7d"), Ok(7 * 86_400));
-        assert_eq!(super::parse_retention("1h 30m"), Ok(5400));
-        assert!(super::parse_retention("soon")
-            .unwrap_err()
-            .contains("e.g. 7d"));
+        assert_eq!(parse_retention("7d"), Ok(7 * 86_400));
+        assert_eq!(parse_retention("1h 30m"), Ok(5400));
+        assert!(parse_retention("soon").unwrap_err().contains("e.g. 7d"));
     }
-
-    use super::*;
 
     #[test]
     fn build_args_are_key_value_pairs() {

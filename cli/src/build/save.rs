@@ -96,9 +96,10 @@ pub async fn run(
         .create_build(&project, &spec)
         .await
         .context("creating the build")?;
-    if !outputs.quiet() {
-        eprintln!("Build {} created in project {project}", created.id);
-    }
+    outputs.status(&format!(
+        "Build {} created in project {project}",
+        created.id
+    ));
     let jobs = jobs(&created, targets);
     let dests = jobs
         .iter()
@@ -412,16 +413,12 @@ async fn follow_on(
     for t in targets {
         let target = (!t.name.is_empty()).then(|| t.name.clone());
         if outputs.push {
-            if !outputs.quiet() {
-                eprintln!("Pushing {} to {}", t.what(), t.tags.join(", "));
-            }
+            outputs.status(&format!("Pushing {} to {}", t.what(), t.tags.join(", ")));
             let args = push::Args::to(&t.tags, target.as_deref(), &build.id, outputs.quiet())?;
             push::run(ctx, http, args).await?;
         }
         if outputs.load {
-            if !outputs.quiet() {
-                eprintln!("Loading {} into the Docker daemon", t.what());
-            }
+            outputs.status(&format!("Loading {} into the Docker daemon", t.what()));
             let mut args = pull::Args::of(&build.id, outputs.quiet())?;
             args.tags = t.tags.clone();
             args.targets = target.into_iter().collect();

@@ -2,7 +2,7 @@
 //! themselves and retry what is safe to retry.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -104,6 +104,9 @@ pub struct Registry {
     pub retry: RetryPolicy,
     /// Told about each retry, so the user sees why a push pauses.
     on_retry: Box<dyn Fn(String) + Send + Sync>,
+    /// When a request to it was last retried: a registry being retried is down, refusing or
+    /// overloaded, which `depot push` takes into account.
+    last_retry: Mutex<Option<Instant>>,
     /// What to do when HTTPS meets a plain-HTTP server: the flag of the command at hand.
     plain_http_hint: String,
 }
@@ -145,6 +148,7 @@ impl Registry {
             auth: Mutex::new(AuthState::default()),
             retry: RetryPolicy::default(),
             on_retry: Box::new(|_| {}),
+            last_retry: Mutex::new(None),
             plain_http_hint: format!("use --insecure-registry {host} (or --insecure)"),
         }
     }
@@ -187,7 +191,16 @@ impl Registry {
     }
 
     pub(crate) fn note_retry(&self, msg: String) {
+        *self.last_retry.lock().unwrap() = Some(Instant::now());
         (self.on_retry)(msg)
+    }
+
+    /// Whether a request to this registry was retried within the last `window`.
+    pub fn retried_within(&self, window: Duration) -> bool {
+        self.last_retry
+            .lock()
+            .unwrap()
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// Sends once, authenticating as the registry asks (one extra round trip on the first

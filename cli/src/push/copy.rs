@@ -6,12 +6,12 @@
 //! *gather* for it, and the first to arrive waits until every other destination has said
 //! whether it needs the blob too, then one read streams it to all of them ([`fanout`]). The
 //! wait leaves out destinations that have failed or whose registry is being retried (a dead
-//! or refusing registry; see [`Trouble`]), and ends after [`GATHER_AT_MOST`] in any case; a
+//! or refusing registry: `Registry::retried_within`), and ends after [`GATHER_AT_MOST`] in any case; a
 //! destination that comes to a blob after its read began is served by a read of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -30,24 +30,6 @@ use crate::source::Source;
 pub const GATHER_AT_MOST: Duration = Duration::from_secs(30);
 /// A registry retried this recently is not waited for: it is down, refusing, or overloaded.
 const TROUBLE_WINDOW: Duration = Duration::from_secs(10);
-
-/// When a registry's requests were last retried (shared by the destinations on it; set from
-/// the registry client's retry notice).
-#[derive(Clone, Default)]
-pub struct Trouble(Arc<Mutex<Option<Instant>>>);
-
-impl Trouble {
-    pub fn retried(&self) {
-        *self.0.lock().unwrap() = Some(Instant::now());
-    }
-
-    fn recent(&self) -> bool {
-        self.0
-            .lock()
-            .unwrap()
-            .is_some_and(|at| at.elapsed() < TROUBLE_WINDOW)
-    }
-}
 
 /// The destinations that lack one blob, and which have said whether they do.
 #[derive(Default)]
@@ -192,10 +174,9 @@ impl<'a> Copy<'a> {
             let waiting = {
                 let all = self.gatherings.lock().unwrap();
                 let g = &all[digest];
-                self.dests
-                    .iter()
-                    .enumerate()
-                    .any(|(j, d)| !g.decided.contains(&j) && !d.failed() && !d.trouble.recent())
+                self.dests.iter().enumerate().any(|(j, d)| {
+                    !g.decided.contains(&j) && !d.failed() && !d.reg.retried_within(TROUBLE_WINDOW)
+                })
             };
             let now = Instant::now();
             if !waiting || now >= until {

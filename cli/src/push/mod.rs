@@ -30,7 +30,7 @@ use crate::oci::manifest::Platform;
 use crate::oci::{creds, Registry};
 use crate::progress::{short, Bar, Progress, ProgressArgs};
 use crate::source::{self, Source};
-use copy::{Copy, Trouble};
+use copy::Copy;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -115,8 +115,6 @@ pub struct Dest {
     pub label: String,
     pub bar: Bar,
     pub progress: Progress,
-    /// When its registry's requests were last retried.
-    trouble: Trouble,
     stats: Mutex<Stats>,
     failure: Mutex<Option<String>>,
     finished: Mutex<Option<f64>>,
@@ -203,7 +201,7 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
     // Destinations, grouped by repository; one client (credentials, tokens) per registry.
     let env_creds =
         creds::push_override(|name| std::env::var(name).ok()).map_err(|e| anyhow!(e))?;
-    let mut registries: HashMap<String, (Arc<Registry>, Trouble)> = HashMap::new();
+    let mut registries: HashMap<String, Arc<Registry>> = HashMap::new();
     let mut dests: Vec<Dest> = Vec::new();
     for t in &args.tags {
         let (host, repo, tag) = parse_dest(t)?;
@@ -213,7 +211,7 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
             }
             continue;
         }
-        let (reg, trouble) = match registries.get(&host) {
+        let reg = match registries.get(&host) {
             Some(r) => r.clone(),
             None => {
                 let creds = match &env_creds {
@@ -222,17 +220,12 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
                 };
                 let insecure = args.insecure || args.insecure_registries.contains(&host);
                 let p = progress.clone();
-                let trouble = Trouble::default();
-                let t = trouble.clone();
-                let mut r =
-                    Registry::new(http.clone(), &host, insecure, creds).on_retry(move |m| {
-                        t.retried();
-                        p.note(&m)
-                    });
+                let mut r = Registry::new(http.clone(), &host, insecure, creds)
+                    .on_retry(move |m| p.note(&m));
                 r.retry.attempts = args.retries;
-                let entry = (Arc::new(r), trouble);
-                registries.insert(host.clone(), entry.clone());
-                entry
+                let r = Arc::new(r);
+                registries.insert(host.clone(), r.clone());
+                r
             }
         };
         let label = format!("{host}/{repo}");
@@ -244,7 +237,6 @@ pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()
             repo,
             tags: vec![tag],
             progress: progress.clone(),
-            trouble,
             stats: Mutex::default(),
             failure: Mutex::default(),
             finished: Mutex::default(),

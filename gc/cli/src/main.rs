@@ -68,18 +68,15 @@ enum Command {
     },
 }
 
-/// Unix milliseconds as an RFC 3339 UTC time, as `status` prints them (a reader wants a time, not
-/// an epoch count).
-fn time_of(ms: i64) -> String {
-    depot_store::model::rfc3339(ms)
-}
-
 /// The command line, with every database, storage and collection option accepted after the
 /// subcommand as well as before it (`depot-gc run --once --gc-grace 0`): they are marked global,
 /// which clap allows because none of them is positional or required.
+fn command() -> clap::Command {
+    Cli::command().mut_args(|a| a.global(true))
+}
+
 fn parse() -> Cli {
-    let matches = Cli::command().mut_args(|a| a.global(true)).get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 fn print_item(line: &str) {
@@ -159,7 +156,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for r in recent {
                 println!(
                     "  {} {} by {}: {}",
-                    time_of(r.started_at),
+                    // A time, not an epoch count.
+                    depot_store::model::rfc3339(r.started_at),
                     if r.dry_run { "dry run" } else { "run" },
                     r.holder,
                     r.summary()
@@ -204,16 +202,13 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
-        super::Cli::command()
-            .mut_args(|a| a.global(true))
-            .debug_assert();
+        super::command().debug_assert();
     }
 
     #[test]
     fn options_are_accepted_after_the_subcommand() {
-        use clap::{CommandFactory, FromArgMatches};
-        let cmd = super::Cli::command().mut_args(|a| a.global(true));
-        let matches = cmd
+        use clap::FromArgMatches;
+        let matches = super::command()
             .try_get_matches_from([
                 "depot-gc",
                 "run",
@@ -235,6 +230,9 @@ mod tests {
 
     #[test]
     fn status_prints_times() {
-        assert_eq!(super::time_of(1_795_392_485_000), "2026-11-23T00:08:05Z");
+        assert_eq!(
+            depot_store::model::rfc3339(1_795_392_485_000),
+            "2026-11-23T00:08:05Z"
+        );
     }
 }

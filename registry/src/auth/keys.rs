@@ -39,6 +39,9 @@ pub enum Rejected {
     UnknownKey,
     #[error("token signature or claims are invalid")]
     Invalid,
+    /// Ours in every other respect, and past its `exp` (Unix seconds).
+    #[error("token expired")]
+    Expired(i64),
 }
 
 /// A fresh Ed25519 private key as PKCS#8 PEM.

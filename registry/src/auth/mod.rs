@@ -169,16 +169,19 @@ impl Auth {
     }
 
     /// Checks what a valid signature does not: kind, issuer, audience and times (against the
-    /// registry clock).
+    /// registry clock). A token that passes all but its expiry is `Expired`, so that its
+    /// holder can be told so.
     fn check(&self, claims: &Claims, kind: TokenKind) -> Result<(), Rejected> {
         let now = self.clock.now_secs();
         if claims.kind != kind
             || claims.iss != self.service
             || claims.aud != self.service
-            || claims.exp <= now
             || claims.nbf > now + SKEW_SECS
         {
             return Err(Rejected::Invalid);
+        }
+        if claims.exp <= now {
+            return Err(Rejected::Expired(claims.exp));
         }
         Ok(())
     }
@@ -219,15 +222,15 @@ impl Auth {
         if claims.kind == TokenKind::Access {
             return Err(invalid());
         }
-        if claims.exp <= self.clock.now_secs() {
-            // The signature is ours: the token was real, and has run out.
-            return Err(Error::unauthorized(format!(
+        self.check(&claims, claims.kind).map_err(|r| match r {
+            // The token was real, and has run out.
+            Rejected::Expired(exp) => Error::unauthorized(format!(
                 "this {} token expired at {}; get a new one",
                 claims.kind.name(),
-                depot_store::model::rfc3339(claims.exp.saturating_mul(1000))
-            )));
-        }
-        self.check(&claims, claims.kind).map_err(|_| invalid())?;
+                depot_store::model::rfc3339(exp.saturating_mul(1000))
+            )),
+            _ => invalid(),
+        })?;
         // Every replica asks the database, so a revoked project token (or a deleted trust
         // policy) stops what it minted at once, everywhere (access tokens already issued run
         // out within --token-ttl-secs).

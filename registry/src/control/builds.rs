@@ -36,11 +36,15 @@ fn repo_of(build: &Build) -> Result<RepoName> {
     })
 }
 
-/// The answer describing a build, with its outputs as they stand now.
-async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<api::Build> {
-    let host = registry_host(state, headers);
+/// The outputs of `build` that have an image now, each with its size (layers included), named
+/// for clients at `host`.
+async fn output_images(
+    state: &AppState,
+    host: &str,
+    build: &Build,
+    now: i64,
+) -> Result<Vec<api::BuildImage>> {
     let repo = repo_of(build)?;
-    let now = state.content.now_ms();
     let meta = &state.content.meta;
     let mut images = Vec::new();
     for output in build.spec.outputs() {
@@ -60,6 +64,15 @@ async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<ap
             image_names: output.image_names,
         });
     }
+    Ok(images)
+}
+
+/// The answer describing a build, with its outputs as they stand now.
+async fn view(state: &AppState, headers: &HeaderMap, build: &Build) -> Result<api::Build> {
+    let host = registry_host(state, headers);
+    let now = state.content.now_ms();
+    let meta = &state.content.meta;
+    let images = output_images(state, &host, build, now).await?;
     let pushed = meta
         .build_images(&build.id)
         .await?
@@ -301,7 +314,13 @@ pub(crate) async fn list(
     // Sizes of what each live saved build holds (two indexed queries per image).
     let mut sizes = Vec::with_capacity(builds.len());
     for b in &builds {
-        sizes.push(saved_size(&state, b, now).await?);
+        let live = b.state == BuildState::Saved && !b.is_expired(now);
+        sizes.push(if live {
+            let images = output_images(&state, &host, b, now).await?;
+            Some(images.iter().fold(0u64, |t, i| t.saturating_add(i.size)))
+        } else {
+            None
+        });
     }
     let items = builds
         .iter()
@@ -327,25 +346,6 @@ pub(crate) async fn list(
             next_cursor: next,
         },
     ))
-}
-
-/// The bytes of a saved, live build's images (layers included); `None` for any other build.
-async fn saved_size(state: &AppState, build: &Build, now: i64) -> Result<Option<u64>> {
-    if build.state != BuildState::Saved || build.is_expired(now) {
-        return Ok(None);
-    }
-    let repo = repo_of(build)?;
-    let meta = &state.content.meta;
-    let mut total = 0u64;
-    for output in build.spec.outputs() {
-        let Ok(tag) = build.output_tag(&output.name).parse() else {
-            continue;
-        };
-        if let Some(m) = meta.manifest_by_tag(&repo, &tag, now).await? {
-            total = total.saturating_add(meta.image_size(&repo, m.digest.as_str()).await?);
-        }
-    }
-    Ok(Some(total))
 }
 
 /// Save the build with what has arrived (a no-op for a saved build).
