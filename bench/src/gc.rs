@@ -46,6 +46,7 @@ pub async fn measure(work: &Path, blobs: usize, garbage: usize) -> anyhow::Resul
         name: "bench".into(),
         retention_secs: 60,
         created_at: now,
+        keep: None,
     })
     .await?;
     let expired = Build {

@@ -52,6 +52,9 @@ impl Collector<'_> {
     async fn collect(&self, r: &mut Report) {
         // Each step runs even if an earlier one failed: they are independent, and a failing
         // manifest must not keep abandoned uploads around.
+        if let Err(e) = self.keep_policies(r).await {
+            r.error("applying count policies", &e);
+        }
         if let Err(e) = self.expire_builds(r).await {
             r.error("expiring builds", &e);
         }
@@ -87,6 +90,25 @@ impl Collector<'_> {
         } else {
             anyhow::bail!("lost the collection lock to another collector")
         }
+    }
+
+    /// Builds beyond their project's count policy expire (now, or at the policy's age limit);
+    /// the next step reaps those due now.
+    async fn keep_policies(&self, r: &mut Report) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        let moved = self
+            .catalog
+            .enforce_keep_policies(now, self.config.dry_run)
+            .await?;
+        r.builds_beyond_policy += moved.len() as u64;
+        for (repo, build) in &moved {
+            self.item(|| format!("build {build} of {repo}: beyond its project's count policy"));
+        }
+        if !self.config.dry_run && !moved.is_empty() {
+            let repos = dedup(moved.into_iter().map(|(repo, _)| repo).collect());
+            self.catalog.announce(&repos, &[]).await?;
+        }
+        Ok(())
     }
 
     async fn expire_builds(&self, r: &mut Report) -> anyhow::Result<()> {

@@ -3,6 +3,9 @@
 //! One collection ([`collect::Collector::run`]) does, in order, each step idempotent and safe to
 //! interrupt anywhere:
 //!
+//! 0. **Count policies**: each project's saved builds beyond its count policy (keep the newest
+//!    N, optionally everything younger than D days) get their expiry brought forward. A save
+//!    applies its project's policy at once; this step catches whatever a crash in between left.
 //! 1. **Expire builds** whose `expires_at` passed (their tags and bookkeeping), then delete
 //!    **expired manifests** (images, indexes, referrers) that no live tag or live index still
 //!    references; the blobs they referenced become candidates.
@@ -163,6 +166,13 @@ pub trait Catalog: Send + Sync {
     async fn try_lock(&self, holder: &str, ttl: Duration) -> anyhow::Result<bool>;
     async fn unlock(&self, holder: &str) -> anyhow::Result<()>;
 
+    /// Brings forward the expiry of every saved build beyond its project's count policy
+    /// (`dry_run`: only says which it would); returns `(repository, build)` pairs.
+    async fn enforce_keep_policies(
+        &self,
+        now: i64,
+        dry_run: bool,
+    ) -> anyhow::Result<Vec<(String, String)>>;
     /// Builds whose expiry passed and which are not reaped yet, oldest first.
     async fn expired_builds(&self, now: i64, limit: usize) -> anyhow::Result<Vec<String>>;
     /// Removes an expired build's tags and bookkeeping, if it is still expired and unreaped

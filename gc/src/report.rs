@@ -15,6 +15,9 @@ pub struct Report {
     pub started_at: i64,
     pub finished_at: i64,
     pub dry_run: bool,
+    /// Saved builds whose expiry a project's count policy brought forward.
+    #[serde(default)]
+    pub builds_beyond_policy: u64,
     pub builds_expired: u64,
     pub manifests_deleted: u64,
     pub uploads_deleted: u64,
@@ -34,7 +37,8 @@ impl Report {
     pub fn summary(&self) -> String {
         let verb = if self.dry_run { "would free" } else { "freed" };
         let mut s = format!(
-            "{} builds expired, {} manifests, {} upload sessions, {} blobs deleted; {verb} {} bytes in {} ms",
+            "{} builds beyond their project's count policy, {} builds expired, {} manifests, {} upload sessions, {} blobs deleted; {verb} {} bytes in {} ms",
+            self.builds_beyond_policy,
             self.builds_expired,
             self.manifests_deleted,
             self.uploads_deleted,
@@ -71,6 +75,10 @@ pub const METRICS: &[(&str, &str)] = &[
     (
         "depot_gc_skipped_total",
         "Collections skipped because another replica was collecting.",
+    ),
+    (
+        "depot_gc_builds_beyond_policy_total",
+        "Saved builds expired early by their project's count policy.",
     ),
     ("depot_gc_builds_expired_total", "Expired builds reaped."),
     (
@@ -118,6 +126,7 @@ impl Metrics {
 
     pub fn record(&self, r: &Report) {
         metrics::counter!("depot_gc_runs_total").increment(1);
+        metrics::counter!("depot_gc_builds_beyond_policy_total").increment(r.builds_beyond_policy);
         metrics::counter!("depot_gc_builds_expired_total").increment(r.builds_expired);
         metrics::counter!("depot_gc_manifests_deleted_total").increment(r.manifests_deleted);
         metrics::counter!("depot_gc_uploads_deleted_total").increment(r.uploads_deleted);

@@ -105,6 +105,16 @@ impl Catalog for Fake {
         Ok(())
     }
 
+    /// The fake has no projects, so no count policies: those are tested on the real backends
+    /// (`depot-store`'s metadata suite, `registry/tests/retention.rs`).
+    async fn enforce_keep_policies(
+        &self,
+        _now: i64,
+        _dry_run: bool,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
     async fn expired_builds(&self, now: i64, limit: usize) -> anyhow::Result<Vec<String>> {
         let s = self.0.lock().unwrap();
         Ok(s.builds

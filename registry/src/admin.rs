@@ -1,10 +1,10 @@
 //! `depot-registry admin`: bootstrap and scripting against the metadata database directly, with
-//! no server running (create and list projects, create, list and revoke project tokens).
+//! no server running (create, list and delete projects; create, list and revoke project tokens).
 //! Output is JSON.
 
 use std::path::PathBuf;
 
-use crate::control::projects::{new_project, new_project_token, token_view, view};
+use crate::control::projects::{new_project, new_project_token, remove_project, token_view, view};
 use depot_store::metadata::Metadata;
 
 /// Where the metadata lives (the same options as `serve`).
@@ -25,6 +25,18 @@ pub enum AdminCommand {
         /// How long its builds are kept (default 7 days).
         #[arg(long)]
         retention_secs: Option<i64>,
+        /// Keep only the N most recently saved builds
+        #[arg(long)]
+        keep_builds: Option<i64>,
+        /// With --keep-builds: also keep saved builds younger than D days
+        #[arg(long, requires = "keep_builds")]
+        keep_days: Option<i64>,
+    },
+    /// Delete a project: its builds expire at once (garbage collection reclaims their storage),
+    /// its tokens and trust policies stop working, its name is free again. Prints what went.
+    DeleteProject {
+        #[arg(long)]
+        project: String,
     },
     /// Create a project token; prints it as JSON, with the secret (shown only this once).
     CreateToken {
@@ -66,9 +78,27 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::CreateProject {
             name,
             retention_secs,
+            keep_builds,
+            keep_days,
         } => {
-            let project = new_project(&meta, name, retention_secs, now).await?;
+            let req = depot_api_types::CreateProject {
+                name,
+                retention_secs,
+                keep_builds,
+                keep_days,
+            };
+            let project = new_project(&meta, req, now).await?;
             serde_json::to_value(view(&project))?
+        }
+        AdminCommand::DeleteProject { project } => {
+            let Some(done) = remove_project(&meta, &project, now).await? else {
+                anyhow::bail!("no project {project}");
+            };
+            // Replicas serving on PostgreSQL forget what they cached of its repository.
+            if let Ok(repo) = project.parse() {
+                meta.notify_changed(&repo).await?;
+            }
+            serde_json::to_value(done)?
         }
         AdminCommand::CreateToken { project, name } => {
             if meta.project(&project).await?.is_none() {

@@ -19,8 +19,8 @@ pub use builds::{
 };
 pub use errors::{ErrorBody, ErrorEntry};
 pub use projects::{
-    ClockAnswer, ClockRequest, CreateProject, CreateToken, Project, ProjectList, PullToken,
-    PullTokenRequest, Token, TokenList, UpdateProject,
+    ClockAnswer, ClockRequest, CreateProject, CreateToken, Project, ProjectDeleted, ProjectList,
+    PullToken, PullTokenRequest, Token, TokenList, UpdateProject,
 };
 pub use trust::{
     OidcConfig, OidcCredential, OidcExchange, OidcIssuer, OidcProvider, TrustAccess, TrustPolicy,

@@ -1,7 +1,16 @@
 //! Projects, project tokens, pull tokens and the test clock.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
+
+/// A `PATCH` field that may be left out (`None`: unchanged) or `null` (`Some(None)`: cleared).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
 
 /// A project: its builds' repository and how long they are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -11,6 +20,11 @@ pub struct Project {
     /// The repository its builds are pushed to (the project id).
     pub repository: String,
     pub retention_secs: i64,
+    /// Retention by count: the most recently saved builds kept (older saved builds expire at
+    /// once); `null`: no count limit.
+    pub keep_builds: Option<i64>,
+    /// With `keep_builds`: saved builds younger than this many days are kept too.
+    pub keep_days: Option<i64>,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
@@ -22,16 +36,24 @@ pub struct ProjectList {
 }
 
 /// `POST /projects` (admin).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub name: String,
     /// How long its builds are kept (default 7 days, at most ten years).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_secs: Option<i64>,
+    /// Keep only the N most recently saved builds (1 to 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_builds: Option<i64>,
+    /// With `keep_builds`: also keep saved builds younger than D days (1 to 3650).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<i64>,
 }
 
-/// `PATCH /projects/{project}` (admin): what to change.
+/// `PATCH /projects/{project}` (admin): what to change; a field left out stays as it is.
+/// A new `retention_secs` applies to builds created from then on; a count policy applies at
+/// once to the builds saved already.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
@@ -39,6 +61,35 @@ pub struct UpdateProject {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_secs: Option<i64>,
+    /// Keep only the N most recently saved builds; `null` removes the count policy (and
+    /// `keep_days` with it).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub keep_builds: Option<Option<i64>>,
+    /// Beside `keep_builds`, keep saved builds younger than D days; `null`: no age exception.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub keep_days: Option<Option<i64>>,
+}
+
+/// `DELETE /projects/{project}` (admin): what went with the project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectDeleted {
+    pub id: String,
+    /// Its builds that were live: they answer 404 from now on, and collection reclaims them.
+    pub builds_expired: u64,
+    /// Its project tokens, revoked (with every token minted with them).
+    pub tokens_revoked: u64,
+    /// Its trust policies, removed (with every credential they admitted).
+    pub trust_policies_removed: u64,
 }
 
 /// A project token: what CI jobs authenticate with.

@@ -44,7 +44,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/projects/{project}",
-            get(projects::show).patch(projects::update),
+            get(projects::show)
+                .patch(projects::update)
+                .delete(projects::delete),
         )
         .route(
             "/api/v1/projects/{project}/tokens",

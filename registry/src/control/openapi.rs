@@ -19,7 +19,7 @@ use super::{builds, projects, trust};
     ),
     servers((url = "/api/v1")),
     paths(
-        projects::create, projects::list, projects::show, projects::update,
+        projects::create, projects::list, projects::show, projects::update, projects::delete,
         projects::create_token, projects::list_tokens, projects::revoke_token,
         projects::pull_token,
         builds::create, builds::list, builds::show, builds::delete, builds::finalize,

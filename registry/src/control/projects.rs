@@ -4,8 +4,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use depot_api_types as api;
+use depot_store::content::Change;
 use depot_store::metadata::{Metadata, TokenInfo};
-use depot_store::model::{random_id, Project};
+use depot_store::model::{random_id, KeepPolicy, Project};
+use depot_store::names::RepoName;
 
 use super::{json, rfc3339, Caller, JsonBody, TOKEN_USERNAME};
 use crate::auth::{new_secret, secret_hash, PROJECT_TOKEN_PREFIX};
@@ -24,6 +26,8 @@ pub fn view(p: &Project) -> api::Project {
         name: p.name.clone(),
         repository: p.id.clone(),
         retention_secs: p.retention_secs,
+        keep_builds: p.keep.map(|k| k.builds),
+        keep_days: p.keep.and_then(|k| k.days),
         created_at: rfc3339(p.created_at),
     }
 }
@@ -59,13 +63,29 @@ fn check_retention(secs: i64) -> Result<()> {
     Ok(())
 }
 
+/// A count policy from its two fields, checked: `keep_days` only beside `keep_builds`.
+pub fn keep_policy(builds: Option<i64>, days: Option<i64>) -> Result<Option<KeepPolicy>> {
+    let keep = match (builds, days) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(Error::invalid_request(
+                "keep_days keeps builds beyond keep_builds: give keep_builds too",
+            ))
+        }
+        (Some(builds), days) => KeepPolicy { builds, days },
+    };
+    keep.validate().map_err(Error::invalid_request)?;
+    Ok(Some(keep))
+}
+
 /// Creates a project (shared by the API and `depot-registry admin`).
-pub async fn new_project(
-    meta: &Metadata,
-    name: String,
-    retention_secs: Option<i64>,
-    now: i64,
-) -> Result<Project> {
+pub async fn new_project(meta: &Metadata, req: api::CreateProject, now: i64) -> Result<Project> {
+    let api::CreateProject {
+        name,
+        retention_secs,
+        keep_builds,
+        keep_days,
+    } = req;
     check_name(&name)?;
     let retention_secs = retention_secs.unwrap_or(DEFAULT_RETENTION_SECS);
     check_retention(retention_secs)?;
@@ -74,6 +94,7 @@ pub async fn new_project(
         name,
         retention_secs,
         created_at: now,
+        keep: keep_policy(keep_builds, keep_days)?,
     };
     if !meta.create_project(&project).await? {
         return Err(name_taken(&project.name));
@@ -133,13 +154,7 @@ pub(crate) async fn create(
     JsonBody(req): JsonBody<api::CreateProject>,
 ) -> Result<Response> {
     caller.require_admin()?;
-    let project = new_project(
-        &state.content.meta,
-        req.name,
-        req.retention_secs,
-        state.content.now_ms(),
-    )
-    .await?;
+    let project = new_project(&state.content.meta, req, state.content.now_ms()).await?;
     Ok(json(StatusCode::CREATED, &view(&project)))
 }
 
@@ -174,7 +189,8 @@ pub(crate) async fn show(
     Ok(json(StatusCode::OK, &view(&project)))
 }
 
-/// Rename a project or change its retention (admin).
+/// Rename a project, change its retention or its count policy (admin). A count policy
+/// applies at once: saved builds beyond it expire now (or at its age limit).
 #[utoipa::path(patch, operation_id = "update_project", path = "/projects/{project}", tag = "projects",
     params(("project" = String, Path, description = "project id")),
     request_body = api::UpdateProject,
@@ -196,16 +212,83 @@ pub(crate) async fn update(
         check_retention(secs)?;
         project.retention_secs = secs;
     }
-    if !state
-        .content
-        .meta
-        .update_project(&project.id, &project.name, project.retention_secs)
-        .await?
-    {
+    project.keep = match (req.keep_builds, req.keep_days) {
+        (None, None) => project.keep,
+        // Clearing the count clears the age exception that only extends it.
+        (Some(None), _) => keep_policy(None, None)?,
+        (builds, days) => keep_policy(
+            builds.unwrap_or(project.keep.map(|k| k.builds)),
+            days.unwrap_or(project.keep.and_then(|k| k.days)),
+        )?,
+    };
+    let meta = &state.content.meta;
+    if !meta.update_project(&project).await? {
         // The project was just read, so it is the name.
         return Err(name_taken(&project.name));
     }
+    let moved = meta
+        .enforce_keep_policy(&project, state.content.now_ms(), false)
+        .await?;
+    if !moved.is_empty() {
+        tracing::info!(project = %project.id, builds = moved.len(), "count policy expired builds");
+        state
+            .content
+            .changed(&repo_of(&project)?, &[Change::Everything])
+            .await;
+    }
     Ok(json(StatusCode::OK, &view(&project)))
+}
+
+/// The repository a project's builds are pushed to (named by its id).
+fn repo_of(project: &Project) -> Result<RepoName> {
+    project.id.parse().map_err(|_| {
+        Error::internal(format!(
+            "project id {:?} is not a repository name",
+            project.id
+        ))
+    })
+}
+
+/// Deletes a project (shared by the API and `depot-registry admin`): its builds expire now,
+/// its tokens and trust policies stop working, its name is free; collection reclaims the rest.
+pub async fn remove_project(
+    meta: &Metadata,
+    id: &str,
+    now: i64,
+) -> Result<Option<api::ProjectDeleted>> {
+    let Some(done) = meta.delete_project(id, now).await? else {
+        return Ok(None);
+    };
+    tracing::info!(project = %id, builds = done.builds_expired, tokens = done.tokens_revoked,
+        policies = done.policies_removed, "project deleted");
+    Ok(Some(api::ProjectDeleted {
+        id: id.to_owned(),
+        builds_expired: done.builds_expired,
+        tokens_revoked: done.tokens_revoked,
+        trust_policies_removed: done.policies_removed,
+    }))
+}
+
+/// Delete a project (admin): its builds answer 404 at once, its tokens and trust policies stop
+/// working, garbage collection reclaims its storage, and its name may be used again.
+#[utoipa::path(delete, operation_id = "delete_project", path = "/projects/{project}", tag = "projects",
+    params(("project" = String, Path, description = "project id")),
+    responses((status = 200, description = "deleted: what went with it", body = api::ProjectDeleted),
+              (status = "default", description = "error", body = api::ErrorBody)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Result<Response> {
+    caller.require_admin()?;
+    let project = visible_project(&state, &caller, &id).await?;
+    let repo = repo_of(&project)?;
+    let done = remove_project(&state.content.meta, &project.id, state.content.now_ms())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("project {id} not found")))?;
+    // Its tags and manifests are cached here and on every replica.
+    state.content.changed(&repo, &[Change::Everything]).await;
+    Ok(json(StatusCode::OK, &done))
 }
 
 /// Create a project token (admin); its secret is shown this once.

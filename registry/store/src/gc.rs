@@ -106,6 +106,25 @@ impl Catalog for Backend {
         Ok(self.meta.gc_unlock(holder).await?)
     }
 
+    async fn enforce_keep_policies(
+        &self,
+        now: i64,
+        dry_run: bool,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let mut moved = Vec::new();
+        for project in self.meta.projects_with_keep_policy().await? {
+            for build in self
+                .meta
+                .enforce_keep_policy(&project, now, dry_run)
+                .await?
+            {
+                // The project's repository is named by its id.
+                moved.push((project.id.clone(), build));
+            }
+        }
+        Ok(moved)
+    }
+
     async fn expired_builds(&self, now: i64, limit: usize) -> anyhow::Result<Vec<String>> {
         Ok(self.meta.gc_expired_builds(now, limit).await?)
     }

@@ -83,6 +83,52 @@ pub struct Project {
     pub name: String,
     pub retention_secs: i64,
     pub created_at: i64,
+    /// Retention by count, beside the age limit every build has.
+    pub keep: Option<KeepPolicy>,
+}
+
+/// The most builds a count policy may keep, and the longest `days` it may name.
+pub const MAX_KEEP_BUILDS: i64 = 100_000;
+pub const MAX_KEEP_DAYS: i64 = 3650;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Retention by count: the newest `builds` saved builds of a project are kept (until their own
+/// expiry); older saved builds are kept only while younger than `days`, when it is set.
+/// Builds still building, and failed ones, are not counted: a run of failures never pushes the
+/// last good build out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepPolicy {
+    pub builds: i64,
+    pub days: Option<i64>,
+}
+
+impl KeepPolicy {
+    /// Checks the ranges (`1..=MAX_KEEP_BUILDS`, `1..=MAX_KEEP_DAYS`), so the arithmetic in
+    /// [`KeepPolicy::expiry`] cannot overflow.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_KEEP_BUILDS).contains(&self.builds) {
+            return Err(format!(
+                "keep_builds must be between 1 and {MAX_KEEP_BUILDS}"
+            ));
+        }
+        if let Some(d) = self.days {
+            if !(1..=MAX_KEEP_DAYS).contains(&d) {
+                return Err(format!("keep_days must be between 1 and {MAX_KEEP_DAYS}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// When a saved build beyond the newest `builds` must expire: now, or when it turns `days`
+    /// old if that is later; never later than the expiry it already has (`None`: it stays as
+    /// it is).
+    pub fn expiry(&self, created_at: i64, expires_at: i64, now: i64) -> Option<i64> {
+        let until = match self.days {
+            Some(d) => created_at.saturating_add(d * DAY_MS).max(now),
+            None => now,
+        };
+        (until < expires_at).then_some(until)
+    }
 }
 
 /// A platform as `os/arch[/variant]`.
@@ -437,6 +483,68 @@ mod tests {
             updated_at: 0,
             lease_expires_at: 0,
             expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn keep_policy_expiry_is_now_or_at_the_age_never_later_than_before() {
+        let day = DAY_MS;
+        let now = 100 * day;
+        let count_only = KeepPolicy {
+            builds: 3,
+            days: None,
+        };
+        assert_eq!(count_only.expiry(now - day, now + 5 * day, now), Some(now));
+        // Already expiring sooner (or now): left as it is.
+        assert_eq!(count_only.expiry(now - day, now, now), None);
+        let with_days = KeepPolicy {
+            builds: 3,
+            days: Some(7),
+        };
+        // Two days old: kept five more days, not its own thirty.
+        assert_eq!(
+            with_days.expiry(now - 2 * day, now + 28 * day, now),
+            Some(now + 5 * day)
+        );
+        // Eight days old: now.
+        assert_eq!(
+            with_days.expiry(now - 8 * day, now + 22 * day, now),
+            Some(now)
+        );
+        // Its own expiry comes first.
+        assert_eq!(with_days.expiry(now - 2 * day, now + day, now), None);
+        // The extremes stay in range.
+        let widest = KeepPolicy {
+            builds: MAX_KEEP_BUILDS,
+            days: Some(MAX_KEEP_DAYS),
+        };
+        assert!(widest.validate().is_ok());
+        // A creation time near the end of time saturates instead of wrapping into the past.
+        assert_eq!(widest.expiry(i64::MAX - 1, i64::MAX, 0), None);
+        assert_eq!(widest.expiry(0, i64::MAX, 0), Some(MAX_KEEP_DAYS * DAY_MS));
+        for bad in [
+            KeepPolicy {
+                builds: 0,
+                days: None,
+            },
+            KeepPolicy {
+                builds: MAX_KEEP_BUILDS + 1,
+                days: None,
+            },
+            KeepPolicy {
+                builds: 1,
+                days: Some(0),
+            },
+            KeepPolicy {
+                builds: 1,
+                days: Some(MAX_KEEP_DAYS + 1),
+            },
+            KeepPolicy {
+                builds: -1,
+                days: Some(-1),
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
     }
 

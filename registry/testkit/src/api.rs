@@ -58,7 +58,7 @@ impl ApiClient {
     pub fn create_project(&self, name: &str) -> api::Project {
         let body = api::CreateProject {
             name: name.to_owned(),
-            retention_secs: None,
+            ..Default::default()
         };
         self.ok(Method::POST, "/projects", Some(&body))
     }

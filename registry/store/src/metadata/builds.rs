@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::Metadata;
 use crate::error::{Error, Result};
-use crate::model::{Build, BuildSpec, BuildState, Project};
+use crate::model::{Build, BuildSpec, BuildState, KeepPolicy, Project};
 use crate::names::RepoName;
 
 /// A project token as listed (never with its secret).
@@ -36,13 +36,33 @@ pub struct BuildImage {
 }
 
 fn project_row(r: &AnyRow) -> Result<Project> {
+    let builds: Option<i64> = r.try_get("keep_builds")?;
+    let days: Option<i64> = r.try_get("keep_days")?;
     Ok(Project {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
         retention_secs: r.try_get("retention_secs")?,
         created_at: r.try_get("created_at")?,
+        keep: builds.map(|builds| KeepPolicy { builds, days }),
     })
 }
+
+const PROJECT_COLUMNS: &str = "id, name, retention_secs, created_at, keep_builds, keep_days";
+
+/// What deleting a project did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectDeleted {
+    /// Its builds that were live and expire now.
+    pub builds_expired: u64,
+    /// Its project tokens revoked (and with them every token they minted).
+    pub tokens_revoked: u64,
+    /// Its trust policies removed (and with them every credential they admitted).
+    pub policies_removed: u64,
+}
+
+/// The most builds one enforcement of a count policy looks at beyond the kept ones: the rest
+/// wait for the next save or collection.
+const KEEP_BATCH: i64 = 10_000;
 
 fn build_row(r: &AnyRow) -> Result<Build> {
     let state: String = r.try_get("state")?;
@@ -78,50 +98,181 @@ impl Metadata {
 
     /// Creates the project; `false` when another project has its name (names are unique).
     pub async fn create_project(&self, p: &Project) -> Result<bool> {
+        let keep = p.keep.as_ref();
         let done = sqlx::query(
-            "INSERT INTO projects (id, name, retention_secs, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO projects (id, name, retention_secs, created_at, keep_builds, keep_days) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) WHERE deleted_at IS NULL DO NOTHING",
         )
         .bind(&p.id)
         .bind(&p.name)
         .bind(p.retention_secs)
         .bind(p.created_at)
+        .bind(keep.map(|k| k.builds))
+        .bind(keep.and_then(|k| k.days))
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
+    /// A project that has not been deleted.
     pub async fn project(&self, id: &str) -> Result<Option<Project>> {
-        let row =
-            sqlx::query("SELECT id, name, retention_secs, created_at FROM projects WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
         row.as_ref().map(project_row).transpose()
     }
 
+    /// The projects that have not been deleted, oldest first.
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
-        let rows = sqlx::query(
-            "SELECT id, name, retention_secs, created_at FROM projects ORDER BY created_at, id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE deleted_at IS NULL ORDER BY created_at, id"
+        ))
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(project_row).collect()
     }
 
-    /// Renames the project and sets its retention; `false` when there is no such project or
-    /// another one has the name.
-    pub async fn update_project(&self, id: &str, name: &str, retention_secs: i64) -> Result<bool> {
+    /// Renames the project and sets its retention and count policy; `false` when there is no
+    /// such project or another one has the name.
+    pub async fn update_project(&self, p: &Project) -> Result<bool> {
+        let keep = p.keep.as_ref();
         let done = sqlx::query(
-            "UPDATE projects SET name = $1, retention_secs = $2 WHERE id = $3 \
-             AND NOT EXISTS (SELECT 1 FROM projects other WHERE other.name = $1 AND other.id <> $3)",
+            "UPDATE projects SET name = $1, retention_secs = $2, keep_builds = $3, keep_days = $4 \
+             WHERE id = $5 AND deleted_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM projects other \
+                             WHERE other.name = $1 AND other.id <> $5 AND other.deleted_at IS NULL)",
         )
-            .bind(name)
-            .bind(retention_secs)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+        .bind(&p.name)
+        .bind(p.retention_secs)
+        .bind(keep.map(|k| k.builds))
+        .bind(keep.and_then(|k| k.days))
+        .bind(&p.id)
+        .execute(&self.write)
+        .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a project in one transaction: every build of it expires now (its tags and the
+    /// manifests only it holds vanish at once; collection reclaims them as any expired build),
+    /// the other manifests and tags of its repository go with them, its tokens are revoked and
+    /// its trust policies removed (so every credential rooted in them stops at once), and its
+    /// name is free again. `None` if there is no such project (or it was deleted already).
+    pub async fn delete_project(&self, id: &str, now: i64) -> Result<Option<ProjectDeleted>> {
+        let mut tx = self.begin_write().await?;
+        let done =
+            sqlx::query("UPDATE projects SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let builds = sqlx::query(
+            "UPDATE builds SET expires_at = $1, updated_at = $1 \
+             WHERE project = $2 AND reaped_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // The repository is the project id. Build tags expire (collection reaps them with their
+        // build); a tag no build owns has nobody to reap it, so it goes now.
+        sqlx::query("UPDATE tags SET expires_at = $1 WHERE repo = $2 AND build_id IS NOT NULL AND expires_at > $1")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM tags WHERE repo = $1 AND build_id IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE manifests SET expires_at = $1 WHERE repo = $2 AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let tokens = sqlx::query(
+            "UPDATE project_tokens SET revoked_at = $1 WHERE project = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let policies = sqlx::query(
+            "UPDATE trust_policies SET deleted_at = $1 WHERE project = $2 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Some(ProjectDeleted {
+            builds_expired: builds,
+            tokens_revoked: tokens,
+            policies_removed: policies,
+        }))
+    }
+
+    /// Applies `project`'s count policy: every live saved build beyond the `keep.builds` most
+    /// recently saved expires now, or when it turns `keep.days` old if that is later (never
+    /// later than it would have). Returns the builds whose expiry moved (with `dry_run`: would
+    /// move). Idempotent, so concurrent saves on several replicas converge: the last to look
+    /// sees every save.
+    pub async fn enforce_keep_policy(
+        &self,
+        project: &Project,
+        now: i64,
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
+        let Some(keep) = project.keep else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT id, created_at, expires_at FROM builds \
+             WHERE project = $1 AND state = 'saved' AND reaped_at IS NULL AND expires_at > $2 \
+             ORDER BY saved_at DESC, id DESC LIMIT $3 OFFSET $4",
+        )
+        .bind(&project.id)
+        .bind(now)
+        .bind(KEEP_BATCH)
+        .bind(keep.builds)
+        .fetch_all(&self.write)
+        .await?;
+        let mut moved = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let Some(at) = keep.expiry(r.try_get("created_at")?, r.try_get("expires_at")?, now)
+            else {
+                continue;
+            };
+            if dry_run || self.set_build_expiry(&id, at, now).await? {
+                tracing::info!(build = %id, project = %project.id, keep_builds = keep.builds,
+                    keep_days = ?keep.days, expires_at = at, dry_run, "build beyond its project's count policy");
+                moved.push(id);
+            }
+        }
+        Ok(moved)
+    }
+
+    /// The projects that have a count policy.
+    pub async fn projects_with_keep_policy(&self) -> Result<Vec<Project>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects \
+             WHERE keep_builds IS NOT NULL AND deleted_at IS NULL ORDER BY id"
+        ))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(project_row).collect()
     }
 
     // ---- project tokens --------------------------------------------------------------------
@@ -249,8 +400,11 @@ impl Metadata {
         failure: Option<&str>,
         now: i64,
     ) -> Result<bool> {
+        // `saved_at` ranks builds for count policies.
         let done = sqlx::query(
-            "UPDATE builds SET state = $1, failure = $2, updated_at = $3 WHERE id = $4 AND state = $5",
+            "UPDATE builds SET state = $1, failure = $2, updated_at = $3, \
+             saved_at = CASE WHEN $1 = 'saved' THEN $3 ELSE saved_at END \
+             WHERE id = $4 AND state = $5",
         )
         .bind(to.as_str())
         .bind(failure.map(str::to_owned))

@@ -453,7 +453,8 @@ impl Metadata {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO gc_runs (id, holder, started_at, finished_at, dry_run, builds_expired, manifests_deleted, \
-             uploads_deleted, blobs_deleted, bytes_freed, errors, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             uploads_deleted, blobs_deleted, bytes_freed, errors, error, builds_beyond_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&run.id)
         .bind(&run.holder)
@@ -467,6 +468,7 @@ impl Metadata {
         .bind(n(run.bytes_freed))
         .bind(n(run.errors))
         .bind(run.error.clone())
+        .bind(n(run.builds_beyond_policy))
         .execute(&self.write)
         .await?;
         Ok(())
@@ -475,7 +477,7 @@ impl Metadata {
     pub async fn gc_recent_runs(&self, limit: usize) -> Result<Vec<Report>> {
         let rows = sqlx::query(
             "SELECT id, holder, started_at, finished_at, dry_run, builds_expired, manifests_deleted, uploads_deleted, \
-             blobs_deleted, bytes_freed, errors, error FROM gc_runs ORDER BY started_at DESC LIMIT $1",
+             blobs_deleted, bytes_freed, errors, error, builds_beyond_policy FROM gc_runs ORDER BY started_at DESC LIMIT $1",
         )
         .bind(limit as i64)
         .fetch_all(&self.read)
@@ -490,6 +492,7 @@ impl Metadata {
                     started_at: n("started_at")?,
                     finished_at: n("finished_at")?,
                     dry_run: n("dry_run")? != 0,
+                    builds_beyond_policy: count("builds_beyond_policy")?,
                     builds_expired: count("builds_expired")?,
                     manifests_deleted: count("manifests_deleted")?,
                     uploads_deleted: count("uploads_deleted")?,
@@ -740,6 +743,7 @@ pub(crate) mod suite {
             name: project.clone(),
             retention_secs: 60,
             created_at: 1,
+            keep: None,
         })
         .await
         .unwrap();
@@ -1012,6 +1016,7 @@ pub(crate) mod suite {
             started_at: i64::MAX / 2,
             finished_at: i64::MAX / 2 + 5,
             dry_run: true,
+            builds_beyond_policy: 6,
             builds_expired: 1,
             manifests_deleted: 2,
             uploads_deleted: 3,

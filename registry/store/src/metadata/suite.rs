@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::digest::Algorithm;
-use crate::model::{Build, BuildSpec, BuildState, Project};
+use crate::model::{Build, BuildSpec, BuildState, KeepPolicy, Project};
 use crate::names::Tag;
 
 fn repo(s: &str) -> RepoName {
@@ -163,10 +163,243 @@ pub async fn run(db: &Metadata) {
     );
 
     builds_and_expiry(db).await;
+    keep_policies_and_deleted_projects(db).await;
     trust_policies(db).await;
     super::gc::suite::run(db).await;
     usage_follows_links(db).await;
     usage_matches_a_recount(db).await;
+}
+
+/// A saved build of `project` at `at` (created a little earlier), expiring at `expires_at`.
+async fn saved(db: &Metadata, id: &str, project: &str, at: i64, expires_at: i64) {
+    db.create_build(&build(id, project, at - 5, expires_at))
+        .await
+        .unwrap();
+    let tag = id.parse::<Tag>().unwrap();
+    let m = manifest(id.as_bytes());
+    let owner = Owner {
+        build_id: id.into(),
+        expires_at,
+    };
+    db.put_manifest(&repo(project), &m, &[tag], Some(&owner))
+        .await
+        .unwrap();
+    assert!(db
+        .transition_build(id, BuildState::Building, BuildState::Saved, None, at)
+        .await
+        .unwrap());
+}
+
+/// Count policies keep the most recently saved builds (and, with days, the young ones), expire
+/// the rest exactly (their tags vanish at once), never lengthen an expiry, and ignore builds
+/// still building or failed. A deleted project's builds, tokens and policies all end at once,
+/// its name is free, and another project is untouched.
+async fn keep_policies_and_deleted_projects(db: &Metadata) {
+    const DAY: i64 = 24 * 3600 * 1000;
+    let t0 = 1_000 * DAY;
+    let mut p = Project {
+        id: "keepy".into(),
+        name: "keepy".into(),
+        retention_secs: 30 * 24 * 3600,
+        created_at: t0,
+        keep: None,
+    };
+    assert!(db.create_project(&p).await.unwrap());
+    let far = t0 + 30 * DAY;
+    // Saved in the order k1, k2, k3, k4 (k1 created last: saved order is what counts).
+    saved(db, "k2", "keepy", t0 + 20, far).await;
+    saved(db, "k3", "keepy", t0 + 30, far).await;
+    saved(db, "k4", "keepy", t0 + 40, far).await;
+    db.create_build(&build("k1", "keepy", t0 + 5, far))
+        .await
+        .unwrap();
+    db.put_manifest(
+        &repo("keepy"),
+        &manifest(b"k1"),
+        &["k1".parse().unwrap()],
+        Some(&Owner {
+            build_id: "k1".into(),
+            expires_at: far,
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(db
+        .transition_build("k1", BuildState::Building, BuildState::Saved, None, t0 + 50)
+        .await
+        .unwrap());
+    // Still building, and failed: never counted, never expired by the policy.
+    db.create_build(&build("kb", "keepy", t0 + 60, far))
+        .await
+        .unwrap();
+    db.create_build(&build("kf", "keepy", t0 + 61, far))
+        .await
+        .unwrap();
+    assert!(db
+        .transition_build(
+            "kf",
+            BuildState::Building,
+            BuildState::Failed,
+            Some("x"),
+            t0 + 62
+        )
+        .await
+        .unwrap());
+
+    // No policy: nothing moves.
+    let now = t0 + 100;
+    assert!(db
+        .enforce_keep_policy(&p, now, false)
+        .await
+        .unwrap()
+        .is_empty());
+    p.keep = Some(KeepPolicy {
+        builds: 2,
+        days: None,
+    });
+    assert!(db.update_project(&p).await.unwrap());
+    assert_eq!(db.project("keepy").await.unwrap().unwrap().keep, p.keep);
+    assert_eq!(
+        db.projects_with_keep_policy().await.unwrap(),
+        vec![p.clone()]
+    );
+    // A dry run says which, and changes nothing.
+    let mut would = db.enforce_keep_policy(&p, now, true).await.unwrap();
+    would.sort();
+    assert_eq!(would, vec!["k2", "k3"]);
+    assert_eq!(db.build("k2").await.unwrap().unwrap().expires_at, far);
+    let mut moved = db.enforce_keep_policy(&p, now, false).await.unwrap();
+    moved.sort();
+    assert_eq!(moved, vec!["k2", "k3"]);
+    let r = repo("keepy");
+    let live = |t: &'static str| async move {
+        db.manifest_by_tag(&repo("keepy"), &t.parse().unwrap(), now)
+            .await
+            .unwrap()
+            .is_some()
+    };
+    assert!(
+        !live("k2").await && !live("k3").await,
+        "beyond the policy: gone at once"
+    );
+    assert!(
+        live("k4").await && live("k1").await,
+        "the two most recently saved stay"
+    );
+    assert_eq!(db.build("k1").await.unwrap().unwrap().expires_at, far);
+    assert_eq!(db.build("kb").await.unwrap().unwrap().expires_at, far);
+    assert_eq!(db.build("kf").await.unwrap().unwrap().expires_at, far);
+    assert_eq!(db.build("k2").await.unwrap().unwrap().expires_at, now);
+    // Idempotent: applying it again moves nothing.
+    assert!(db
+        .enforce_keep_policy(&p, now + 1, false)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = db.gc_expired_builds(now, 100).await.unwrap();
+    assert!(due.contains(&"k2".to_owned()) && due.contains(&"k3".to_owned()));
+    assert!(!due.contains(&"k1".to_owned()) && !due.contains(&"k4".to_owned()));
+
+    // A build saved later pushes the oldest kept one out. With days, a young build beyond the
+    // count keeps until it is that old, and an expiry is never lengthened.
+    saved(db, "k5", "keepy", t0 + 200, far).await;
+    p.keep = Some(KeepPolicy {
+        builds: 1,
+        days: Some(2),
+    });
+    assert!(db.update_project(&p).await.unwrap());
+    let later = t0 + DAY;
+    let mut moved = db.enforce_keep_policy(&p, later, false).await.unwrap();
+    moved.sort();
+    assert_eq!(moved, vec!["k1", "k4"]);
+    let k4 = db.build("k4").await.unwrap().unwrap();
+    assert_eq!(k4.expires_at, k4.created_at + 2 * DAY);
+    assert!(db
+        .manifest_by_tag(&r, &"k4".parse().unwrap(), later)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(db
+        .manifest_by_tag(&r, &"k4".parse().unwrap(), k4.created_at + 2 * DAY)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(db.build("k5").await.unwrap().unwrap().expires_at, far);
+
+    // Deleting the project: every live build expires now, its tokens are revoked, its trust
+    // policies end; it is gone from lookups and its name can be taken again.
+    let other = Project {
+        id: "bystander".into(),
+        name: "bystander".into(),
+        keep: None,
+        ..p.clone()
+    };
+    assert!(db.create_project(&other).await.unwrap());
+    saved(db, "o1", "bystander", t0 + 10, far).await;
+    db.create_project_token(
+        &TokenInfo {
+            id: "kt".into(),
+            project: "keepy".into(),
+            name: "ci".into(),
+            created_at: t0,
+            revoked_at: None,
+        },
+        "keepy-hash",
+    )
+    .await
+    .unwrap();
+    db.create_trust_policy(&StoredPolicy {
+        id: "kp".into(),
+        project: "keepy".into(),
+        provider: "github".into(),
+        access: "build".into(),
+        rules: "{}".into(),
+        created_at: t0,
+        deleted_at: None,
+    })
+    .await
+    .unwrap();
+    let at = later + 10;
+    let done = db.delete_project("keepy", at).await.unwrap().unwrap();
+    // k5, k1 and k4 (young, expiring later), kb and kf (live, whatever their state).
+    assert_eq!(done.builds_expired, 5);
+    assert_eq!(done.tokens_revoked, 1);
+    assert_eq!(done.policies_removed, 1);
+    assert!(db.delete_project("keepy", at).await.unwrap().is_none());
+    assert!(db.project("keepy").await.unwrap().is_none());
+    assert!(!db
+        .list_projects()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.id == "keepy"));
+    assert!(db.projects_with_keep_policy().await.unwrap().is_empty());
+    assert!(!db.project_token_live("kt").await.unwrap());
+    assert!(!db.trust_policy_live("kp").await.unwrap());
+    assert!(db
+        .manifest_by_tag(&r, &"k5".parse().unwrap(), at)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(db
+        .manifest_by_digest(&r, &manifest(b"k5").digest, at)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(db
+        .manifest_by_tag(&repo("bystander"), &"o1".parse().unwrap(), at)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(db.build("o1").await.unwrap().unwrap().expires_at, far);
+    let again = Project {
+        id: "keepy2".into(),
+        ..p.clone()
+    };
+    assert!(
+        db.create_project(&again).await.unwrap(),
+        "the name is free again"
+    );
 }
 
 /// Trust policies: created, listed per project, deleted once, and dead from then on.
@@ -339,11 +572,21 @@ async fn builds_and_expiry(db: &Metadata) {
         name: "one".into(),
         retention_secs: 60,
         created_at: 1,
+        keep: None,
     };
     assert!(db.create_project(&p).await.unwrap());
     assert_eq!(db.project("proj1").await.unwrap(), Some(p.clone()));
     assert!(db.project("nope").await.unwrap().is_none());
-    assert!(db.update_project("proj1", "uno", 120).await.unwrap());
+    let renamed = |id: &str, name: &str, retention_secs: i64| Project {
+        id: id.into(),
+        name: name.into(),
+        retention_secs,
+        ..p.clone()
+    };
+    assert!(db
+        .update_project(&renamed("proj1", "uno", 120))
+        .await
+        .unwrap());
     assert_eq!(db.list_projects().await.unwrap()[0].retention_secs, 120);
     // Names are unique: neither a new project nor a rename may take one in use.
     let twin = Project {
@@ -358,9 +601,15 @@ async fn builds_and_expiry(db: &Metadata) {
         ..p.clone()
     };
     assert!(db.create_project(&other).await.unwrap());
-    assert!(!db.update_project("proj3", "uno", 60).await.unwrap());
+    assert!(!db
+        .update_project(&renamed("proj3", "uno", 60))
+        .await
+        .unwrap());
     // Renaming to its own name (only the retention changes) is fine.
-    assert!(db.update_project("proj3", "tres", 90).await.unwrap());
+    assert!(db
+        .update_project(&renamed("proj3", "tres", 90))
+        .await
+        .unwrap());
     assert_eq!(db.list_projects().await.unwrap().len(), 2);
 
     let t = TokenInfo {
