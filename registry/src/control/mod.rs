@@ -244,8 +244,18 @@ pub(crate) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         bytes = b"{}".to_vec();
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
+    // The path names the field at fault (`keep_builds: invalid type: ...`).
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        match at.as_str() {
+            "." | "" => Error::invalid_request(format!("invalid JSON body: {}", e.inner())),
+            _ => Error::invalid_request(format!("invalid JSON body: {at}: {}", e.inner())),
+        }
+    })?;
+    de.end()
+        .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {

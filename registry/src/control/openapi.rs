@@ -88,7 +88,7 @@ mod tests {
                 assert!(ids.insert(op["operationId"].to_string()), "{op}");
             }
         }
-        assert_eq!(ids.len(), 21);
+        assert_eq!(ids.len(), 22);
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

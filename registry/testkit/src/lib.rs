@@ -13,6 +13,7 @@
 //!   front of several replicas.
 //! - [`oidc`]: a local OIDC issuer for every CI provider, signing the tokens their jobs get.
 //! - [`readme`]: the README's generated tables checked against the code.
+//! - [`shapes`]: blobs of every storage shape, and a client that pushes each its way.
 //! - [`tools`]: real clients (skopeo, umoci, podman) and running commands;
 //!   [`cli`]: the world the `depot` CLI is tested in.
 
@@ -30,6 +31,7 @@ pub mod oidc;
 pub mod process;
 pub mod readme;
 pub mod registry;
+pub mod shapes;
 pub mod tools;
 
 pub use api::ApiClient;
