@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::config::Context;
 
 pub use depot_api_types::{
-    Build, BuildPage, BuildState, BuildSummary, CreateBuild, ErrorBody, FailBuild, OidcConfig,
-    OidcCredential, OidcExchange, Project, ProjectList, PullToken, PullTokenRequest, TargetRequest,
-    TrustPolicy, TrustPolicyList, TrustPolicySpec,
+    Build, BuildPage, BuildState, BuildSummary, CreateBuild, CreateProject, ErrorBody, FailBuild,
+    Image, ImagePage, ImageRemoved, OidcConfig, OidcCredential, OidcExchange, Project,
+    ProjectDeleted, ProjectList, PullToken, PullTokenRequest, TargetRequest, TrustPolicy,
+    TrustPolicyList, TrustPolicySpec, UpdateProject,
 };
 
 pub struct Api {
@@ -92,6 +93,56 @@ impl Api {
             .await?
             .ok_or_else(|| anyhow!("this registry has no /api/v1/projects"))?;
         Ok(list.projects)
+    }
+
+    pub async fn create_project(&self, req: &CreateProject) -> Result<Project> {
+        self.call(reqwest::Method::POST, "/projects", Some(req))
+            .await?
+            .ok_or_else(|| anyhow!("this registry has no /api/v1/projects"))
+    }
+
+    pub async fn update_project(&self, id: &str, req: &UpdateProject) -> Result<Project> {
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("/projects/{id}"),
+            Some(req),
+        )
+        .await?
+        .ok_or_else(|| anyhow!("project {id} not found (or not visible to this token)"))
+    }
+
+    pub async fn delete_project(&self, id: &str) -> Result<ProjectDeleted> {
+        self.call(reqwest::Method::DELETE, &format!("/projects/{id}"), NO_BODY)
+            .await?
+            .ok_or_else(|| anyhow!("project {id} not found (or not visible to this token)"))
+    }
+
+    /// One page of a project's images, most recently pushed first.
+    pub async fn images_page(
+        &self,
+        project: &str,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Image>, Option<String>)> {
+        let mut path = format!("/projects/{project}/images?limit={limit}");
+        if let Some(c) = cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: ImagePage = self
+            .call(reqwest::Method::GET, &path, NO_BODY)
+            .await?
+            .ok_or_else(|| anyhow!("project {project} not found (or not visible to this token)"))?;
+        Ok((page.images, page.next_cursor))
+    }
+
+    /// Removes an image by tag; `None` if the project has no such image.
+    pub async fn remove_image(&self, project: &str, tag: &str) -> Result<Option<ImageRemoved>> {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/projects/{project}/images/{tag}"),
+            NO_BODY,
+        )
+        .await
     }
 
     pub async fn build(&self, id: &str) -> Result<Option<Build>> {

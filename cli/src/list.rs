@@ -41,16 +41,28 @@ pub struct Args {
     pub output: Option<Format>,
 }
 
-pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
-    let api = Api::new(http.clone(), ctx);
-    let format = args.output.unwrap_or(if std::io::stdout().is_terminal() {
+/// `--output` as given, else a table on a terminal and CSV otherwise.
+pub fn format_or_default(output: Option<Format>) -> Format {
+    output.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
         Format::Csv
-    });
+    })
+}
+
+pub async fn run(ctx: &Context, http: &reqwest::Client, args: Args) -> Result<()> {
+    let api = Api::new(http.clone(), ctx);
+    let format = format_or_default(args.output);
     let (columns, rows): (Vec<&str>, Vec<Value>) = match args.what {
         What::Projects => (
-            vec!["id", "name", "retention_secs", "created_at"],
+            vec![
+                "id",
+                "name",
+                "retention_secs",
+                "keep_builds",
+                "keep_days",
+                "created_at",
+            ],
             api.projects()
                 .await?
                 .into_iter()
@@ -116,11 +128,26 @@ fn cell(v: &Value) -> String {
 }
 
 fn print(format: Format, columns: &[&str], rows: &[Value]) -> Result<()> {
+    let upper: Vec<String> = columns.iter().map(|c| c.to_uppercase()).collect();
+    let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+    print_rows(format, columns, columns, &upper, rows)
+}
+
+/// `rows` (JSON objects) as `format`: JSON as they are; CSV and table with one column per key
+/// of `keys`, headed by `csv_headers` and `table_headers`.
+pub fn print_rows(
+    format: Format,
+    keys: &[&str],
+    csv_headers: &[&str],
+    table_headers: &[&str],
+    rows: &[Value],
+) -> Result<()> {
+    let columns = keys;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(rows)?),
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());
-            w.write_record(columns)?;
+            w.write_record(csv_headers)?;
             for r in rows {
                 w.write_record(columns.iter().map(|c| cell(&r[*c])))?;
             }
@@ -129,7 +156,7 @@ fn print(format: Format, columns: &[&str], rows: &[Value]) -> Result<()> {
         Format::Table => {
             let mut t = comfy_table::Table::new();
             t.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
-            t.set_header(columns.iter().map(|c| c.to_uppercase()));
+            t.set_header(table_headers);
             for r in rows {
                 t.add_row(columns.iter().map(|c| cell(&r[*c])));
             }

@@ -11,6 +11,8 @@ mod list;
 mod oci;
 mod picker;
 mod progress;
+mod project_images;
+mod projects;
 mod pull;
 mod push;
 mod source;
@@ -99,6 +101,12 @@ from `id_tokens:`), CircleCI (the circleci CLI or CIRCLE_OIDC_TOKEN_V2), Buildki
     Bake(build::BakeArgs),
     /// List projects or builds
     List(list::Args),
+    /// A project's images: list them, remove them by tag
+    #[command(subcommand)]
+    Image(project_images::Args),
+    /// Projects: list, create, change retention (by age or by count), delete
+    #[command(subcommand)]
+    Projects(projects::Args),
     /// Pull a build into the local Docker daemon, or write it to disk
     Pull(pull::Args),
     /// Copy a build to one or more registries, all at once
@@ -231,6 +239,8 @@ async fn run(cli: Cli) -> Result<()> {
                 Command::Build(args) => build::run_build(&ctx, &http, args).await,
                 Command::Bake(args) => build::run_bake(&ctx, &http, args).await,
                 Command::List(args) => list::run(&ctx, &http, args).await,
+                Command::Image(args) => project_images::run(&ctx, &http, args).await,
+                Command::Projects(args) => projects::run(&ctx, &http, args).await,
                 Command::Pull(args) => pull::run(&ctx, &http, args).await,
                 Command::Push(args) => push::run(&ctx, &http, args).await,
                 Command::TrustPolicy(args) => trust::run(&ctx, &http, args).await,

@@ -512,3 +512,153 @@ fn pull_without_a_build_id_offers_the_newest_builds() {
     let pulled = depot_testkit::tools::skopeo(&["inspect", "--raw", &format!("{layout}:{newest}")]);
     assert_eq!(sha256(pulled.as_bytes()), index);
 }
+
+/// `depot image list`: a project's images as Depot prints them (`Tag,Digest,Size (bytes),Pushed
+/// At`, CSV without a terminal, `--output json`), mapped onto builds and save tags (platform
+/// tags are left out); `depot image rm` deletes a build by its own tag and only the tag for a
+/// save tag, and says which; an unknown tag fails, the others are still removed.
+#[test]
+fn image_list_and_rm_map_onto_builds_and_save_tags() {
+    let f = Fixture::new();
+    let single = f.single("latest");
+    let (multi, index) = f.multi();
+    let bake = f.bake();
+    let (csv, _) = ok(f.depot().args(["image", "list"]));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Tag,Digest,Size (bytes),Pushed At"),
+        "{csv}"
+    );
+    let tags: Vec<&str> = lines.map(|l| l.split(',').next().unwrap()).collect();
+    let mut sorted = tags.clone();
+    sorted.sort();
+    let mut want = vec![
+        single.clone(),
+        "latest".to_owned(),
+        multi.clone(),
+        format!("{bake}-api"),
+        format!("{bake}-web"),
+    ];
+    want.sort();
+    assert_eq!(sorted, want, "no platform tags: {csv}");
+    // Most recently pushed first: the bake build came last.
+    assert!(tags[0].starts_with(&bake), "{csv}");
+
+    let (json, _) = ok(f.depot().args(["image", "list", "--output", "json"]));
+    let images: Vec<Value> = serde_json::from_str(&json).unwrap();
+    let image = |tag: &str| images.iter().find(|i| i["tag"] == tag).unwrap().clone();
+    assert_eq!(image(&multi)["digest"], index.as_str());
+    assert_eq!(image(&multi)["kind"], "build");
+    assert_eq!(image(&multi)["size"], f.show(&multi)["images"][0]["size"]);
+    assert_eq!(image("latest")["kind"], "save-tag");
+    assert_eq!(image("latest")["build"], single.as_str());
+    assert_eq!(image(&format!("{bake}-web"))["target"], "web");
+
+    // A save tag goes alone; a build's own tag deletes the build (its save tags with it).
+    let (_, err) = ok(f.depot().args(["image", "rm", "latest"]));
+    assert!(
+        err.contains(&format!("Removed tag latest (build {single} stays)")),
+        "{err}"
+    );
+    assert_eq!(f.show(&single)["state"], "saved");
+    let err = fails(f.depot().args(["image", "rm", "no-such-tag", &multi]));
+    assert!(err.contains("has no image no-such-tag"), "{err}");
+    assert!(
+        err.contains(&format!("Deleted build {multi} ({multi})")),
+        "{err}"
+    );
+    assert!(err.contains("1 of 2 images not removed"), "{err}");
+    let (status, _) =
+        f.client(&f.token)
+            .call(Method::GET, &format!("/builds/{multi}"), None::<&()>);
+    assert_eq!(status, 404);
+    // A platform tag is refused with what to do instead.
+    let (status, body) = f.client(&f.token).call(
+        Method::DELETE,
+        &format!("/projects/{}/images/{single}-linux-amd64", f.project),
+        None::<&()>,
+    );
+    assert!(status == 400 || status == 404, "{status} {body}");
+    let (csv, _) = ok(f.depot().args(["image", "list"]));
+    assert!(!csv.contains(&multi) && !csv.contains("latest,"), "{csv}");
+    assert!(csv.contains(&single), "{csv}");
+    // Paging: one image a page still lists them all.
+    let (status, page) = f.client(&f.token).call(
+        Method::GET,
+        &format!("/projects/{}/images?limit=1", f.project),
+        None::<&()>,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(page["images"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = f.client(&f.token).call(
+        Method::GET,
+        &format!("/projects/{}/images?limit=10&cursor={cursor}", f.project),
+        None::<&()>,
+    );
+    assert_eq!(rest["images"].as_array().unwrap().len(), 2, "{rest}");
+    assert!(rest["next_cursor"].is_null());
+}
+
+/// `depot projects`: create with retention by count, a count policy set later applies at once
+/// (the oldest saved build answers 404), `none` removes it, a project token may not change
+/// it, and delete needs `--yes`, then ends the project's builds and token.
+#[test]
+fn projects_retention_by_count_and_delete_from_the_cli() {
+    let f = Fixture::new();
+    let admin_cli = || {
+        let mut c = f.depot();
+        c.env("DEPOT_TOKEN", &f.admin);
+        c
+    };
+    let (id, err) = ok(admin_cli().args([
+        "projects",
+        "create",
+        "web",
+        "--retention",
+        "30d",
+        "--keep-builds",
+        "5",
+        "--keep-days",
+        "2",
+    ]));
+    let id = id.trim().to_owned();
+    assert!(err.contains("Created project web"), "{err}");
+    let (csv, _) = ok(admin_cli().args(["projects", "list"]));
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{id},web,2592000,5,2,"))),
+        "{csv}"
+    );
+
+    let first = f.single("one");
+    let second = f.single("two");
+    let err = fails(f.depot().args(["projects", "update", "--keep-builds", "1"]));
+    assert!(err.contains("admin"), "{err}");
+    let (_, err) = ok(admin_cli().args(["projects", "update", "--keep-builds", "1"]));
+    assert!(err.contains("keeps the newest 1 builds"), "{err}");
+    assert_eq!(f.show(&first)["expired"], true, "the older build, at once");
+    assert_eq!(f.show(&second)["expired"], false);
+    let (_, err) = ok(admin_cli().args(["projects", "update", "--keep-builds", "none"]));
+    assert!(err.contains("keeps every build until it expires"), "{err}");
+    let err = fails(admin_cli().args(["projects", "update", "--keep-builds", "0"]));
+    assert!(
+        err.contains("keep_builds must be between 1 and 100000"),
+        "{err}"
+    );
+    let err = fails(admin_cli().args(["projects", "update"]));
+    assert!(err.contains("nothing to change"), "{err}");
+
+    let err = fails(admin_cli().args(["projects", "delete", &f.project]));
+    assert!(err.contains("pass --yes"), "{err}");
+    assert_eq!(f.show(&second)["expired"], false);
+    let (_, err) = ok(admin_cli().args(["projects", "delete", &f.project, "--yes"]));
+    // The first build expired already (the count policy): only the second was live.
+    assert!(
+        err.contains("1 builds expired, 1 tokens revoked, 0 trust policies removed"),
+        "{err}"
+    );
+    let err = fails(f.depot().args(["list", "builds"]));
+    assert!(err.contains("revoked"), "{err}");
+}

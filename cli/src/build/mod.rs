@@ -82,7 +82,7 @@ pub struct Outputs {
 
 /// A duration as people write it (`7d`, `12h`, `1h 30m`, `3600s`), in whole seconds. The
 /// registry checks the range (a minute to ten years) and says so.
-fn parse_retention(s: &str) -> std::result::Result<i64, String> {
+pub(crate) fn parse_retention(s: &str) -> std::result::Result<i64, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 7d, 12h, 3600s)"))?;
     i64::try_from(d.as_secs()).map_err(|_| "too long".to_owned())
 }

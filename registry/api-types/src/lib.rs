@@ -10,6 +10,7 @@
 
 mod builds;
 mod errors;
+mod images;
 mod projects;
 mod trust;
 
@@ -18,6 +19,7 @@ pub use builds::{
     PushedImage, Target, TargetRequest,
 };
 pub use errors::{ErrorBody, ErrorEntry};
+pub use images::{Image, ImageKind, ImagePage, ImageRemoved};
 pub use projects::{
     ClockAnswer, ClockRequest, CreateProject, CreateToken, Project, ProjectDeleted, ProjectList,
     PullToken, PullTokenRequest, Token, TokenList, UpdateProject,

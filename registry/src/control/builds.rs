@@ -12,8 +12,8 @@ use depot_store::model::{
     BUILD_ID_LEN, MAX_RETENTION_SECS,
 };
 use depot_store::names::RepoName;
-use serde::Deserialize;
 
+use super::paging::{cursor, Page, PageQuery};
 use super::projects::{pull_token_response, pull_ttl, visible_project};
 use super::{
     json, registry_host, rfc3339, wire_state, Caller, JsonBody, QueryParams, TOKEN_USERNAME,
@@ -24,8 +24,6 @@ use crate::state::AppState;
 /// Default and longest time builders may push to a build that is still `building`.
 pub const DEFAULT_LEASE_SECS: i64 = 3 * 3600;
 pub const MAX_LEASE_SECS: i64 = 7 * 24 * 3600;
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
 
 fn repo_of(build: &Build) -> Result<RepoName> {
     build.project.parse().map_err(|_| {
@@ -258,12 +256,6 @@ pub(crate) async fn show(
     current(&state, &headers, &caller, &id).await
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ListQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
 /// List a project's builds, newest first.
 #[utoipa::path(get, operation_id = "list_builds", path = "/projects/{project}/builds", tag = "builds",
     params(("project" = String, Path, description = "project id"),
@@ -274,40 +266,22 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     State(state): State<AppState>,
     Path(project_id): Path<String>,
-    QueryParams(q): QueryParams<ListQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
     headers: HeaderMap,
     caller: Caller,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &project_id).await?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::invalid_request(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let after = match &q.cursor {
-        None => None,
-        Some(c) => {
-            let (at, id) = c
-                .split_once('.')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)))
-                .ok_or_else(|| Error::invalid_request("malformed cursor"))?;
-            Some((at, id.to_owned()))
-        }
-    };
+    let page = Page::of(&q)?;
+    let limit = page.limit;
     let mut builds = state
         .content
         .meta
-        .list_builds(
-            &project.id,
-            limit + 1,
-            after.as_ref().map(|(a, i)| (*a, i.as_str())),
-        )
+        .list_builds(&project.id, limit + 1, page.after())
         .await?;
     let more = builds.len() as i64 > limit;
     builds.truncate(limit as usize);
     let next = more
-        .then(|| builds.last().map(|b| format!("{}.{}", b.created_at, b.id)))
+        .then(|| builds.last().map(|b| cursor(b.created_at, &b.id)))
         .flatten();
     let now = state.content.now_ms();
     let host = registry_host(&state, &headers);
@@ -538,7 +512,13 @@ pub(crate) async fn delete(
         "builds are deleted with a project or admin token",
     )
     .await?;
-    let repo = repo_of(&build)?;
+    remove(&state, &build).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes a build now: its tags at once, its manifests unless another live build holds them.
+pub(super) async fn remove(state: &AppState, build: &Build) -> Result<()> {
+    let repo = repo_of(build)?;
     state
         .content
         .meta
@@ -548,7 +528,7 @@ pub(crate) async fn delete(
     // the repository's lookups here and on every replica.
     state.content.changed(&repo, &[Change::Everything]).await;
     tracing::info!(build = %build.id, project = %build.project, "build deleted");
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 /// Mint a pull token for this build only (project or admin token).

@@ -1,5 +1,5 @@
-//! The control-plane API under `/api/v1/` (projects, project tokens, builds, pull tokens, CI
-//! trust policies and the OIDC exchange) and the
+//! The control-plane API under `/api/v1/` (projects, project tokens, builds, a project's
+//! images, pull tokens, CI trust policies and the OIDC exchange) and the
 //! token endpoint `/token`, as JSON over HTTP with the same error envelope as `/v2/`.
 //!
 //! Who may call what is decided by [`Caller`] from the presented credential. Callers are never
@@ -7,7 +7,9 @@
 //! ones that do not exist.
 
 mod builds;
+mod images;
 mod openapi;
+mod paging;
 pub mod projects;
 mod token_endpoint;
 mod trust;
@@ -69,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/projects/{project}/builds",
             post(builds::create).get(builds::list),
+        )
+        .route("/api/v1/projects/{project}/images", get(images::list))
+        .route(
+            "/api/v1/projects/{project}/images/{tag}",
+            axum::routing::delete(images::remove),
         )
         .route(
             "/api/v1/projects/{project}/pull-token",

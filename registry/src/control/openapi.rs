@@ -8,7 +8,7 @@ use depot_api_types as api;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{builds, projects, trust};
+use super::{builds, images, projects, trust};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,10 +24,12 @@ use super::{builds, projects, trust};
         projects::pull_token,
         builds::create, builds::list, builds::show, builds::delete, builds::finalize,
         builds::fail, builds::extend, builds::pull_token,
+        images::list, images::remove,
         trust::create, trust::list, trust::delete, trust::exchange, trust::config,
     ),
     components(schemas(
         api::ErrorBody, api::ErrorEntry, api::Project, api::ProjectList, api::CreateProject,
+        api::ProjectDeleted, api::Image, api::ImageKind, api::ImagePage, api::ImageRemoved,
         api::UpdateProject, api::Token, api::TokenList, api::CreateToken, api::PullTokenRequest,
         api::PullToken, api::BuildState, api::Target, api::TargetRequest, api::CreateBuild,
         api::Build, api::BuildImage, api::PushedImage, api::BuildSummary, api::BuildPage,
@@ -88,7 +90,7 @@ mod tests {
                 assert!(ids.insert(op["operationId"].to_string()), "{op}");
             }
         }
-        assert_eq!(ids.len(), 22);
+        assert_eq!(ids.len(), 24);
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

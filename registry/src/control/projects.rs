@@ -240,7 +240,7 @@ pub(crate) async fn update(
 }
 
 /// The repository a project's builds are pushed to (named by its id).
-fn repo_of(project: &Project) -> Result<RepoName> {
+pub(super) fn repo_of(project: &Project) -> Result<RepoName> {
     project.id.parse().map_err(|_| {
         Error::internal(format!(
             "project id {:?} is not a repository name",

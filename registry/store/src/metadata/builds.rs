@@ -23,6 +23,26 @@ pub struct TokenInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// A live tag of a repository, as a project's image list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagEntry {
+    pub name: String,
+    pub digest: String,
+    /// The build that owns it (its output, platform or save tag), if any.
+    pub build_id: Option<String>,
+    /// When it was last pointed (pushed).
+    pub updated_at: i64,
+}
+
+fn tag_entry(r: &AnyRow) -> Result<TagEntry> {
+    Ok(TagEntry {
+        name: r.try_get("name")?,
+        digest: r.try_get("digest")?,
+        build_id: r.try_get("build_id")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
 /// An image a builder pushed for one target and platform of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildImage {
@@ -485,6 +505,64 @@ impl Metadata {
             .await?;
         tx.commit().await?;
         Ok(Some(tags))
+    }
+
+    // ---- a project's images (its repository's live tags) -----------------------------------
+
+    /// Up to `limit` live tags of `repo`, most recently pushed first, after the
+    /// `(updated_at, name)` of the last tag of the previous page.
+    pub async fn live_tags(
+        &self,
+        repo: &RepoName,
+        now: i64,
+        limit: i64,
+        after: Option<(i64, &str)>,
+    ) -> Result<Vec<TagEntry>> {
+        let (at, name) = after.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(
+            "SELECT name, digest, build_id, updated_at FROM tags \
+             WHERE repo = $1 AND (expires_at IS NULL OR expires_at > $2) \
+             AND (updated_at < $3 OR (updated_at = $3 AND name < $4)) \
+             ORDER BY updated_at DESC, name DESC LIMIT $5",
+        )
+        .bind(repo.as_str())
+        .bind(now)
+        .bind(at)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(tag_entry).collect()
+    }
+
+    /// One live tag of `repo`.
+    pub async fn live_tag(
+        &self,
+        repo: &RepoName,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<TagEntry>> {
+        let row = sqlx::query(
+            "SELECT name, digest, build_id, updated_at FROM tags \
+             WHERE repo = $1 AND name = $2 AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(repo.as_str())
+        .bind(name)
+        .bind(now)
+        .fetch_optional(&self.write)
+        .await?;
+        row.as_ref().map(tag_entry).transpose()
+    }
+
+    /// Removes one tag (not what it points at: a build's manifests live as long as the build);
+    /// false if there was none.
+    pub async fn remove_tag(&self, repo: &RepoName, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
+            .bind(repo.as_str())
+            .bind(name)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Records the image a builder pushed for one target and platform (the latest push wins).

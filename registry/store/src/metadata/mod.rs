@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::names::RepoName;
 
 pub use blobs::{Link, StoredBlob};
-pub use builds::{BuildImage, ProjectDeleted, TokenInfo};
+pub use builds::{BuildImage, ProjectDeleted, TagEntry, TokenInfo};
 pub use dialect::Dialect;
 pub use manifests::{NewManifest, Owner, Referrer, StoredManifest};
 pub use stats::{PoolUse, Stats};
