@@ -20,7 +20,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use depot_store::assemble;
 use depot_store::metadata::Metadata;
-use depot_store::model::{Build, TagRole};
+use depot_store::model::{cache_repository, Build, TagRole};
 use depot_store::names::{Reference, RepoName};
 
 /// What a caller may do to a repository.
@@ -200,11 +200,18 @@ async fn build_rules(
                 return Ok(None);
             }
             let build = auth.pushable(build_id).await?;
-            if let Endpoint::ManifestPut {
-                name,
-                reference,
-                tags,
-            } = endpoint
+            // In the project's build cache any tag goes (cache keys): what is pushed there
+            // belongs to the build all the same, and expires with it.
+            let in_cache = endpoint.repository().map(RepoName::as_str)
+                == Some(cache_repository(&build.project).as_str());
+            if let (
+                Endpoint::ManifestPut {
+                    name,
+                    reference,
+                    tags,
+                },
+                false,
+            ) = (endpoint, in_cache)
             {
                 // Every tag the push points, the reference's or a multi-tag push's: one the
                 // build may not take refuses the whole push.

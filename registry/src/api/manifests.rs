@@ -184,7 +184,9 @@ pub(crate) async fn put(
         .content
         .put_manifest(repo, &record, &tags, owner.as_ref())
         .await?;
-    if let Some(build) = building {
+    // A build's images arrive in its project's repository; what it pushes to the project's
+    // build cache is only owned by it.
+    if let Some(build) = building.filter(|b| repo.as_str() == b.project) {
         let pushed = assemble::Pushed {
             repo,
             tags: &tags,

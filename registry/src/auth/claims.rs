@@ -6,6 +6,7 @@
 //! `push` tokens, `pull` tokens and `ci` tokens (what a CI job's OIDC token is exchanged for
 //! under a `build` trust policy), exchanged at `/token`, never accepted by `/v2/` directly.
 
+use depot_store::model::cache_repository;
 use serde::{Deserialize, Serialize};
 
 /// The kind of a JWT.
@@ -221,6 +222,17 @@ impl Credential {
                 Credential::Push { .. } => &["pull", "push"],
                 _ => &["pull"],
             },
+            // The project's build cache: written by builders (push tokens), read by anything
+            // that reads the whole project.
+            (_, "repository")
+                if self.project().map(cache_repository).as_deref() == Some(&resource.name) =>
+            {
+                match self {
+                    Credential::Push { .. } => &["pull", "push"],
+                    Credential::Pull { build: Some(_), .. } => &[],
+                    _ => &["pull"],
+                }
+            }
             _ => &[],
         };
         if resource.actions.is_empty() {
@@ -274,6 +286,12 @@ mod tests {
         );
         assert!(push.grant(&scope("repository:p2:pull")).is_empty());
         assert!(push.grant(&scope("repository:p1/sub:pull")).is_empty());
+        // The project's build cache: builders write it, project credentials read it.
+        assert_eq!(
+            push.grant(&scope("repository:p1/cache:pull,push,delete")),
+            vec!["pull", "push"]
+        );
+        assert!(push.grant(&scope("repository:p2/cache:pull")).is_empty());
         assert!(push.grant(&scope("registry:catalog:*")).is_empty());
         let project = Credential::Project {
             project: "p1".into(),
@@ -297,6 +315,23 @@ mod tests {
             pull.grant(&scope("repository:p1:push,delete,*")),
             vec!["pull"]
         );
+        assert_eq!(
+            pull.grant(&scope("repository:p1/cache:pull,push")),
+            vec!["pull"]
+        );
+        assert_eq!(
+            project.grant(&scope("repository:p1/cache:pull,push")),
+            vec!["pull"]
+        );
+        let build_pull = Credential::Pull {
+            project: "p1".into(),
+            build: Some("b".into()),
+            expires_at: 0,
+            minted_by: None,
+        };
+        assert!(build_pull
+            .grant(&scope("repository:p1/cache:pull"))
+            .is_empty());
         assert_eq!(
             Credential::Admin.grant(&scope("repository:any/thing:pull,delete")),
             vec!["pull", "push", "delete"]

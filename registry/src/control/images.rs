@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use depot_api_types as api;
-use depot_store::content::Change;
 use depot_store::metadata::TagEntry;
 use depot_store::model::{Build, TagRole};
 
@@ -171,10 +170,11 @@ pub(crate) async fn remove(
             api::ImageKind::Build
         }
         Some((kind, _)) => {
-            if !meta.remove_tag(&repo, &tag).await? {
+            // Only the tag: a build's manifests live as long as the build.
+            let name = tag.parse().map_err(|_| not_found())?;
+            if !state.content.delete_tag(&repo, &name).await? {
                 return Err(not_found());
             }
-            state.content.changed(&repo, &[Change::Everything]).await;
             tracing::info!(project = %project.id, tag = ?tag, "tag removed");
             kind
         }

@@ -37,6 +37,13 @@ pub fn expiry_after(now_ms: i64, secs: i64, field: &str) -> Result<i64, String> 
         .ok_or_else(|| format!("{field} is out of range"))
 }
 
+/// The repository a project's build cache lives in (`--cache-to type=registry` of `depot
+/// build`): the builders of its builds push there with their push tokens, and what they push
+/// belongs to their build, so the cache lives as long as the builds that wrote it.
+pub fn cache_repository(project: &str) -> String {
+    format!("{project}/cache")
+}
+
 /// The build id a tag is named after, if it is one (`<id>` or `<id>-...`): such a tag belongs
 /// to that build alone.
 pub fn build_id_prefix(tag: &str) -> Option<&str> {

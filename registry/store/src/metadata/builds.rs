@@ -201,22 +201,30 @@ impl Metadata {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        // The repository is the project id. Build tags expire (collection reaps them with their
-        // build); a tag no build owns has nobody to reap it, so it goes now.
-        sqlx::query("UPDATE tags SET expires_at = $1 WHERE repo = $2 AND build_id IS NOT NULL AND expires_at > $1")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM tags WHERE repo = $1 AND build_id IS NULL")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        // Its repositories: the one named by its id and those under it (its build cache). Its
+        // builds' tags expire (collection reaps them with their build); a tag no build owns has
+        // nobody to reap it, so it goes now.
+        let under = format!("{id}/%");
         sqlx::query(
-            "UPDATE manifests SET expires_at = $1 WHERE repo = $2 AND (expires_at IS NULL OR expires_at > $1)",
+            "UPDATE tags SET expires_at = $1 \
+             WHERE build_id IN (SELECT b.id FROM builds b WHERE b.project = $2) AND expires_at > $1",
         )
         .bind(now)
         .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM tags WHERE (repo = $1 OR repo LIKE $2) AND build_id IS NULL")
+            .bind(id)
+            .bind(&under)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE manifests SET expires_at = $1 WHERE (repo = $2 OR repo LIKE $3) \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(&under)
         .execute(&mut *tx)
         .await?;
         let tokens = sqlx::query(
@@ -552,17 +560,6 @@ impl Metadata {
         .fetch_optional(&self.write)
         .await?;
         row.as_ref().map(tag_entry).transpose()
-    }
-
-    /// Removes one tag (not what it points at: a build's manifests live as long as the build);
-    /// false if there was none.
-    pub async fn remove_tag(&self, repo: &RepoName, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
-            .bind(repo.as_str())
-            .bind(name)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Records the image a builder pushed for one target and platform (the latest push wins).
