@@ -96,7 +96,7 @@ from `id_tokens:`), CircleCI (the circleci CLI or CIRCLE_OIDC_TOKEN_V2), Buildki
     )]
     OidcToken,
     /// Build an image (with --save: into the depot registry, under a new build ID)
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Build the targets of a bake or Compose file (with --save: all into one build)
     Bake(build::BakeArgs),
     /// List projects or builds
@@ -236,7 +236,7 @@ async fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 Command::Init(args) => init::run(&ctx, &http, args).await,
-                Command::Build(args) => build::run_build(&ctx, &http, args).await,
+                Command::Build(args) => build::run_build(&ctx, &http, *args).await,
                 Command::Bake(args) => build::run_bake(&ctx, &http, args).await,
                 Command::List(args) => list::run(&ctx, &http, args).await,
                 Command::Image(args) => project_images::run(&ctx, &http, args).await,

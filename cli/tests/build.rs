@@ -568,3 +568,251 @@ fn the_credential_helper_answers_buildx_from_its_environment() {
     );
     assert!(!out.status.success());
 }
+
+/// Tags of `repository` in the fixture's registry, read with the project token (its pull
+/// access covers the project's build cache).
+fn tags_of(f: &Fixture, repository: &str) -> Vec<String> {
+    let http = reqwest::blocking::Client::new();
+    let token = depot_testkit::api::access_token(
+        &http,
+        &f.server.url(),
+        &f.token,
+        &format!("repository:{repository}:pull"),
+    );
+    let v: Value = http
+        .get(format!("{}/v2/{repository}/tags/list", f.server.url()))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// buildx's flags handed to buildah: a secret (file and environment), an extra build context
+/// that the Containerfile copies from, `--pull`, `--network`, `--iidfile` (the saved image's
+/// config digest), and the project's own build cache in the depot registry, written by the
+/// first build with its push token and read by the second. What buildah cannot do is refused
+/// before a build is created, saying what helps.
+#[test]
+fn build_flags_reach_buildah_and_the_cache_lives_in_the_project() {
+    let f = Fixture::new();
+    let ctx = f.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY --from=extra shared.txt /shared.txt\nCOPY a.txt /a.txt\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("a.txt"), "mine\n").unwrap();
+    let extra = f.dir.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("shared.txt"), "from another context\n").unwrap();
+    let secret = f.dir.path().join("npmrc");
+    std::fs::write(&secret, "//registry/:_authToken=s3cret\n").unwrap();
+    let iid = f.dir.path().join("iid");
+    let build = |extra_args: &[&str]| {
+        let mut c = depot(&f, &[]);
+        c.env("NPM_TOKEN", "t0ken").args([
+            "build",
+            "--save",
+            "--secret",
+            &format!("id=npmrc,src={}", secret.display()),
+            "--secret",
+            "id=npm,env=NPM_TOKEN",
+            "--build-context",
+            &format!("extra={}", extra.display()),
+            "--pull",
+            "--network",
+            "none",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--cache-to",
+            "type=registry,mode=max",
+            "--cache-from",
+            "type=registry",
+        ]);
+        c.args(extra_args).arg(&ctx);
+        c
+    };
+    let (stdout, stderr) = ok(&mut build(&[]));
+    let id = stdout.trim().to_owned();
+    assert_eq!(f.show(&id)["state"], "saved");
+    // The extra context's file is in the image.
+    let out = f.dir.path().join("out");
+    let oci = format!("oci:{}", out.display());
+    ok(f.depot().args(["pull", "--output", &oci, &id]));
+    let unpacked = f.dir.path().join("unpacked");
+    depot_testkit::backends::run_ok(Command::new("umoci").args([
+        "raw",
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:{id}", out.display()),
+        unpacked.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("shared.txt")).unwrap(),
+        "from another context\n"
+    );
+    // --iidfile: the image ID, its config's digest.
+    let manifest: Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", &format!("{oci}:{id}")])).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&iid).unwrap(),
+        manifest["config"]["digest"].as_str().unwrap()
+    );
+    // The cache went to the project's cache repository, with the build's push token.
+    let cache = format!("{}/cache", f.project);
+    let cached = tags_of(&f, &cache);
+    assert!(!cached.is_empty(), "no cache in {cache}: {stderr}");
+    // A second build reads it back.
+    let (stdout, stderr) = ok(&mut build(&[]));
+    assert_ne!(stdout.trim(), id);
+    assert!(stderr.contains("Using cache"), "{stderr}");
+
+    // Refused before a build is created, saying what helps.
+    let builds_before = f.api(
+        reqwest::Method::GET,
+        &format!("/api/v1/projects/{}/builds", f.project),
+        &f.token,
+        Value::Null,
+    )["builds"]
+        .as_array()
+        .unwrap()
+        .len();
+    let err = fails(&mut build(&["--provenance=mode=max"]));
+    assert!(
+        err.contains("--provenance and --sbom need --builder buildx"),
+        "{err}"
+    );
+    let err = fails(&mut build(&["--cache-to", "type=local,dest=/tmp/x"]));
+    assert!(
+        err.contains("buildah keeps a build cache only in a registry"),
+        "{err}"
+    );
+    let err = fails(
+        depot(&f, &[])
+            .args(["build", "--secret", "id=npmrc,src=/no/such/npmrc"])
+            .arg(&ctx),
+    );
+    assert!(
+        err.contains("secret npmrc: no file /no/such/npmrc"),
+        "{err}"
+    );
+    let err = fails(
+        depot(&f, &[])
+            .args(["build", "--cache-to", "type=registry"])
+            .arg(&ctx),
+    );
+    assert!(err.contains("add --save"), "{err}");
+    let builds_after = f.api(
+        reqwest::Method::GET,
+        &format!("/api/v1/projects/{}/builds", f.project),
+        &f.token,
+        Value::Null,
+    )["builds"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(builds_before, builds_after, "a refused build was created");
+}
+
+/// `depot bake --set` overrides the files (patterns, lists replaced, args and labels) in what is
+/// built, and `--print` shows the resolved definition as buildx does, building nothing.
+#[test]
+fn bake_set_overrides_the_files_and_print_shows_them() {
+    let f = Fixture::new();
+    let root = f.dir.path().join("bake");
+    context(&root.join("app"), &["amd64", "arm64"]);
+    std::fs::write(
+        root.join("docker-bake.hcl"),
+        r#"
+group "default" { targets = ["web", "api"] }
+target "web" {
+  context = "app"
+  platforms = ["linux/amd64"]
+  tags = ["example.com/web:file"]
+  args = { MSG = "from-file" }
+}
+target "api" {
+  inherits = ["web"]
+  tags = ["example.com/api:file"]
+}
+"#,
+    )
+    .unwrap();
+    let sets = [
+        "--set",
+        "*.platform=linux/arm64",
+        "--set",
+        "web.tags=example.com/web:set",
+        "--set",
+        "api.args.MSG=from-set",
+        "--set",
+        "web.labels.org.example.set=yes",
+    ];
+    let (printed, _) = ok(f
+        .depot()
+        .current_dir(&root)
+        .args(["bake", "--print"])
+        .args(sets));
+    let printed: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        printed,
+        serde_json::json!({
+            "group": { "default": { "targets": ["web", "api"] } },
+            "target": {
+                "web": {
+                    "context": "app",
+                    "dockerfile": "Dockerfile",
+                    "args": { "MSG": "from-file" },
+                    "labels": { "org.example.set": "yes" },
+                    "tags": ["example.com/web:set"],
+                    "platforms": ["linux/arm64"],
+                },
+                "api": {
+                    "context": "app",
+                    "dockerfile": "Dockerfile",
+                    "args": { "MSG": "from-set" },
+                    "tags": ["example.com/api:file"],
+                    "platforms": ["linux/arm64"],
+                },
+            }
+        })
+    );
+    let err =
+        fails(
+            f.depot()
+                .current_dir(&root)
+                .args(["bake", "--print", "--set", "worker.tags=x"]),
+        );
+    assert!(
+        err.contains("no target matches \"worker\" (building: web, api)"),
+        "{err}"
+    );
+
+    let (stdout, _) = ok(depot(&f, &[])
+        .current_dir(&root)
+        .args(["bake", "--save"])
+        .args(sets));
+    let id = stdout.trim().to_owned();
+    let shown = f.show(&id);
+    assert_eq!(shown["state"], "saved", "{shown}");
+    let out = f.dir.path().join("out");
+    let oci = format!("oci:{}", out.display());
+    ok(f.depot().args(["pull", "--output", &oci, &id]));
+    let web = config(&format!("{oci}:{id}-web"));
+    assert_eq!(web["architecture"], "arm64");
+    assert_eq!(web["config"]["Labels"]["msg"], "from-file");
+    assert_eq!(web["config"]["Labels"]["org.example.set"], "yes");
+    let api = config(&format!("{oci}:{id}-api"));
+    assert_eq!(api["config"]["Labels"]["msg"], "from-set");
+    assert_eq!(
+        shown["targets"][0]["image_names"],
+        serde_json::json!(["example.com/web:set"])
+    );
+}

@@ -38,6 +38,9 @@ pub struct Dest {
     pub auth: Option<Auth>,
     /// Plain HTTP.
     pub insecure: bool,
+    /// The project's build cache on the same registry (`host/project/cache`), which the
+    /// build's push token may write.
+    pub cache: Option<String>,
 }
 
 /// Credentials for one registry host.
@@ -119,7 +122,7 @@ impl Builder {
         match self.kind {
             Kind::Buildah => {
                 let iid = self
-                    .build_local(target, platform, &[], tmp.path(), label, quiet)
+                    .build_local(target, platform, &[], tmp.path(), label, quiet, Some(dest))
                     .await?;
                 let digest = tmp.path().join("digest");
                 let mut push = self.buildah(["push"]);
@@ -128,7 +131,7 @@ impl Builder {
                     push.arg("--tls-verify=false");
                 }
                 if let Some(auth) = &dest.auth {
-                    let file = write_auth_file(tmp.path(), auth)?;
+                    let file = write_auth_file(tmp.path(), "push-auth.json", auth)?;
                     push.arg("--authfile").arg(file);
                 }
                 push.arg(&iid).arg(format!("docker://{}", dest.reference));
@@ -138,10 +141,24 @@ impl Builder {
             Kind::Buildx => {
                 let metadata = tmp.path().join("metadata.json");
                 let mut cmd = self.command();
-                cmd.args(common_args(target, platform.into_iter()));
-                // One platform's image, not an index with attestations: the registry assembles
-                // the index over the platforms.
-                cmd.args(["--provenance=false", "--sbom=false"]);
+                let pass = &target.passthrough;
+                if pass.attestations() {
+                    // Attestations make each output an index of its own: buildx builds every
+                    // platform of the target in one go and pushes that whole index.
+                    cmd.args(common_args(target, target.platforms.iter()));
+                    cmd.args(pass.args(Kind::Buildx, dest.cache.as_deref()));
+                } else {
+                    cmd.args(common_args(target, platform.into_iter()));
+                    // One platform's image, not an index with attestations: the registry
+                    // assembles the index over the platforms.
+                    let plain = super::Passthrough {
+                        provenance: None,
+                        sbom: None,
+                        ..pass.clone()
+                    };
+                    cmd.args(plain.args(Kind::Buildx, dest.cache.as_deref()));
+                    cmd.args(["--provenance=false", "--sbom=false"]);
+                }
                 let mut output = format!("type=image,name={},push=true", dest.reference);
                 if dest.insecure {
                     output.push_str(",registry.insecure=true");
@@ -165,6 +182,8 @@ impl Builder {
     }
 
     /// buildah: builds one platform into local storage, named `tags`; returns the image ID.
+    /// `dest`: where a saved build's image goes, whose registry also holds the project's cache.
+    #[allow(clippy::too_many_arguments)]
     pub async fn build_local(
         &self,
         target: &Target,
@@ -173,6 +192,7 @@ impl Builder {
         tmp: &Path,
         label: &str,
         quiet: bool,
+        dest: Option<&Dest>,
     ) -> Result<String> {
         debug_assert_eq!(self.kind, Kind::Buildah);
         let iidfile = tmp.join(format!("iid-{}", label.replace(['/', ' '], "-")));
@@ -184,6 +204,19 @@ impl Builder {
             target,
             Some(platform.unwrap_or(&host)).into_iter(),
         ));
+        let pass = &target.passthrough;
+        cmd.args(pass.args(Kind::Buildah, dest.and_then(|d| d.cache.as_deref())));
+        if let Some(dest) = dest.filter(|_| pass.uses_project_cache()) {
+            // The cache is read and written during the build, with the build's push token.
+            if dest.insecure {
+                cmd.arg("--tls-verify=false");
+            }
+            if let Some(auth) = &dest.auth {
+                let name = format!("cache-auth-{}.json", label.replace(['/', ' '], "-"));
+                cmd.arg("--authfile")
+                    .arg(write_auth_file(tmp, &name, auth)?);
+            }
+        }
         for t in tags {
             cmd.arg("--tag").arg(t);
         }
@@ -205,9 +238,19 @@ impl Builder {
 
     /// `docker buildx build` over every platform of `target` at once, for the usual meaning of
     /// `--push`/`--load` (no depot registry involved).
-    pub fn buildx_passthrough(&self, target: &Target, push: bool, load: bool) -> Command {
+    pub fn buildx_passthrough(
+        &self,
+        target: &Target,
+        push: bool,
+        load: bool,
+        iidfile: Option<&Path>,
+    ) -> Command {
         let mut cmd = self.command();
         cmd.args(common_args(target, target.platforms.iter()));
+        cmd.args(target.passthrough.args(Kind::Buildx, None));
+        if let Some(file) = iidfile {
+            cmd.arg("--iidfile").arg(file);
+        }
         for t in &target.tags {
             cmd.arg("--tag").arg(t);
         }
@@ -250,11 +293,11 @@ fn common_args<'a>(
     args
 }
 
-/// A containers-auth.json holding just `auth`, readable by the user only.
-fn write_auth_file(dir: &Path, auth: &Auth) -> Result<PathBuf> {
+/// A containers-auth.json `name` in `dir` holding just `auth`, readable by the user only.
+fn write_auth_file(dir: &Path, name: &str, auth: &Auth) -> Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("auth.json");
+    let path = dir.join(name);
     let basic = base64::engine::general_purpose::STANDARD
         .encode(format!("{}:{}", auth.username, auth.secret));
     let body = json!({ "auths": { &auth.host: { "auth": basic } } });
@@ -296,6 +339,10 @@ mod tests {
                 "linux/arm64".parse().unwrap(),
             ],
             no_cache: true,
+            passthrough: super::super::Passthrough {
+                secrets: vec!["id=npm,env=NPM_TOKEN".into()],
+                ..Default::default()
+            },
         }
     }
 
@@ -333,7 +380,7 @@ mod tests {
             program: "docker".into(),
             forced: true,
         };
-        let cmd = b.buildx_passthrough(&target(), true, false);
+        let cmd = b.buildx_passthrough(&target(), true, false, Some(Path::new("iid.txt")));
         let args: Vec<String> = cmd
             .as_std()
             .get_args()
@@ -341,6 +388,10 @@ mod tests {
             .collect();
         assert_eq!(&args[..2], ["buildx", "build"]);
         assert!(args.contains(&"--push".to_owned()) && args.ends_with(&["ctx".to_owned()]));
+        assert!(args
+            .windows(2)
+            .any(|w| w == ["--secret", "id=npm,env=NPM_TOKEN"]));
+        assert!(args.windows(2).any(|w| w == ["--iidfile", "iid.txt"]));
     }
 
     #[test]
@@ -352,7 +403,7 @@ mod tests {
             username: "x-token".into(),
             secret: "s3cret".into(),
         };
-        let path = write_auth_file(dir.path(), &auth).unwrap();
+        let path = write_auth_file(dir.path(), "auth.json", &auth).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -31,7 +31,12 @@ pub async fn run(builder: &Builder, targets: &[Target], outputs: &Outputs) -> Re
     let results = try_join_all(targets.iter().map(|t| async move {
         let entry = match builder.kind {
             Kind::Buildx => {
-                let cmd = builder.buildx_passthrough(t, outputs.push, outputs.load);
+                let cmd = builder.buildx_passthrough(
+                    t,
+                    outputs.push,
+                    outputs.load,
+                    outputs.iidfile.as_deref(),
+                );
                 runner::run(cmd, &label(t, None), outputs.quiet()).await?;
                 json!({ "image.name": t.tags.join(",") })
             }
@@ -40,6 +45,11 @@ pub async fn run(builder: &Builder, targets: &[Target], outputs: &Outputs) -> Re
         anyhow::Ok((t.name.clone(), entry))
     }))
     .await?;
+    if let (Some(file), Kind::Buildah, [(_, entry)]) =
+        (&outputs.iidfile, builder.kind, results.as_slice())
+    {
+        super::write_iidfile(file, entry)?;
+    }
     if let Some(file) = &outputs.metadata_file {
         let body = match results.as_slice() {
             [(name, entry)] if name.is_empty() => entry.clone(),
@@ -104,7 +114,7 @@ async fn with_buildah(builder: &Builder, t: &Target, outputs: &Outputs) -> Resul
         let platform = t.platforms.first();
         let label = label(t, platform);
         let iid = builder
-            .build_local(t, platform, &t.tags, tmp.path(), &label, quiet)
+            .build_local(t, platform, &t.tags, tmp.path(), &label, quiet, None)
             .await?;
         meta.insert("containerimage.config.digest".into(), json!(iid));
         for tag in &t.tags {
@@ -133,7 +143,7 @@ async fn with_buildah(builder: &Builder, t: &Target, outputs: &Outputs) -> Resul
         let dir = tmp.path();
         async move {
             builder
-                .build_local(t, Some(p), &[], dir, &label, quiet)
+                .build_local(t, Some(p), &[], dir, &label, quiet, None)
                 .await
         }
     }))

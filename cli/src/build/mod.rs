@@ -9,6 +9,7 @@ mod bake;
 mod builder;
 pub mod credhelper;
 mod local;
+mod passthrough;
 mod runner;
 mod save;
 
@@ -19,6 +20,7 @@ use anyhow::{bail, Result};
 use crate::config::Context;
 use crate::oci::manifest::Platform;
 pub use builder::Kind as BuilderKind;
+pub use passthrough::{Cache, Passthrough};
 
 /// One image to build: a Dockerfile in a context, for one or more platforms.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,8 @@ pub struct Target {
     /// Empty: the builder's own platform.
     pub platforms: Vec<Platform>,
     pub no_cache: bool,
+    /// Secrets, SSH, extra contexts, caches, attestations, pull and network, for the builder.
+    pub passthrough: Passthrough,
 }
 
 impl Target {
@@ -78,6 +82,9 @@ pub struct Outputs {
     /// build ID alone is printed on stdout)
     #[command(flatten)]
     pub progress: crate::progress::ProgressArgs,
+    /// `depot build --iidfile` (not a bake flag): where the image ID goes.
+    #[arg(skip)]
+    pub iidfile: Option<PathBuf>,
 }
 
 /// A duration as people write it (`7d`, `12h`, `1h 30m`, `3600s`), in whole seconds. The
@@ -135,6 +142,39 @@ pub struct BuildArgs {
     /// Do not use cached layers
     #[arg(long)]
     pub no_cache: bool,
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR (repeat)
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// An SSH agent socket or keys for RUN --mount=type=ssh: default or ID=PATH (repeat)
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET|KEY")]
+    pub ssh: Vec<String>,
+    /// Write the image ID to FILE (with --save: the saved image's config digest, or its
+    /// index's digest for several platforms)
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// An additional build context, for COPY --from=NAME (repeat)
+    #[arg(long = "build-context", value_name = "NAME=PATH|URL", value_parser = key_value)]
+    pub build_contexts: Vec<(String, String)>,
+    /// Read the build cache from here: type=registry (the project's own cache in the depot
+    /// registry), type=registry,ref=REPOSITORY, or any buildx cache with --builder buildx (repeat)
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = Cache::parse)]
+    pub cache_from: Vec<Cache>,
+    /// Write the build cache here (as --cache-from; the project's cache needs --save;
+    /// mode=max keeps every stage)
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = Cache::parse)]
+    pub cache_to: Vec<Cache>,
+    /// Provenance attestation (buildx only: true, mode=max, false)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub provenance: Option<String>,
+    /// SBOM attestation (buildx only: true, false)
+    #[arg(long, value_name = "VALUE", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub sbom: Option<String>,
+    /// Always look for newer versions of the base images
+    #[arg(long)]
+    pub pull: bool,
+    /// The network RUN instructions get (default, none, host; buildah also its own modes)
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// The build context (a directory)
     pub context: PathBuf,
 }
@@ -145,13 +185,16 @@ pub struct BuildArgs {
   depot bake --save -f docker-bake.hcl api web
   depot bake --save --save-tag latest --metadata-file bake.json
   depot bake --save -f compose.yaml
+  depot bake --save --set '*.platform=linux/amd64,linux/arm64' --set web.args.VERSION=1.2
+  depot bake --print api
 
 Files (default: those present of compose.yaml, compose.yml, docker-compose.yml,
 docker-compose.yaml, docker-bake.json, docker-bake.override.json, docker-bake.hcl,
 docker-bake.override.hcl, read in that order, later ones overriding earlier ones):
 HCL and JSON bake files (variable, group, target blocks; target attributes context, dockerfile,
-tags, platforms, args, labels, target, no-cache, inherits; the matrix block; ${VAR} templates),
-and Compose files (services with a build section). Without TARGET the group \"default\" is built,
+tags, platforms, args, labels, target, no-cache, inherits, secret, ssh, contexts, cache-from,
+cache-to, pull, network, attest; the matrix block; ${VAR} templates), and Compose files
+(services with a build section). Without TARGET the group \"default\" is built,
 else every target. With --save every target is saved in one build, as <build-id>-<target>.")]
 pub struct BakeArgs {
     #[command(flatten)]
@@ -159,6 +202,15 @@ pub struct BakeArgs {
     /// A bake file (repeat; default: the standard names in this directory)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Override a target's attribute: TARGET.KEY=VALUE, TARGET a name or pattern (`*`), KEY
+    /// one of context, dockerfile, tags, platform, target, args.NAME, labels.NAME, no-cache,
+    /// pull, secrets, ssh, contexts.NAME, cache-from, cache-to, network, attest (repeat;
+    /// KEY+=VALUE appends)
+    #[arg(long = "set", value_name = "TARGET.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the resolved definition as JSON (as buildx does) and build nothing
+    #[arg(long)]
+    pub print: bool,
     /// Targets or groups to build
     pub targets: Vec<String>,
 }
@@ -187,13 +239,32 @@ pub async fn run_build(ctx: &Context, http: &reqwest::Client, args: BuildArgs) -
         tags: args.tags,
         platforms: dedup(args.platform),
         no_cache: args.no_cache,
+        passthrough: Passthrough {
+            secrets: args.secrets,
+            ssh: args.ssh,
+            contexts: args.build_contexts,
+            cache_from: args.cache_from,
+            cache_to: args.cache_to,
+            pull: args.pull,
+            network: args.network,
+            provenance: args.provenance,
+            sbom: args.sbom,
+        },
     };
-    execute(ctx, http, vec![target], &args.outputs).await
+    let mut outputs = args.outputs;
+    outputs.iidfile = args.iidfile;
+    execute(ctx, http, vec![target], &outputs).await
 }
 
 pub async fn run_bake(ctx: &Context, http: &reqwest::Client, args: BakeArgs) -> Result<()> {
     let cwd = std::env::current_dir()?;
-    let targets = bake::load(&cwd, &args.files, &args.targets)?;
+    let mut targets = bake::load(&cwd, &args.files, &args.targets)?;
+    bake::overrides::apply(&mut targets, &args.set, &cwd)?;
+    if args.print {
+        let definition = bake::print::definition(&targets, &cwd);
+        println!("{}", serde_json::to_string_pretty(&definition)?);
+        return Ok(());
+    }
     execute(ctx, http, targets, &args.outputs).await
 }
 
@@ -204,12 +275,30 @@ async fn execute(
     outputs: &Outputs,
 ) -> Result<()> {
     let builder = builder::Builder::choose(outputs.builder)?;
+    // Everything the builder could refuse is refused now, before a build is created.
+    for t in &targets {
+        t.passthrough.check(builder.kind, outputs.save, &t.what())?;
+    }
     outputs.status(&format!("Building with {}", builder.describe()));
     if outputs.save {
         save::run(ctx, http, &builder, &targets, outputs).await
     } else {
         local::run(&builder, &targets, outputs).await
     }
+}
+
+/// `--iidfile`: the image ID from a metadata entry (the config digest of one image, else the
+/// digest of the index over several platforms), as buildx writes it.
+fn write_iidfile(file: &std::path::Path, entry: &serde_json::Value) -> Result<()> {
+    let id = entry["containerimage.config.digest"]
+        .as_str()
+        .or(entry["containerimage.digest"].as_str())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--iidfile: a multi-platform image built with buildah has no single image ID                  until it is pushed: add --push or --save"
+            )
+        })?;
+    std::fs::write(file, id).map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))
 }
 
 fn dedup(platforms: Vec<Platform>) -> Vec<Platform> {

@@ -7,8 +7,6 @@
 //! the other builders and marks the build failed, naming the target and platform; so does
 //! Ctrl-C. Then `--push`/`--load` work from the saved build (`depot push`, `depot pull`).
 
-use std::path::Path;
-
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures::future::try_join_all;
 use serde_json::{json, Map, Value};
@@ -166,9 +164,16 @@ pub async fn run(
     if !outputs.quiet() {
         report(ctx, &build, targets, &outputs.save_tags);
     }
-    if let Some(file) = &outputs.metadata_file {
+    if outputs.metadata_file.is_some() || outputs.iidfile.is_some() {
         let manifests = saved_manifests(ctx, http, &build).await?;
-        write_metadata(file, &build, targets, &manifests)?;
+        let entries = metadata(&build, targets, &manifests);
+        if let Some(file) = &outputs.metadata_file {
+            let body = serde_json::to_vec_pretty(&entries)?;
+            std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))?;
+        }
+        if let Some(file) = &outputs.iidfile {
+            super::write_iidfile(file, &entries)?;
+        }
     }
     follow_on(ctx, http, &build, targets, outputs).await
 }
@@ -187,7 +192,14 @@ fn jobs<'a>(created: &Build, targets: &'a [Target]) -> Vec<Job<'a>> {
         } else {
             format!("{} ", t.name)
         };
-        match t.platforms.as_slice() {
+        // With attestations (buildx only) each output is an index of its own, which buildx
+        // builds over every platform and pushes whole.
+        let platforms = if t.passthrough.attestations() {
+            &[][..]
+        } else {
+            t.platforms.as_slice()
+        };
+        match platforms {
             [] => jobs.push(Job {
                 target: t,
                 platform: None,
@@ -236,6 +248,7 @@ fn dest_for(ctx: &Context, created: &Build, tag: &str) -> Result<Dest> {
             secret: secret.clone(),
         }),
         insecure: ctx.registry.starts_with("http://"),
+        cache: Some(format!("{repo}/cache")),
     })
 }
 
@@ -349,15 +362,14 @@ async fn saved_manifests(
     Ok(out)
 }
 
-/// `--metadata-file`: buildx's keys (`image.name`, `containerimage.digest`,
+/// What `--metadata-file` holds: buildx's keys (`image.name`, `containerimage.digest`,
 /// `containerimage.descriptor`, `containerimage.config.digest`, per target for a bake) and
 /// ours, `depot.build`.
-fn write_metadata(
-    file: &Path,
+fn metadata(
     build: &Build,
     targets: &[Target],
     manifests: &std::collections::HashMap<String, SavedManifest>,
-) -> Result<()> {
+) -> Value {
     let entry = |target: &str| -> Value {
         let Some(image) = build.images.iter().find(|i| i.target == target) else {
             return json!({});
@@ -398,8 +410,7 @@ fn write_metadata(
         depot_build["targets"] = json!(names);
     }
     out.insert("depot.build".into(), depot_build);
-    let body = serde_json::to_vec_pretty(&Value::Object(out))?;
-    std::fs::write(file, body).with_context(|| format!("writing {}", file.display()))
+    Value::Object(out)
 }
 
 /// `--push` and `--load` after a save: from the saved build, with the CLI's own push and pull.
@@ -456,6 +467,7 @@ mod tests {
             tags: vec![],
             platforms: platforms.iter().map(|p| p.parse().unwrap()).collect(),
             no_cache: false,
+            passthrough: Default::default(),
         }
     }
 
@@ -485,6 +497,13 @@ mod tests {
         let tags: Vec<&str> = j.iter().map(|j| j.tag.as_str()).collect();
         assert_eq!(tags, ["b1-web", "b1-api-linux-amd64", "b1-api-linux-arm64"]);
         assert_eq!(j[2].label, "api linux/arm64");
+        // With attestations buildx pushes each output's whole index: one job per target.
+        let mut attested = target("api", &["linux/amd64", "linux/arm64"]);
+        attested.passthrough.provenance = Some("mode=max".into());
+        let attested = [attested];
+        let j = jobs(&created(), &attested);
+        assert_eq!(j.len(), 1);
+        assert_eq!((j[0].tag.as_str(), j[0].platform), ("b1-api", None));
     }
 
     #[test]
@@ -492,6 +511,7 @@ mod tests {
         let ctx = Context::resolve(Some("http://127.0.0.1:5000".into()), None, None).unwrap();
         let d = dest_for(&ctx, &created(), "b1-linux-amd64").unwrap();
         assert_eq!(d.reference, "127.0.0.1:5000/p1:b1-linux-amd64");
+        assert_eq!(d.cache.as_deref(), Some("127.0.0.1:5000/p1/cache"));
         assert!(d.insecure);
         let auth = d.auth.unwrap();
         assert_eq!(auth.host, "127.0.0.1:5000");

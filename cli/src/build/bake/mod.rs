@@ -3,13 +3,16 @@
 //! HCL (parsed and evaluated by `hcl-rs`) and its JSON form become one set of definitions:
 //! `variable` blocks (a default, overridden by the environment variable of the same name),
 //! `group` blocks (`targets`), and `target` blocks with `context`, `dockerfile`, `tags`,
-//! `platforms`, `args`, `labels`, `target`, `no-cache`, `inherits`, and `matrix` (with `name`).
+//! `platforms`, `args`, `labels`, `target`, `no-cache`, `inherits`, `matrix` (with `name`), and
+//! what is handed to the builder: `secret`, `ssh`, `contexts`, `cache-from`, `cache-to`,
+//! `pull`, `network`, `attest`.
 //! Expressions may use the variables, `${...}` templates, conditionals and a few of bake's
 //! functions (`lower`, `upper`, `join`, `replace`, `trimprefix`, `trimsuffix`, `equal`,
 //! `notequal`). Compose files contribute their services that have a `build` section (no
 //! `${VAR}` interpolation there). Several files merge in order: a later file's attributes
-//! override an earlier file's for the same target. Other bake attributes (`output`,
-//! `cache-from`, `secret`, ...) are reported as ignored.
+//! override an earlier file's for the same target; `--set TARGET.KEY=VALUE` overrides them all
+//! ([`overrides`]), and `--print` shows the result as buildx does ([`print`]). Other bake
+//! attributes (`output`, ...) are reported as ignored.
 //!
 //! Paths: an HCL/JSON `context` is relative to the current directory, a Compose `context` to the
 //! Compose file's directory, and `dockerfile` to the context, as buildx has them.
@@ -22,11 +25,13 @@ use hcl::eval::{Context as EvalContext, Evaluate};
 use hcl::expr::Expression;
 use hcl::Value;
 
-use super::Target;
+use super::{Cache, Passthrough, Target};
 
 mod compose;
 mod functions;
 mod hcl_files;
+pub mod overrides;
+pub mod print;
 #[cfg(test)]
 mod tests;
 
@@ -47,7 +52,7 @@ const DEFAULT_FILES: [&str; 8] = [
 ];
 
 /// Attributes understood on a target.
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 19] = [
     "context",
     "dockerfile",
     "tags",
@@ -59,6 +64,14 @@ const KNOWN: [&str; 11] = [
     "inherits",
     "matrix",
     "name",
+    "secret",
+    "ssh",
+    "contexts",
+    "cache-from",
+    "cache-to",
+    "pull",
+    "network",
+    "attest",
 ];
 
 /// Everything the files define, before evaluation.
@@ -428,6 +441,25 @@ fn to_target(
         }
     }
     let no_cache = matches!(get("no-cache")?, Some(Value::Bool(true)));
+    let caches = |k: &str| -> Result<Vec<Cache>> {
+        list(k)?
+            .iter()
+            .map(|c| Cache::parse(c).map_err(|e| anyhow!("target {name}: {k}: {e}")))
+            .collect()
+    };
+    let mut passthrough = Passthrough {
+        secrets: list("secret")?,
+        ssh: list("ssh")?,
+        contexts: map("contexts")?,
+        cache_from: caches("cache-from")?,
+        cache_to: caches("cache-to")?,
+        pull: matches!(get("pull")?, Some(Value::Bool(true))),
+        network: string("network")?,
+        ..Passthrough::default()
+    };
+    for a in list("attest")? {
+        overrides::attest(&mut passthrough, &a).map_err(|e| anyhow!("target {name}: {e}"))?;
+    }
     Ok(Target {
         context,
         dockerfile,
@@ -441,6 +473,7 @@ fn to_target(
             .collect(),
         platforms,
         no_cache,
+        passthrough,
         name,
     })
 }
