@@ -112,6 +112,20 @@ pub async fn resolve(
             Some(b) => (Some(b.id.clone()), vec![String::new()]),
             None => (None, vec![String::new()]),
         };
+        // The -t names the build recorded, per target, as a pull by its ID would use them.
+        let recorded: Vec<(String, Vec<String>)> = match &build {
+            Some(id) => api
+                .build(id)
+                .await?
+                .map(|b| {
+                    b.images
+                        .into_iter()
+                        .map(|i| (i.target, i.image_names))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         let mut images = Vec::new();
         for target in outputs {
             let tag = suffixed(arg, &target);
@@ -122,12 +136,17 @@ pub async fn resolve(
                     Some(404) => anyhow!("no build or save tag {arg} in project {project}"),
                     _ => anyhow!("{project}:{tag}: {e}"),
                 })?;
+            let image_names = recorded
+                .iter()
+                .find(|(t, _)| *t == target)
+                .map(|(_, names)| names.clone())
+                .unwrap_or_default();
             images.push(SourceImage {
                 target,
                 name: format!("{}/{project}:{tag}", ctx.host()),
                 tag,
                 digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-                image_names: Vec::new(),
+                image_names,
             });
         }
         Source {

@@ -797,7 +797,7 @@ target "api" {
 
     let (stdout, _) = ok(depot(&f, &[])
         .current_dir(&root)
-        .args(["bake", "--save"])
+        .args(["bake", "--save", "--save-tag", "edge"])
         .args(sets));
     let id = stdout.trim().to_owned();
     let shown = f.show(&id);
@@ -814,5 +814,22 @@ target "api" {
     assert_eq!(
         shown["targets"][0]["image_names"],
         serde_json::json!(["example.com/web:set"])
+    );
+    // Pulled by its save tag, the image is named after the build's -t names too.
+    let by_tag = f.dir.path().join("by-tag");
+    let by_tag = format!("oci:{}", by_tag.display());
+    ok(f.depot().args(["pull", "--output", &by_tag, "edge"]));
+    let web_digest = shown["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target"] == "web")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        digest_of(&format!("{by_tag}:example.com/web:set")),
+        web_digest
     );
 }
