@@ -652,6 +652,37 @@ fn admin_subcommand_bootstraps_a_project_offline() {
         .unwrap();
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("exists already"));
+
+    // Deleted offline: its build expires at once, it is gone for the server, its name is free.
+    let deleted = admin(&["delete-project", "--project", &id]);
+    assert_eq!(deleted["builds_expired"], 1, "{deleted}");
+    assert_eq!(deleted["id"], json!(id));
+    let (status, _) = f.api(
+        Method::GET,
+        &format!("/api/v1/projects/{id}"),
+        &f.admin,
+        json!(null),
+    );
+    assert_eq!(status, 404);
+    let build_id = build["id"].as_str().unwrap();
+    let shown = f.ok(
+        Method::GET,
+        &format!("/api/v1/builds/{build_id}"),
+        &f.admin,
+        json!(null),
+    );
+    assert_eq!(shown["expired"], true, "{shown}");
+    let reborn = admin(&["create-project", "--name", "boot", "--keep-builds", "3"]);
+    assert_ne!(reborn["id"], json!(id));
+    assert_eq!(reborn["keep_builds"], 3);
+    let gone = std::process::Command::new(env!("CARGO_BIN_EXE_depot-registry"))
+        .args(["admin", "--data-dir"])
+        .arg(dir.path())
+        .args(["delete-project", "--project", &id])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains(&format!("no project {id}")));
 }
 
 /// The OpenAPI document and the routes agree: every documented operation exists and asks for
@@ -674,7 +705,8 @@ fn openapi_document_matches_the_routes() {
             .replace("{project}", "p")
             .replace("{build}", "b")
             .replace("{token}", "t")
-            .replace("{policy}", "tp");
+            .replace("{policy}", "tp")
+            .replace("{tag}", "latest");
         for method in ["get", "post", "patch", "delete"] {
             let Some(op) = item.get(method) else {
                 continue;
@@ -702,7 +734,7 @@ fn openapi_document_matches_the_routes() {
             }
         }
     }
-    assert_eq!(operations, 21);
+    assert_eq!(operations, 24);
     let resp = http
         .put(format!("{}/api/v1/projects", server.url()))
         .send()
