@@ -18,7 +18,7 @@ pub enum ProgressMode {
     Tty,
     /// Nothing but errors and results
     Quiet,
-    /// buildx's JSON stream: handed to a buildx builder; lines for our own output
+    /// buildx's JSON stream: handed to a buildx builder (buildah's output and ours stay lines)
     Rawjson,
 }
 

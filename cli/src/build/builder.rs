@@ -29,6 +29,8 @@ pub struct Builder {
     program: PathBuf,
     /// Whether it was chosen by `--builder` rather than found.
     forced: bool,
+    /// buildx's own progress output (`rawjson`), when asked for.
+    pub buildx_progress: Option<&'static str>,
 }
 
 /// A registry reference to push one image to, and how.
@@ -72,6 +74,7 @@ impl Builder {
                 kind,
                 program,
                 forced: forced.is_some(),
+                buildx_progress: None,
             })
         };
         match forced {
@@ -102,6 +105,9 @@ impl Builder {
         let mut cmd = Command::new(&self.program);
         if self.kind == Kind::Buildx {
             cmd.args(["buildx", "build"]);
+            if let Some(mode) = self.buildx_progress {
+                cmd.env("BUILDKIT_PROGRESS", mode);
+            }
         } else {
             cmd.arg("build");
         }
@@ -379,6 +385,7 @@ mod tests {
             kind: Kind::Buildx,
             program: "docker".into(),
             forced: true,
+            buildx_progress: Some("rawjson"),
         };
         let cmd = b.buildx_passthrough(&target(), true, false, Some(Path::new("iid.txt")));
         let args: Vec<String> = cmd
@@ -392,6 +399,11 @@ mod tests {
             .windows(2)
             .any(|w| w == ["--secret", "id=npm,env=NPM_TOKEN"]));
         assert!(args.windows(2).any(|w| w == ["--iidfile", "iid.txt"]));
+        // --progress rawjson reaches buildx.
+        assert!(cmd
+            .as_std()
+            .get_envs()
+            .any(|(k, v)| k == "BUILDKIT_PROGRESS" && v == Some("rawjson".as_ref())));
     }
 
     #[test]

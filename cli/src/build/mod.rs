@@ -274,7 +274,10 @@ async fn execute(
     targets: Vec<Target>,
     outputs: &Outputs,
 ) -> Result<()> {
-    let builder = builder::Builder::choose(outputs.builder)?;
+    let mut builder = builder::Builder::choose(outputs.builder)?;
+    if outputs.progress.mode() == crate::progress::ProgressMode::Rawjson {
+        builder.buildx_progress = Some("rawjson");
+    }
     // Everything the builder could refuse is refused now, before a build is created.
     for t in &targets {
         t.passthrough.check(builder.kind, outputs.save, &t.what())?;
