@@ -592,6 +592,19 @@ fn tags_of(f: &Fixture, repository: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How many builds the fixture's project has.
+fn builds_of(f: &Fixture) -> usize {
+    f.api(
+        reqwest::Method::GET,
+        &format!("/api/v1/projects/{}/builds", f.project),
+        &f.token,
+        Value::Null,
+    )["builds"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 /// buildx's flags handed to buildah: a secret (file and environment), an extra build context
 /// that the Containerfile copies from, `--pull`, `--network`, `--iidfile` (the saved image's
 /// config digest), and the project's own build cache in the depot registry, written by the
@@ -675,15 +688,7 @@ fn build_flags_reach_buildah_and_the_cache_lives_in_the_project() {
     assert!(stderr.contains("Using cache"), "{stderr}");
 
     // Refused before a build is created, saying what helps.
-    let builds_before = f.api(
-        reqwest::Method::GET,
-        &format!("/api/v1/projects/{}/builds", f.project),
-        &f.token,
-        Value::Null,
-    )["builds"]
-        .as_array()
-        .unwrap()
-        .len();
+    let builds_before = builds_of(&f);
     let err = fails(&mut build(&["--provenance=mode=max"]));
     assert!(
         err.contains("--provenance and --sbom need --builder buildx"),
@@ -709,15 +714,7 @@ fn build_flags_reach_buildah_and_the_cache_lives_in_the_project() {
             .arg(&ctx),
     );
     assert!(err.contains("add --save"), "{err}");
-    let builds_after = f.api(
-        reqwest::Method::GET,
-        &format!("/api/v1/projects/{}/builds", f.project),
-        &f.token,
-        Value::Null,
-    )["builds"]
-        .as_array()
-        .unwrap()
-        .len();
+    let builds_after = builds_of(&f);
     assert_eq!(builds_before, builds_after, "a refused build was created");
 }
 

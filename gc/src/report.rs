@@ -37,12 +37,12 @@ impl Report {
     pub fn summary(&self) -> String {
         let verb = if self.dry_run { "would free" } else { "freed" };
         let mut s = format!(
-            "{} builds beyond their project's count policy, {} builds expired, {} manifests, {} upload sessions, {} blobs deleted; {verb} {} bytes in {} ms",
-            self.builds_beyond_policy,
+            "{} builds expired, {} manifests, {} upload sessions, {} blobs deleted; {} builds beyond their project's count policy; {verb} {} bytes in {} ms",
             self.builds_expired,
             self.manifests_deleted,
             self.uploads_deleted,
             self.blobs_deleted,
+            self.builds_beyond_policy,
             self.bytes_freed,
             self.duration_ms()
         );

@@ -83,21 +83,8 @@ fn every_shape_survives_on_postgres_and_s3() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let backend: Vec<String> = [
-        "--database-url",
-        &b.database_url,
-        "--storage",
-        &format!("s3://{}/registry", b.bucket),
-        "--s3-endpoint",
-        &b.endpoint,
-        "--s3-region",
-        "us-east-1",
-        "--s3-force-path-style",
-        "--s3-part-size-mib",
-        "5",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // Small S3 parts, so that "one part" and "many parts" stay small.
+    let mut backend = b.store_flags();
+    backend.extend(["--s3-part-size-mib".to_owned(), "5".to_owned()]);
     every_shape_survives(&backend, dir.path());
 }

@@ -20,6 +20,13 @@ pub struct Backends {
 impl Backends {
     /// The `serve` flags that put a replica on these backends.
     pub fn flags(&self) -> Vec<String> {
+        let mut flags = self.store_flags();
+        flags.extend(["--admin-token".to_owned(), self.admin.clone()]);
+        flags
+    }
+
+    /// The database and store flags `serve`, `admin` and `depot-gc` all take.
+    pub fn store_flags(&self) -> Vec<String> {
         [
             "--database-url",
             &self.database_url,
@@ -30,8 +37,6 @@ impl Backends {
             "--s3-region",
             "us-east-1",
             "--s3-force-path-style",
-            "--admin-token",
-            &self.admin,
         ]
         .iter()
         .map(|s| s.to_string())
