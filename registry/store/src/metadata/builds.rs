@@ -23,6 +23,26 @@ pub struct TokenInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// Which of a project's builds a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildFilter {
+    All,
+    /// In this state and not expired.
+    Live(BuildState),
+    /// Past its expiry, whatever its state.
+    Expired,
+}
+
+impl BuildFilter {
+    fn sql(self) -> &'static str {
+        match self {
+            BuildFilter::All => "all",
+            BuildFilter::Live(s) => s.as_str(),
+            BuildFilter::Expired => "expired",
+        }
+    }
+}
+
 /// A live tag of a repository, as a project's image list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagEntry {
@@ -416,6 +436,64 @@ impl Metadata {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(build_row).collect()
+    }
+
+    /// [`Metadata::list_builds`] narrowed by `filter` and to builds whose spec mentions
+    /// `save_tag` (a superset of those carrying it: the caller checks the spec).
+    pub async fn list_builds_where(
+        &self,
+        project: &str,
+        filter: BuildFilter,
+        save_tag: Option<&str>,
+        now: i64,
+        limit: i64,
+        after: Option<(i64, &str)>,
+    ) -> Result<Vec<Build>> {
+        let (at, id) = after.unwrap_or((i64::MAX, ""));
+        // The spec is JSON: a save tag stands in it quoted. `_` may match more: fine.
+        let mentions = save_tag.map_or_else(String::new, |t| format!("%\"{t}\"%"));
+        let rows = sqlx::query(&format!(
+            "SELECT {BUILD_COLUMNS} FROM builds WHERE project = $1 \
+             AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             AND ($4 = 'all' OR ($4 = 'expired' AND expires_at <= $5) \
+                  OR (state = $4 AND expires_at > $5)) \
+             AND ($6 = '' OR spec LIKE $6) \
+             ORDER BY created_at DESC, id DESC LIMIT $7"
+        ))
+        .bind(project)
+        .bind(at)
+        .bind(id)
+        .bind(filter.sql())
+        .bind(now)
+        .bind(mentions)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(build_row).collect()
+    }
+
+    /// Whether a live build other than `build_id` holds a manifest of `repo` that references
+    /// `blob` (a layer two builds share).
+    pub async fn blob_shared_with_other_builds(
+        &self,
+        repo: &RepoName,
+        blob: &str,
+        build_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM manifest_refs r \
+             JOIN build_manifests bm ON bm.repo = r.repo AND bm.digest = r.manifest \
+             JOIN builds b ON b.id = bm.build_id \
+             WHERE r.repo = $1 AND r.child = $2 AND bm.build_id <> $3 AND b.expires_at > $4 LIMIT 1",
+        )
+        .bind(repo.as_str())
+        .bind(blob)
+        .bind(build_id)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// Moves a build from `from` to `to` (recording a failure reason); false if it was not in

@@ -3,7 +3,7 @@
 //!
 //! All SQL lives here, one file per question: repositories and blobs ([`blobs`]), upload
 //! sessions ([`uploads`]), manifests, tags and referrers ([`manifests`]), projects and builds
-//! ([`builds`]), shared settings ([`settings`]), CI trust policies ([`trust_policies`]), garbage collection ([`gc`]), the gauges' counts ([`stats`]); every difference
+//! ([`builds`]), shared settings ([`settings`]), CI trust policies ([`trust_policies`]), garbage collection ([`gc`]), the gauges' counts ([`stats`]), dashboard sessions ([`sessions`]) and usage ([`usage`]); every difference
 //! between the two databases is in [`Dialect`]. Callers use these methods. Queries use `$N` placeholders and only syntax
 //! both dialects share (`ON CONFLICT`, `lower()`), so there is a single code path.
 //!
@@ -16,12 +16,14 @@ mod builds;
 mod dialect;
 mod gc;
 mod manifests;
+mod sessions;
 mod settings;
 mod stats;
 #[cfg(test)]
 mod suite;
 mod trust_policies;
 mod uploads;
+mod usage;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -33,12 +35,14 @@ use crate::error::{Error, Result};
 use crate::names::RepoName;
 
 pub use blobs::{Link, StoredBlob};
-pub use builds::{BuildImage, ProjectDeleted, TagEntry, TokenInfo};
+pub use builds::{BuildFilter, BuildImage, ProjectDeleted, TagEntry, TokenInfo};
 pub use dialect::Dialect;
 pub use manifests::{NewManifest, Owner, Referrer, StoredManifest};
+pub use sessions::UiSession;
 pub use stats::{PoolUse, Stats};
 pub use trust_policies::StoredPolicy;
 pub use uploads::Upload;
+pub use usage::{hour_of, ProjectTotals, UsagePoint};
 
 /// Pooled access to the metadata database.
 #[derive(Clone)]

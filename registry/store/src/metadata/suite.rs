@@ -164,6 +164,7 @@ pub async fn run(db: &Metadata) {
 
     builds_and_expiry(db).await;
     keep_policies_and_deleted_projects(db).await;
+    dashboard(db).await;
     trust_policies(db).await;
     super::gc::suite::run(db).await;
     usage_follows_links(db).await;
@@ -400,6 +401,174 @@ async fn keep_policies_and_deleted_projects(db: &Metadata) {
         db.create_project(&again).await.unwrap(),
         "the name is free again"
     );
+}
+
+/// What the dashboard reads: sessions (found until they end or are deleted), builds filtered
+/// by state and save tag, layers shared between builds, totals and hourly usage.
+async fn dashboard(db: &Metadata) {
+    const HOUR: i64 = 3_600_000;
+    let now = 5_000 * HOUR + 123;
+    let session = UiSession {
+        id_hash: "h1".into(),
+        kind: "project".into(),
+        project: Some("dash".into()),
+        token_id: "t9".into(),
+        csrf: "c1".into(),
+        created_at: now,
+        expires_at: now + HOUR,
+    };
+    db.create_ui_session(&session, now).await.unwrap();
+    assert_eq!(
+        db.ui_session("h1", now).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        db.ui_session("h1", now + HOUR).await.unwrap(),
+        None,
+        "ended"
+    );
+    assert_eq!(db.ui_session("h2", now).await.unwrap(), None);
+    // A new session sweeps out the ended ones.
+    let later = UiSession {
+        id_hash: "h2".into(),
+        ..session.clone()
+    };
+    db.create_ui_session(&later, now + 2 * HOUR).await.unwrap();
+    assert!(!db.delete_ui_session("h1").await.unwrap(), "swept already");
+    assert!(db.delete_ui_session("h2").await.unwrap());
+    assert_eq!(db.ui_session("h2", now).await.unwrap(), None, "signed out");
+
+    let p = Project {
+        id: "dash".into(),
+        name: "dash".into(),
+        retention_secs: 60,
+        created_at: 1,
+        keep: None,
+    };
+    assert!(db.create_project(&p).await.unwrap());
+    let far = now + 100 * HOUR;
+    let spec = |tags: &[&str]| BuildSpec {
+        save_tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..BuildSpec::default()
+    };
+    let mut b1 = build("d1", "dash", now - 30, far);
+    b1.spec = spec(&["latest"]);
+    db.create_build(&b1).await.unwrap();
+    let m1 = manifest(b"d1-image");
+    let layer = Digest::of(Algorithm::Sha256, b"shared layer");
+    let link = Link::New(StoredBlob::new(12, "loc-shared".into()));
+    db.link_blob(&repo("dash"), &layer, link, now)
+        .await
+        .unwrap();
+    let with_layer = |m: NewManifest| NewManifest {
+        blobs: vec![layer.clone()],
+        ..m
+    };
+    let owner = |id: &str, expires_at: i64| Owner {
+        build_id: id.into(),
+        expires_at,
+    };
+    db.put_manifest(&repo("dash"), &with_layer(m1), &[], Some(&owner("d1", far)))
+        .await
+        .unwrap();
+    db.transition_build(
+        "d1",
+        BuildState::Building,
+        BuildState::Saved,
+        None,
+        now - 20,
+    )
+    .await
+    .unwrap();
+    let mut b2 = build("d2", "dash", now - 10, far);
+    b2.spec = spec(&["latest_x"]);
+    db.create_build(&b2).await.unwrap();
+    db.create_build(&build("d3", "dash", now - 5, now - 1))
+        .await
+        .unwrap();
+    assert!(!db
+        .blob_shared_with_other_builds(&repo("dash"), layer.as_str(), "d1", now)
+        .await
+        .unwrap());
+    db.put_manifest(
+        &repo("dash"),
+        &with_layer(manifest(b"d2-image")),
+        &[],
+        Some(&owner("d2", far)),
+    )
+    .await
+    .unwrap();
+    assert!(db
+        .blob_shared_with_other_builds(&repo("dash"), layer.as_str(), "d1", now)
+        .await
+        .unwrap());
+    let ids = |builds: Vec<Build>| builds.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    let list = |filter, tag| db.list_builds_where("dash", filter, tag, now, 10, None);
+    assert_eq!(
+        ids(list(BuildFilter::All, None).await.unwrap()),
+        ["d3", "d2", "d1"]
+    );
+    assert_eq!(
+        ids(list(BuildFilter::Live(BuildState::Saved), None)
+            .await
+            .unwrap()),
+        ["d1"]
+    );
+    assert_eq!(
+        ids(list(BuildFilter::Live(BuildState::Building), None)
+            .await
+            .unwrap()),
+        ["d2"]
+    );
+    assert_eq!(ids(list(BuildFilter::Expired, None).await.unwrap()), ["d3"]);
+    // A superset by the spec's text (`_` matches any character): the caller checks exactly.
+    assert_eq!(
+        ids(list(BuildFilter::All, Some("latest")).await.unwrap()),
+        ["d1"]
+    );
+    assert_eq!(
+        ids(list(BuildFilter::All, Some("latest_x")).await.unwrap()),
+        ["d2"]
+    );
+    let page = db
+        .list_builds_where(
+            "dash",
+            BuildFilter::All,
+            None,
+            now,
+            1,
+            Some((now - 10, "d2")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(page), ["d1"]);
+
+    let totals = db.project_totals("dash", now).await.unwrap();
+    assert_eq!((totals.builds, totals.live_saved), (3, 1));
+    assert_eq!(totals.storage_bytes, 12);
+    db.record_usage("dash", now, 12, 1, 3).await.unwrap();
+    db.record_usage("dash", now + 60_000, 24, 2, 2)
+        .await
+        .unwrap();
+    db.record_usage("dash", now + HOUR, 24, 2, 1).await.unwrap();
+    let points = db.usage_since("dash", now - HOUR).await.unwrap();
+    assert_eq!(points.len(), 2);
+    assert_eq!(points[0].at, hour_of(now));
+    assert_eq!(
+        (
+            points[0].storage_bytes,
+            points[0].builds_saved,
+            points[0].pulls
+        ),
+        (24, 2, 5),
+        "the latest storage, pulls added up"
+    );
+    assert_eq!(points[1].pulls, 1);
+    assert!(db
+        .usage_since("dash", now + 2 * HOUR)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Trust policies: created, listed per project, deleted once, and dead from then on.
