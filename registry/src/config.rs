@@ -87,6 +87,15 @@ pub struct ServeConfig {
     #[arg(long = "gc-interval", env = "DEPOT_GC_INTERVAL", default_value_t = 300)]
     pub gc_interval_secs: u64,
 
+    /// Seconds between samples of each project's usage (storage, saved builds, pulls) for the
+    /// dashboard's chart; 0 turns sampling off
+    #[arg(
+        long = "usage-interval",
+        env = "DEPOT_USAGE_INTERVAL",
+        default_value_t = 600
+    )]
+    pub usage_interval_secs: u64,
+
     #[command(flatten)]
     pub gc: GcConfig,
 
@@ -197,6 +206,7 @@ impl ServeConfig {
             s3_read_cache_mib: 256,
             s3_redirect: "auto".into(),
             gc_interval_secs: 300,
+            usage_interval_secs: 600,
             gc: GcConfig::default(),
             auth: AuthConfig {
                 auth_service: "depot-registry".into(),

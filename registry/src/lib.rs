@@ -35,4 +35,6 @@ pub mod scrape;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod ui;
 pub mod upload_id;
+pub mod usage;

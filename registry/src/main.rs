@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             let tls = config.tls()?;
             let state = server::open(&config).await?;
             server::start_gc(&state, &config);
+            server::start_usage(&state, &config);
             let addr = listener.local_addr()?;
             if let Some(m) = &metrics {
                 tracing::info!(addr = %m.local_addr()?, "metrics on http://{}/metrics", m.local_addr()?);

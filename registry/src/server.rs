@@ -77,7 +77,20 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         metrics: Default::default(),
         base_url,
         lifecycle: Default::default(),
+        pulls: Default::default(),
     })
+}
+
+/// Starts sampling each project's usage for the dashboard (`--usage-interval`; 0: none).
+pub fn start_usage(state: &AppState, config: &ServeConfig) {
+    if config.usage_interval_secs == 0 {
+        return;
+    }
+    crate::usage::spawn(
+        state.content.clone(),
+        state.pulls.clone(),
+        Duration::from_secs(config.usage_interval_secs),
+    );
 }
 
 /// Starts the server's own garbage collections (`--gc-interval`; 0: none).
@@ -194,6 +207,7 @@ pub fn metrics_app(state: AppState) -> Router {
 fn base(state: AppState) -> Router {
     api::router(state.clone())
         .merge(crate::control::router(state.clone()))
+        .merge(crate::ui::router(state.clone()))
         .merge(crate::health::router(state))
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub base_url: BaseUrl,
     /// Whether the process is shutting down (`/readyz` then answers 503).
     pub lifecycle: Lifecycle,
+    /// Manifest requests answered per repository, for the dashboard's usage chart.
+    pub pulls: Arc<crate::usage::PullCounter>,
 }
 
 /// Whether this process is shutting down; shared by the server and the probes.

@@ -56,6 +56,7 @@ pub(crate) async fn get(
     let body = if head {
         Body::empty()
     } else {
+        state.pulls.count(repo.as_str());
         Body::from(m.content)
     };
     Response::builder()

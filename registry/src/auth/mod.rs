@@ -186,6 +186,17 @@ impl Auth {
         Ok(())
     }
 
+    /// Whether `hash` is the current admin token's [`secret_hash`] (a dashboard session opened
+    /// with an earlier admin token ends when the token changes).
+    pub fn is_admin_hash(&self, hash: &str) -> bool {
+        hash == self.admin_hash
+    }
+
+    /// Whether the project token `id` is still live (the database decides, on every replica).
+    pub async fn project_token_live(&self, id: &str) -> Result<bool> {
+        Ok(self.meta.project_token_live(id).await?)
+    }
+
     /// Resolves a presented secret into a credential; a wrong, revoked or expired one is a 401.
     pub async fn credential(&self, secret: &str) -> Result<Credential> {
         let invalid = || Error::unauthorized("invalid credentials");

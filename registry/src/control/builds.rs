@@ -36,7 +36,7 @@ fn repo_of(build: &Build) -> Result<RepoName> {
 
 /// The outputs of `build` that have an image now, each with its size (layers included), named
 /// for clients at `host`.
-async fn output_images(
+pub(crate) async fn output_images(
     state: &AppState,
     host: &str,
     build: &Build,
@@ -233,7 +233,7 @@ async fn current(
 }
 
 /// A build the caller may see, or 404.
-async fn visible_build(state: &AppState, caller: &Caller, id: &str) -> Result<Build> {
+pub(crate) async fn visible_build(state: &AppState, caller: &Caller, id: &str) -> Result<Build> {
     let not_found = || Error::not_found(format!("build {id} not found"));
     let build = state.content.meta.build(id).await?.ok_or_else(not_found)?;
     if !caller.sees_build(&build) {
@@ -454,8 +454,20 @@ pub(crate) async fn extend(
         "builds are extended with a project or admin token",
     )
     .await?;
+    extend_build(&state, &build, req.add_secs, req.expires_in_secs).await?;
+    current(&state, &headers, &caller, &id).await
+}
+
+/// Sets a build's new expiry: `add_secs` more (from its expiry, or from now if it has passed),
+/// or `expires_in_secs` from now; at most ten years from now either way.
+pub(crate) async fn extend_build(
+    state: &AppState,
+    build: &Build,
+    add_secs: Option<i64>,
+    expires_in_secs: Option<i64>,
+) -> Result<()> {
     let now = state.content.now_ms();
-    let expires_at = match (req.add_secs, req.expires_in_secs) {
+    let expires_at = match (add_secs, expires_in_secs) {
         (Some(add), None) => {
             // Every stored expiry is within ten years of its writing, so this cannot overflow.
             let later = expiry_after(build.expires_at.max(now), add, "add_secs")
@@ -485,13 +497,14 @@ pub(crate) async fn extend(
         .await?
     {
         return Err(Error::conflict(format!(
-            "build {id} expired and was garbage collected; it cannot be extended"
+            "build {} expired and was garbage collected; it cannot be extended",
+            build.id
         )));
     }
     // Cached lookups carry the old expiry: an earlier one must not be served past.
-    let repo = repo_of(&build)?;
+    let repo = repo_of(build)?;
     state.content.changed(&repo, &[Change::Everything]).await;
-    current(&state, &headers, &caller, &id).await
+    Ok(())
 }
 
 /// Delete the build now (project or admin token).
@@ -517,7 +530,7 @@ pub(crate) async fn delete(
 }
 
 /// Deletes a build now: its tags at once, its manifests unless another live build holds them.
-pub(super) async fn remove(state: &AppState, build: &Build) -> Result<()> {
+pub(crate) async fn remove(state: &AppState, build: &Build) -> Result<()> {
     let repo = repo_of(build)?;
     state
         .content

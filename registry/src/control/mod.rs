@@ -6,7 +6,7 @@
 //! told about projects and builds they cannot see: those answer `404 NOT_FOUND`, the same as
 //! ones that do not exist.
 
-mod builds;
+pub(crate) mod builds;
 mod images;
 mod openapi;
 mod paging;

@@ -371,6 +371,29 @@ pub(crate) fn pull_ttl(request: &api::PullTokenRequest) -> Result<i64> {
     Ok(ttl)
 }
 
+/// Mints a pull token (`None` build: the whole project): the token and when it expires (Unix
+/// seconds), never beyond the credential minting it (a CI job's ends within the hour).
+pub(crate) fn mint_pull_token(
+    state: &AppState,
+    caller: &Caller,
+    project: &str,
+    build: Option<&str>,
+    ttl: i64,
+) -> Result<(String, i64)> {
+    let Some(auth) = state.access.auth() else {
+        return Err(Error::not_found(
+            "authentication is disabled (--no-auth): no tokens are issued",
+        ));
+    };
+    let ttl = match caller.0.expires_at() {
+        Some(limit) => ttl
+            .min(limit - state.content.now_ms().div_euclid(1000))
+            .max(1),
+        None => ttl,
+    };
+    Ok(auth.mint_pull(project, build, ttl, caller.0.root_token()))
+}
+
 /// Mints a pull token (`None` build: the whole project) and answers with it.
 pub(crate) fn pull_token_response(
     state: &AppState,
@@ -379,19 +402,7 @@ pub(crate) fn pull_token_response(
     build: Option<&str>,
     ttl: i64,
 ) -> Result<Response> {
-    let Some(auth) = state.access.auth() else {
-        return Err(Error::not_found(
-            "authentication is disabled (--no-auth): no tokens are issued",
-        ));
-    };
-    // Never beyond the credential minting it (a CI job's ends within the hour).
-    let ttl = match caller.0.expires_at() {
-        Some(limit) => ttl
-            .min(limit - state.content.now_ms().div_euclid(1000))
-            .max(1),
-        None => ttl,
-    };
-    let (token, exp) = auth.mint_pull(project, build, ttl, caller.0.root_token());
+    let (token, exp) = mint_pull_token(state, caller, project, build, ttl)?;
     Ok(json(
         StatusCode::CREATED,
         &api::PullToken {
