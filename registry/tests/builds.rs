@@ -131,8 +131,8 @@ fn builds_are_saved_pulled_and_expire() {
     let subject_size = inspect(&host, &format!("{pid}:{b1_id}"), &ci)
         .unwrap()
         .len();
-    let sbom = push_referrer(
-        &server,
+    let sbom = depot_testkit::oci::push_sbom(
+        &server.url(),
         &pid,
         b1["push_token"].as_str().unwrap(),
         &amd64,
@@ -381,52 +381,6 @@ fn builds_are_saved_pulled_and_expire() {
     for secret in [&admin, &ci, &pull, &b2_push] {
         assert!(!logs.contains(secret.as_str()), "a secret was logged");
     }
-}
-
-/// Pushes an SBOM artifact whose subject is `subject`, by digest, with a build's push token;
-/// returns its digest.
-fn push_referrer(
-    server: &Server,
-    repo: &str,
-    push_token: &str,
-    subject: &str,
-    subject_size: usize,
-) -> String {
-    let token = access_token(server, push_token, &format!("repository:{repo}:pull,push"));
-    let http = Client::new();
-    let sbom = depot_testkit::random_bytes(1000);
-    for blob in [sbom.as_slice(), b"{}"] {
-        let resp = http
-            .post(format!(
-                "{}/v2/{repo}/blobs/uploads/?digest={}",
-                server.url(),
-                sha256(blob)
-            ))
-            .bearer_auth(&token)
-            .body(blob.to_vec())
-            .send()
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 201);
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/spdx+json",
-        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2 },
-        "layers": [{ "mediaType": "application/spdx+json", "digest": sha256(&sbom), "size": sbom.len() }],
-        "subject": { "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size },
-    }))
-    .unwrap();
-    let digest = sha256(&manifest);
-    let resp = http
-        .put(format!("{}/v2/{repo}/manifests/{digest}", server.url()))
-        .bearer_auth(&token)
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    digest
 }
 
 /// The digests the referrers API lists for `subject`.

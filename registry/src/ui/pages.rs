@@ -553,13 +553,14 @@ async fn build_page(
                     }
                 }
             }
-            None => entries.push((
-                pushed
-                    .get(&image.digest)
-                    .cloned()
-                    .unwrap_or_else(|| "image".to_owned()),
-                image.digest.clone(),
-            )),
+            None => {
+                // One image: its platform as the builder reported it, else as its config says.
+                let platform = match pushed.get(&image.digest) {
+                    Some(p) => p.clone(),
+                    None => config_platform(state, &top).await?,
+                };
+                entries.push((platform, image.digest.clone()));
+            }
         }
         let mut platforms = Vec::new();
         let mut referrers = referrers_of(state, &repo, &image.digest, now).await?;
@@ -646,6 +647,24 @@ async fn build_page(
         can_manage: caller.manages_project(p) && !build.is_expired(now),
         can_mint: live && caller.builds_in(p) && state.access.auth().is_some(),
     })
+}
+
+/// The platform an image manifest's config names (`linux/amd64`), or `image` when it names none.
+async fn config_platform(state: &AppState, manifest: &serde_json::Value) -> Result<String> {
+    let config = &manifest["config"];
+    let (Some(digest), Some(size)) = (
+        config["digest"]
+            .as_str()
+            .and_then(|d| d.parse::<Digest>().ok()),
+        config["size"].as_u64(),
+    ) else {
+        return Ok("image".to_owned());
+    };
+    Ok(
+        depot_store::assemble::config_platform(&state.content, &digest, size)
+            .await?
+            .map_or_else(|| "image".to_owned(), |p| p.to_string()),
+    )
 }
 
 /// A stored manifest of `repo` as JSON (`Null` when it is gone or not JSON).

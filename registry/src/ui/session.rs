@@ -204,7 +204,10 @@ async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<Session
     };
     let who = match &credential {
         Credential::Admin => "admin".to_owned(),
-        Credential::Project { project, .. } => format!("project {project}"),
+        Credential::Project { project, .. } => match state.content.meta.project(project).await? {
+            Some(p) => format!("project {}", p.name),
+            None => return Ok(None),
+        },
         _ => String::new(),
     };
     Ok(Some(Session {

@@ -134,7 +134,7 @@ async fn arrival(content: &Content, build: &Build, p: &Pushed<'_>) -> Result<Opt
 }
 
 /// The platform an image config names (`os`, `architecture`, `variant`).
-async fn config_platform(
+pub async fn config_platform(
     content: &Content,
     digest: &Digest,
     size: u64,

@@ -101,3 +101,41 @@ pub fn put_manifest(
     }
     req.send().unwrap()
 }
+
+/// Pushes an SBOM artifact (`artifactType: application/spdx+json`) whose `subject` is the image
+/// manifest `subject` of `repo`, by digest, with `secret` (a build's push token, traded at
+/// `/token`); returns the artifact's digest.
+pub fn push_sbom(
+    base: &str,
+    repo: &str,
+    secret: &str,
+    subject: &str,
+    subject_size: usize,
+) -> String {
+    let http = Client::new();
+    let token =
+        crate::api::access_token(&http, base, secret, &format!("repository:{repo}:pull,push"));
+    let sbom = random_bytes(1000);
+    for blob in [sbom.as_slice(), b"{}"] {
+        let resp = post_blob(&http, base, repo, Some(&token), blob);
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2 },
+        "layers": [{ "mediaType": "application/spdx+json", "digest": sha256(&sbom), "size": sbom.len() }],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": subject_size },
+    }))
+    .unwrap();
+    let digest = sha256(&manifest);
+    let resp = put_manifest(&http, base, repo, &digest, Some(&token), &manifest);
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().unwrap_or_default()
+    );
+    digest
+}
