@@ -2,7 +2,7 @@
 //! HTTP/2 by ALPN), its token challenges point at `https://`, a push and a pull go through, a
 //! certificate rotated on disk is served to new connections without a restart, a broken pair
 //! written over it keeps the previous one in service, and a pair that does not load stops the
-//! start with a clear message.
+//! start with a clear message. The dashboard's cookies are `Secure` there.
 
 use std::path::Path;
 use std::process::Command;
@@ -126,6 +126,14 @@ fn serves_tls_and_picks_up_a_rotated_certificate() {
         .unwrap();
     assert_eq!(back.status(), 200);
     assert!(back.bytes().unwrap() == blob);
+
+    // Over TLS the dashboard's cookies are `Secure` (and never readable by scripts).
+    let login = a.get(format!("{base}/ui/login")).send().unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    for attribute in ["; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
 
     // HTTP/2 is offered by ALPN.
     let ca = dir.path().join("a-ca.crt");

@@ -1,6 +1,6 @@
 //! The web dashboard (`/ui/`) against the real registry: in a real browser (Debian's chromium
 //! driven by playwright-core: `tests/ui/dashboard.cjs`, screenshots of every page in
-//! `target/ui-screenshots/`), and the builds page of a project with 10,000 builds, whose server
+//! `target/ui-screenshots/`) on the embedded default and on PostgreSQL + S3, and the builds page of a project with 10,000 builds, whose server
 //! time must stay under 100 ms.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ fn playwright_core() -> PathBuf {
     path
 }
 
-/// Where the screenshots go: beside the build, where a developer (or CI's log) finds them.
+/// Where the screenshots go: beside the build, where a developer finds them.
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -88,13 +88,30 @@ fn skopeo_push(
 }
 
 #[test]
-fn the_dashboard_in_a_real_browser() {
-    let playwright = playwright_core();
+fn the_dashboard_in_a_real_browser_on_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&dir.path().join("data"), &["--usage-interval", "1"]);
+    in_a_real_browser(dir.path(), &[], "embedded");
+}
+
+#[test]
+fn the_dashboard_in_a_real_browser_on_postgres_and_s3() {
+    let Some(b) = depot_testkit::backends::fresh("ui") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    in_a_real_browser(dir.path(), &b.store_flags(), "postgres-s3");
+}
+
+/// The browser's walk through the dashboard of a registry on `backend` (its flags);
+/// screenshots under `target/ui-screenshots/<name>/`.
+fn in_a_real_browser(dir: &Path, backend: &[String], name: &str) {
+    let playwright = playwright_core();
+    let mut flags = vec!["--usage-interval", "1"];
+    flags.extend(backend.iter().map(String::as_str));
+    let server = Server::start_with(&dir.join("data"), &flags);
     let admin = ApiClient::new(&server.url(), &server.admin_token());
-    build_layout(dir.path());
-    let layout = dir.path().join("layout").display().to_string();
+    build_layout(dir);
+    let layout = dir.join("layout").display().to_string();
 
     let web = admin.create_project("web");
     let token = admin.create_token(&web.id, "ci").token.unwrap();
@@ -133,7 +150,8 @@ fn the_dashboard_in_a_real_browser() {
     // The build the browser sees arrive: created now, pushed by the script when it is looking.
     let (build, push) = skopeo_push(&client, &server, &layout, &web.id, &["latest"]);
 
-    let shots = screenshots();
+    let shots = screenshots().join(name);
+    std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/dashboard.cjs"))
         .env("UI_URL", server.url())
