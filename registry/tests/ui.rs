@@ -338,3 +338,52 @@ fn a_project_of_ten_thousand_builds_renders_in_under_100_ms() {
         assert!(median < 100.0, "{what}: {median:.1} ms");
     }
 }
+
+/// Without authentication (`--no-auth`, loopback only) the dashboard needs no sign-in, but its
+/// forms still carry a token another site cannot know: a post without it changes nothing.
+#[test]
+fn without_authentication_the_forms_still_need_their_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let admin = ApiClient::new(&server.url(), "");
+    let project = admin.create_project("open");
+    let build = admin.create_build(&project.id, &api::CreateBuild::default());
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{}/ui/projects", server.url()))
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("authentication is off"));
+    let delete = format!("{}/ui/builds/{}/delete", server.url(), build.id);
+    let forged = http
+        .post(&delete)
+        .form(&[("csrf", "guessed")])
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let (status, _) = admin.call(
+        reqwest::Method::GET,
+        &format!("/builds/{}", build.id),
+        None::<&()>,
+    );
+    assert_eq!(status, 200, "a forged post deleted the build");
+    let form = http.get(&delete).send().unwrap().text().unwrap();
+    let csrf = form
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let done = http.post(&delete).form(&[("csrf", csrf)]).send().unwrap();
+    assert_eq!(done.status(), 303);
+    let (status, _) = admin.call(
+        reqwest::Method::GET,
+        &format!("/builds/{}", build.id),
+        None::<&()>,
+    );
+    assert_eq!(status, 404);
+}
