@@ -4,6 +4,7 @@
 //!
 //! Not a test: nothing here asserts. `--smoke` runs everything at 1/10 size.
 
+mod ceilings;
 mod gc;
 mod promote;
 mod servers;
@@ -102,6 +103,13 @@ struct Figures {
     tags_per_page: f64,
     peak_rss_mib: f64,
     cpu_s_per_gib: f64,
+    cpu_s_per_gib_chunked: f64,
+    cpu_s_per_gib_pulled: f64,
+    /// Server CPU seconds per 1,000 manifest GETs (the hot one, c=32).
+    cpu_s_per_1000_gets: f64,
+    /// Resident memory after start, before any request.
+    idle_rss_mib: f64,
+    ready_ms: f64,
     scale_push_s: Vec<f64>,
     manifest_rps_small: f64,
     manifest_rps_large: f64,
@@ -130,6 +138,7 @@ async fn measure(
     sizes: &Sizes,
 ) -> anyhow::Result<Figures> {
     let base = reg.url.as_str();
+    let idle_rss = reg.rss()?;
     settle();
     eprintln!("[{}] monolithic push of {} MiB", reg.name, sizes.big / MIB);
     let blob = pattern.blob(sizes.big);
@@ -144,15 +153,21 @@ async fn measure(
     settle();
     eprintln!("[{}] chunked push (16 MiB PATCHes)", reg.name);
     let chunked_blob = pattern.blob(sizes.big);
+    let cpu0 = reg.cpu_seconds()?;
     let t = Instant::now();
     push_chunked(c, base, "bench/chunked", &chunked_blob, 16 * MIB).await?;
     let chunked = t.elapsed().as_secs_f64();
+    let cpu_chunked = reg.cpu_seconds()? - cpu0;
 
     settle();
     eprintln!("[{}] pull", reg.name);
+    // The client reads into one reused buffer: its own cost stays out of the figure (the
+    // report says when it is the limit all the same).
+    let cpu0 = reg.cpu_seconds()?;
     let t = Instant::now();
-    let n = pull(c, base, "bench/big", &blob.digest).await?;
+    let n = ceilings::raw_pull(&format!("{base}/v2/bench/big/blobs/{}", blob.digest)).await?;
     let pull_s = t.elapsed().as_secs_f64();
+    let cpu_pull = reg.cpu_seconds()? - cpu0;
     anyhow::ensure!(n == blob.size, "pulled {n} bytes of {}", blob.size);
 
     settle();
@@ -184,7 +199,9 @@ async fn measure(
     )
     .await?;
     let url = format!("{base}/v2/bench/manifests/manifests/hot");
+    let cpu0 = reg.cpu_seconds()?;
     let load_small = wrk(&url, 32, sizes.wrk_seconds)?;
+    let cpu_gets = reg.cpu_seconds()? - cpu0;
 
     settle();
     eprintln!(
@@ -220,7 +237,13 @@ async fn measure(
     let load_large = wrk(&url, 32, sizes.wrk_seconds)?;
 
     let mb = |bytes: u64, secs: f64| bytes as f64 / MIB as f64 / secs;
+    let gib = sizes.big as f64 / (1024.0 * MIB as f64);
     Ok(Figures {
+        cpu_s_per_gib_chunked: cpu_chunked / gib,
+        cpu_s_per_gib_pulled: cpu_pull / gib,
+        cpu_s_per_1000_gets: cpu_gets / load_small.requests.max(1.0) * 1000.0,
+        idle_rss_mib: idle_rss as f64 / MIB as f64,
+        ready_ms: reg.ready_after.as_secs_f64() * 1000.0,
         mono_mbps: mb(sizes.big, mono),
         chunked_mbps: mb(sizes.big, chunked),
         pull_mbps: mb(sizes.big, pull_s),
@@ -272,7 +295,7 @@ async fn measure_s3(
 
     eprintln!("[{} on S3] pull", reg.name);
     let t = Instant::now();
-    let n = pull(c, base, "bench/big", &blob.digest).await?;
+    let n = ceilings::raw_pull(&format!("{base}/v2/bench/big/blobs/{}", blob.digest)).await?;
     let pull_s = t.elapsed().as_secs_f64();
     anyhow::ensure!(n == blob.size, "pulled {n} bytes of {}", blob.size);
 
@@ -344,6 +367,74 @@ async fn auth_cost(
         sizes.wrk_seconds,
         &[format!("Authorization: Bearer {token}")],
     )
+}
+
+/// This machine's limits, measured in the same run as the registries.
+struct Limits {
+    sha_mbps: f64,
+    disk_mbps: f64,
+    /// What the pull client alone receives from a bare server sending from memory.
+    receive_mbps: f64,
+    /// A bare hyper server's 1 KiB answers under the manifest GET's wrk command.
+    bare_rps: f64,
+    /// depot's hot manifest GET with token auth on.
+    authed_rps: f64,
+}
+
+/// Each figure against its limit and its peer, with the goal it is held to (issue 21).
+fn print_limits(ours: &Figures, theirs: &Figures, l: &Limits) {
+    let verdict = |ok: bool| if ok { "meets" } else { "misses" };
+    println!("\nAgainst this machine's limits (same run; goals in brackets)");
+    let write_limit = l.sha_mbps.min(l.disk_mbps);
+    let mono = ours.mono_mbps / write_limit;
+    let mono_vs = ours.mono_mbps / theirs.mono_mbps;
+    println!(
+        "  monolithic push: {:.0} MiB/s = {:.0}% of min(SHA-256 {:.0}, disk + fsync {:.0}) [>= 80%: {}], {:.2}x distribution [>= 4x: {}]",
+        ours.mono_mbps, 100.0 * mono, l.sha_mbps, l.disk_mbps, verdict(mono >= 0.8), mono_vs, verdict(mono_vs >= 4.0)
+    );
+    let chunked = ours.chunked_mbps / ours.mono_mbps;
+    let chunked_vs = ours.chunked_mbps / theirs.chunked_mbps;
+    println!(
+        "  chunked push: {:.0} MiB/s = {:.0}% of monolithic [>= 90%: {}], {:.2}x distribution [>= 4x: {}]",
+        ours.chunked_mbps, 100.0 * chunked, verdict(chunked >= 0.9), chunked_vs, verdict(chunked_vs >= 4.0)
+    );
+    let fastest = ours.pull_mbps.max(theirs.pull_mbps);
+    let client_bound = l.receive_mbps < 1.25 * fastest;
+    let pull_vs = ours.pull_mbps / theirs.pull_mbps;
+    println!(
+        "  pull: {:.0} MiB/s vs distribution {:.0} = {:.2}x [>= 1.5x: {}]; the client alone receives {:.0} MiB/s{}",
+        ours.pull_mbps, theirs.pull_mbps, pull_vs, verdict(pull_vs >= 1.5), l.receive_mbps,
+        if client_bound { " (less than 1.25x the faster server: these pull figures are client-bound)" } else { " (not the limit)" }
+    );
+    let pull_cpu = ours.cpu_s_per_gib_pulled / theirs.cpu_s_per_gib_pulled;
+    println!(
+        "  server CPU per GiB pulled: {:.2} s vs distribution {:.2} s = {:.2}x [<= 0.5x: {}]",
+        ours.cpu_s_per_gib_pulled,
+        theirs.cpu_s_per_gib_pulled,
+        pull_cpu,
+        verdict(pull_cpu <= 0.5)
+    );
+    let sha_s_per_gib = 1024.0 / l.sha_mbps;
+    let push_cpu = ours.cpu_s_per_gib / sha_s_per_gib;
+    println!(
+        "  server CPU per GiB pushed: {:.2} s monolithic, {:.2} s chunked (distribution {:.2} s, {:.2} s); SHA-256 of a GiB takes {:.2} s: {:.2}x [<= 1.5x: {}]",
+        ours.cpu_s_per_gib, ours.cpu_s_per_gib_chunked, theirs.cpu_s_per_gib, theirs.cpu_s_per_gib_chunked,
+        sha_s_per_gib, push_cpu, verdict(push_cpu <= 1.5)
+    );
+    let gets = l.authed_rps / l.bare_rps;
+    println!(
+        "  manifest GET by tag, token auth on: {:.0} req/s = {:.0}% of a bare hyper server's {:.0} req/s (1 KiB, same wrk) [>= 70%: {}]; without auth {:.0} req/s",
+        l.authed_rps, 100.0 * gets, l.bare_rps, verdict(gets >= 0.7), ours.manifest_rps
+    );
+    println!(
+        "  server CPU per 1,000 manifest GETs: {:.3} s vs distribution {:.3} s",
+        ours.cpu_s_per_1000_gets, theirs.cpu_s_per_1000_gets
+    );
+    println!(
+        "  peak RSS during the big push: {:.0} MiB [<= 64 MiB: {}] (distribution {:.0} MiB); idle RSS {:.1} MiB (distribution {:.1} MiB); start-up to ready {:.0} ms (distribution {:.0} ms to its first answer)",
+        ours.peak_rss_mib, verdict(ours.peak_rss_mib <= 64.0), theirs.peak_rss_mib,
+        ours.idle_rss_mib, theirs.idle_rss_mib, ours.ready_ms, theirs.ready_ms
+    );
 }
 
 fn print_promotion(p: &promote::Promotion) {
@@ -432,6 +523,9 @@ async fn main() -> anyhow::Result<()> {
     let sha = sha256_ceiling(&pattern, sizes.big);
     let loopback = loopback_ceiling(&client, &pattern.blob(sizes.big)).await?;
     let disk = disk_ceiling(&pattern, &work, sizes.big)?;
+    let receive = ceilings::client_receive_ceiling(&pattern, sizes.big).await?;
+    eprintln!("[bare hyper] a fixed 1 KiB body, the manifest GET's wrk command");
+    let bare = ceilings::small_request_ceiling(32, sizes.wrk_seconds)?;
 
     let depot = Registry::depot(&cli.depot, &work.join("depot"))?;
     let ours = measure(&depot, &client, &pattern, &sizes).await?;
@@ -634,6 +728,15 @@ async fn main() -> anyhow::Result<()> {
     let gc_large = gc::measure(&work, gc_sizes.1, gc_sizes.1 / 100).await?;
     let gc_same = gc::measure(&work, gc_sizes.1, gc_sizes.0 / 100).await?;
     gc::print(&gc_small, &gc_large, &gc_same);
+
+    let limits = Limits {
+        sha_mbps: sha / MIB as f64,
+        disk_mbps: disk / MIB as f64,
+        receive_mbps: receive / MIB as f64,
+        bare_rps: bare.rps,
+        authed_rps: with_auth.rps,
+    };
+    print_limits(&ours, &theirs, &limits);
 
     let sha_mbps = sha / MIB as f64;
     println!("\nCeilings measured in this run");

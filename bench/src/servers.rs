@@ -11,6 +11,8 @@ pub struct Registry {
     pub name: &'static str,
     pub url: String,
     child: Child,
+    /// From the process's start to its first answer (depot: `/readyz` 200).
+    pub ready_after: Duration,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -19,14 +21,18 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn wait_ready(url: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// Waits for `url + path` to answer `200` (any answer when `any`); how long it took since
+/// `started`, polled every 5 ms.
+fn wait_ready(url: &str, path: &str, any: bool, started: Instant) -> anyhow::Result<Duration> {
+    let deadline = started + Duration::from_secs(30);
+    let client = reqwest::blocking::Client::new();
     while Instant::now() < deadline {
-        // Any answer will do: with token auth on, `/v2/` says 401.
-        if reqwest::blocking::get(format!("{url}/v2/")).is_ok() {
-            return Ok(());
+        if let Ok(r) = client.get(format!("{url}{path}")).send() {
+            if any || r.status().is_success() {
+                return Ok(started.elapsed());
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
     bail!("{url} did not come up")
 }
@@ -183,6 +189,7 @@ impl Registry {
 
     fn start_depot(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
+        let started = Instant::now();
         let child = Command::new(bin)
             .args([
                 "serve",
@@ -199,12 +206,13 @@ impl Registry {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let url = format!("http://127.0.0.1:{port}");
-        let r = Registry {
+        let mut r = Registry {
             name: "depot",
             url,
             child,
+            ready_after: Duration::ZERO,
         };
-        wait_ready(&r.url)?;
+        r.ready_after = wait_ready(&r.url, "/readyz", false, started)?;
         Ok(r)
     }
 
@@ -258,6 +266,7 @@ impl Registry {
                 "version: 0.1\nlog: {{ level: error, accesslog: {{ disabled: true }} }}\nstorage:\n{storage}  delete: {{ enabled: true }}\nhttp: {{ addr: 127.0.0.1:{port} }}\n"
             ),
         )?;
+        let started = Instant::now();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -269,12 +278,14 @@ impl Registry {
             .spawn()
             .context("starting docker-registry (bash .ci/setup installs it)")?;
         let url = format!("http://127.0.0.1:{port}");
-        let r = Registry {
+        let mut r = Registry {
             name: "distribution",
             url,
             child,
+            ready_after: Duration::ZERO,
         };
-        wait_ready(&r.url)?;
+        // distribution has no readiness probe: its first answer to `/v2/`.
+        r.ready_after = wait_ready(&r.url, "/v2/", true, started)?;
         Ok(r)
     }
 
@@ -290,15 +301,25 @@ impl Registry {
 
     /// Peak resident set size since the last reset, in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Resident set size now, in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// A `kB` line of `/proc/<pid>/status`, in bytes.
+    fn status_bytes(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .context("no VmHWM")?;
+            .find(|l| l.starts_with(field))
+            .with_context(|| format!("no {field}"))?;
         let kib: u64 = line
             .split_whitespace()
             .nth(1)
-            .context("VmHWM value")?
+            .with_context(|| format!("{field} value"))?
             .parse()?;
         Ok(kib * 1024)
     }

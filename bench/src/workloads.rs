@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 /// Random bytes the blob bodies repeat.
-pub struct Pattern(Bytes);
+pub struct Pattern(pub Bytes);
 
 /// Frame size of generated bodies.
 const FRAME: usize = 1024 * 1024;
@@ -193,23 +193,6 @@ pub async fn push_chunked(
     Ok(())
 }
 
-/// GETs a blob and drops its bytes; returns the byte count.
-pub async fn pull(c: &Client, base: &str, repo: &str, digest: &str) -> anyhow::Result<u64> {
-    let r = c
-        .get(format!("{base}/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await?;
-    if r.status() != 200 {
-        bail!("GET blob: {}", r.status());
-    }
-    let mut n = 0;
-    let mut s = r.bytes_stream();
-    while let Some(chunk) = s.try_next().await? {
-        n += chunk.len() as u64;
-    }
-    Ok(n)
-}
-
 /// `count` pushes of distinct `size`-byte blobs, `concurrency` at a time; returns blobs/s.
 pub async fn many_pushes(
     c: &Client,
@@ -309,6 +292,8 @@ pub async fn put_manifests(
 pub struct Load {
     pub rps: f64,
     pub p99_ms: f64,
+    /// Requests completed in the run.
+    pub requests: f64,
 }
 
 /// `wrk` with `connections` connections for `seconds` against `url`.
@@ -353,9 +338,18 @@ pub fn wrk_with(
     if text.contains("Non-2xx") {
         bail!("wrk saw errors:\n{text}");
     }
+    // `  123456 requests in 10.00s, 45.6MB read`
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .context("wrk printed no request count")?
+        .0
+        .trim()
+        .parse()?;
     Ok(Load {
         rps,
         p99_ms: parse_duration_ms(p99)?,
+        requests,
     })
 }
 
