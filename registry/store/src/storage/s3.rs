@@ -411,7 +411,11 @@ impl S3Store {
     /// or the database gone before the session row moved) staged a tail no state names. Both,
     /// because neither is enough alone: a store that just got a node back may list without the
     /// objects written while it was away (seen with Garage), and the state never names those
-    /// unacknowledged tails.
+    /// unacknowledged tails. The upload's own object is always asked for by name too: a
+    /// closing request whose acknowledgement was lost may have written it as the whole blob,
+    /// and a listing that misses it then left it behind (seen once in the scale-out fault test:
+    /// a 2 MiB orphan at `data/<upload>`). A committed blob there is never deleted: SQL refers to
+    /// it, and [`deletable`] keeps what SQL refers to.
     async fn remove_leftovers(
         &self,
         upload: &str,
@@ -436,7 +440,7 @@ impl S3Store {
             .filter(|k| *k == key || k.starts_with(&tails))
             .map(str::to_owned)
             .collect();
-        for k in named {
+        for k in named.iter().chain(std::iter::once(&key)) {
             if !keys.contains(k) {
                 keys.push(k.clone());
             }
