@@ -206,7 +206,8 @@ fn pushes_through_lost_replicas_storage_nodes_and_database_lose_nothing() {
         }
     }
     // Staged objects whose removal the store refused for a moment (a quorum lost while a node
-    // rejoined) are removed by the registry's retries within a minute.
+    // rejoined) are removed by the registry's retries within a minute; what a fault cut off
+    // from the database is left to reconcile (below).
     let settle = Instant::now();
     let (mut orphans, mut reconciled) = world.orphans();
     while orphans > 0 && settle.elapsed() < Duration::from_secs(70) {
@@ -258,7 +259,25 @@ fn pushes_through_lost_replicas_storage_nodes_and_database_lose_nothing() {
         world.s3_lb.errors()
     );
     assert!(failures.is_empty(), "{}\n{warnings}", failures.join("\n"));
-    assert_eq!(orphans, 0, "{reconciled}\n{warnings}");
+    // What a killed replica or a restarted database cut between the store and the database (an
+    // upload's first staged tail before its session row existed, a closing write whose
+    // acknowledgement was lost) no metadata names: removing such leftovers is what `depot-gc
+    // reconcile` is for. A few may remain (at most one per client: each had one request cut);
+    // reconcile must then remove them all and nothing live.
+    assert!(
+        orphans <= CLIENTS as u64,
+        "{orphans} orphans: more than the faults can leave\n{reconciled}\n{warnings}"
+    );
+    if orphans > 0 {
+        let out = world.depot_gc(&["--gc-grace", "0", "reconcile"]);
+        assert!(out.contains("removed "), "{out}");
+        let (left, listed) = world.orphans();
+        assert_eq!(left, 0, "{listed}");
+        for p in &acknowledged {
+            pull_verify(&http, &lb, &p.repo, &p.digest, None)
+                .unwrap_or_else(|e| panic!("after reconcile: {e}"));
+        }
+    }
     assert!(images_made.load(Ordering::SeqCst) >= CLIENTS * MIN_IMAGES);
     // Replica 1 lost its counters when it was killed; the other two must have taken PATCHes.
     assert!(patches[0] > 0.0 && patches[2] > 0.0, "{patches:?}");
