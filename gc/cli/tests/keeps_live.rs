@@ -4,7 +4,6 @@
 //! `depot-gc run`, on the embedded default (SQLite + files) and on PostgreSQL + S3, and pulls
 //! back intact afterwards.
 
-use std::process::Command;
 use std::time::Duration;
 
 use depot_testkit::shapes::{Pusher, Shapes};
@@ -17,19 +16,9 @@ const PART: usize = 5 * MIB;
 
 /// `depot-gc` on `backend` (its flags) with a zero grace period.
 fn depot_gc(backend: &[String], args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_depot-gc"))
-        .args(backend)
-        .args(["--gc-grace", "0"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "depot-gc {args:?}: {text}");
-    text
+    let mut all: Vec<&str> = vec!["--gc-grace", "0"];
+    all.extend(args);
+    depot_testkit::tools::depot_gc(backend, &all)
 }
 
 /// Pushes every shape into a registry serving on `backend`, runs the maintenance commands and

@@ -7,7 +7,6 @@
 //! between a save and its enforcement) is applied, and reported, by the next collection.
 
 use std::path::Path;
-use std::process::Command;
 
 use depot_api_types as api;
 use depot_testkit::shapes::{Pusher, Shapes};
@@ -17,21 +16,11 @@ use serde_json::{json, Value};
 
 const PART: usize = 5 * 1024 * 1024;
 
-/// `depot-gc` on `backend` (its flags) with a zero grace period; its output.
+/// `depot-gc` on `backend` (its flags) with a zero grace period.
 fn depot_gc(backend: &[String], args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_depot-gc"))
-        .args(backend)
-        .args(["--gc-grace", "0"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "depot-gc {args:?}: {text}");
-    text
+    let mut all: Vec<&str> = vec!["--gc-grace", "0"];
+    all.extend(args);
+    depot_testkit::tools::depot_gc(backend, &all)
 }
 
 /// A build of `project` whose image is `blobs`, pushed with its own push token (the blobs

@@ -9,7 +9,7 @@
 pub(crate) mod builds;
 mod images;
 mod openapi;
-mod paging;
+pub(crate) mod paging;
 pub mod projects;
 mod token_endpoint;
 mod trust;

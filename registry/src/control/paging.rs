@@ -33,16 +33,7 @@ impl Page {
                 "limit must be between 1 and {MAX_PAGE}"
             )));
         }
-        let after = match &q.cursor {
-            None => None,
-            Some(c) => {
-                let (at, name) = c
-                    .split_once('.')
-                    .and_then(|(at, name)| Some((at.parse::<i64>().ok()?, name)))
-                    .ok_or_else(|| Error::invalid_request("malformed cursor"))?;
-                Some((at, name.to_owned()))
-            }
-        };
+        let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
         Ok(Page { limit, after })
     }
 
@@ -50,6 +41,14 @@ impl Page {
     pub fn after(&self) -> Option<(i64, &str)> {
         self.after.as_ref().map(|(at, name)| (*at, name.as_str()))
     }
+}
+
+/// A cursor's `(time, name)`.
+pub(crate) fn parse_cursor(cursor: &str) -> Result<(i64, String)> {
+    cursor
+        .split_once('.')
+        .and_then(|(at, name)| Some((at.parse::<i64>().ok()?, name.to_owned())))
+        .ok_or_else(|| Error::invalid_request("malformed cursor"))
 }
 
 /// The cursor of the page after the one ending at `(at, name)`.

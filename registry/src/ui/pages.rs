@@ -21,6 +21,7 @@ use super::format;
 use super::session::Session;
 use super::{page, Nav};
 use crate::control::builds::{output_images, visible_build};
+use crate::control::paging::{cursor, parse_cursor};
 use crate::control::projects::visible_project;
 use crate::control::{registry_host, QueryParams};
 use crate::error::{Error, Result};
@@ -267,14 +268,7 @@ async fn project_page(
     let now = state.content.now_ms();
     let filter = filter_of(&q.state)?;
     let tag = q.tag.trim();
-    let mut after = match &q.cursor {
-        None => None,
-        Some(c) => Some(
-            c.split_once('.')
-                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
-                .ok_or_else(|| Error::invalid_request("malformed cursor"))?,
-        ),
-    };
+    let mut after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     // A save tag matches the spec's text loosely in SQL and exactly here, so a page may take
     // more than one query to fill.
     let mut builds: Vec<Build> = Vec::new();
@@ -319,8 +313,12 @@ async fn project_page(
         rows.push(build_view(b, size, now));
     }
     let next_url = more.then(|| builds.last()).flatten().map(|b| {
-        let cursor = format!("{}.{}", b.created_at, b.id);
-        builds_url(&project.id, &q.state, tag, Some(&cursor))
+        builds_url(
+            &project.id,
+            &q.state,
+            tag,
+            Some(&cursor(b.created_at, &b.id)),
+        )
     });
     let totals = meta.project_totals(&project.id, now).await?;
     let (charts, usage) = usage(state, &project, &totals, now).await?;

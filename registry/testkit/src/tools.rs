@@ -229,3 +229,20 @@ impl Drop for PodmanService {
         let _ = self.child.wait();
     }
 }
+
+/// `depot-gc` (the workspace's build) with `flags` (where the registry's data is), then `args`;
+/// it must succeed. What it printed, standard output and error together.
+pub fn depot_gc(flags: &[String], args: &[&str]) -> String {
+    let out = Command::new(crate::registry::workspace_bin("depot-gc"))
+        .args(flags)
+        .args(args)
+        .output()
+        .expect("run depot-gc (cargo build --workspace builds it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "depot-gc {args:?}: {text}");
+    text
+}
