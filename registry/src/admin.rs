@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::control::projects::{new_project, new_project_token, remove_project, token_view, view};
+use crate::control::projects::{deleted_view, new_project, new_project_token, token_view, view};
 use depot_store::metadata::Metadata;
 
 /// Where the metadata lives (the same options as `serve`).
@@ -91,14 +91,19 @@ pub async fn run(db: &AdminDb, command: AdminCommand) -> anyhow::Result<()> {
             serde_json::to_value(view(&project))?
         }
         AdminCommand::DeleteProject { project } => {
-            let Some(done) = remove_project(&meta, &project, now).await? else {
+            let Some(done) = meta.delete_project(&project, now).await? else {
                 anyhow::bail!("no project {project}");
             };
-            // Replicas serving on PostgreSQL forget what they cached of its repository.
-            if let Ok(repo) = project.parse() {
-                meta.notify_changed(&repo).await?;
+            // Replicas serving on PostgreSQL forget what they cached of its repositories.
+            for name in [
+                project.clone(),
+                depot_store::model::cache_repository(&project),
+            ] {
+                if let Ok(repo) = name.parse() {
+                    meta.notify_changed(&repo).await?;
+                }
             }
-            serde_json::to_value(done)?
+            serde_json::to_value(deleted_view(&project, done))?
         }
         AdminCommand::CreateToken { project, name } => {
             if meta.project(&project).await?.is_none() {

@@ -14,7 +14,7 @@ use depot_store::model::{
 use depot_store::names::RepoName;
 
 use super::paging::{cursor, Page, PageQuery};
-use super::projects::{pull_token_response, pull_ttl, visible_project};
+use super::projects::{project_repo, pull_token_response, pull_ttl, visible_project};
 use super::{
     json, registry_host, rfc3339, wire_state, Caller, JsonBody, QueryParams, TOKEN_USERNAME,
 };
@@ -26,12 +26,7 @@ pub const DEFAULT_LEASE_SECS: i64 = 3 * 3600;
 pub const MAX_LEASE_SECS: i64 = 7 * 24 * 3600;
 
 fn repo_of(build: &Build) -> Result<RepoName> {
-    build.project.parse().map_err(|_| {
-        Error::internal(format!(
-            "project id {:?} is not a repository name",
-            build.project
-        ))
-    })
+    project_repo(&build.project)
 }
 
 /// The outputs of `build` that have an image now, each with its size (layers included), named

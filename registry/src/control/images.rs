@@ -13,7 +13,7 @@ use depot_store::metadata::TagEntry;
 use depot_store::model::{Build, TagRole};
 
 use super::paging::{cursor, Page, PageQuery};
-use super::projects::{repo_of, visible_project};
+use super::projects::{project_repo, visible_project};
 use super::{json, rfc3339, Caller, QueryParams};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -67,7 +67,7 @@ pub(crate) async fn list(
     caller: Caller,
 ) -> Result<Response> {
     let project = visible_project(&state, &caller, &project_id).await?;
-    let repo = repo_of(&project)?;
+    let repo = project_repo(&project.id)?;
     let page = Page::of(&q)?;
     let meta = &state.content.meta;
     let now = state.content.now_ms();
@@ -146,7 +146,7 @@ pub(crate) async fn remove(
             "images are removed with a project or admin token",
         ));
     }
-    let repo = repo_of(&project)?;
+    let repo = project_repo(&project.id)?;
     let meta = &state.content.meta;
     let not_found = || Error::not_found(format!("project {} has no image {tag:?}", project.id));
     let entry = meta

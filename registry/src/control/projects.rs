@@ -4,8 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use depot_api_types as api;
-use depot_store::content::Change;
-use depot_store::metadata::{Metadata, TokenInfo};
+use depot_store::metadata::{Metadata, ProjectDeleted, TokenInfo};
 use depot_store::model::{random_id, KeepPolicy, Project};
 use depot_store::names::RepoName;
 
@@ -215,7 +214,7 @@ pub(crate) async fn update(
     project.keep = match (req.keep_builds, req.keep_days) {
         (None, None) => project.keep,
         // Clearing the count clears the age exception that only extends it.
-        (Some(None), _) => keep_policy(None, None)?,
+        (Some(None), _) => None,
         (builds, days) => keep_policy(
             builds.unwrap_or(project.keep.map(|k| k.builds)),
             days.unwrap_or(project.keep.and_then(|k| k.days)),
@@ -226,47 +225,30 @@ pub(crate) async fn update(
         // The project was just read, so it is the name.
         return Err(name_taken(&project.name));
     }
-    let moved = meta
-        .enforce_keep_policy(&project, state.content.now_ms(), false)
-        .await?;
-    if !moved.is_empty() {
-        tracing::info!(project = %project.id, builds = moved.len(), "count policy expired builds");
-        state
-            .content
-            .changed(&repo_of(&project)?, &[Change::Everything])
-            .await;
+    let moved = state.content.apply_keep_policy(&project).await?;
+    if moved > 0 {
+        tracing::info!(project = %project.id, builds = moved, "count policy expired builds");
     }
     Ok(json(StatusCode::OK, &view(&project)))
 }
 
 /// The repository a project's builds are pushed to (named by its id).
-pub(super) fn repo_of(project: &Project) -> Result<RepoName> {
-    project.id.parse().map_err(|_| {
-        Error::internal(format!(
-            "project id {:?} is not a repository name",
-            project.id
-        ))
-    })
+pub(crate) fn project_repo(id: &str) -> Result<RepoName> {
+    id.parse()
+        .map_err(|_| Error::internal(format!("project id {id:?} is not a repository name")))
 }
 
-/// Deletes a project (shared by the API and `depot-registry admin`): its builds expire now,
-/// its tokens and trust policies stop working, its name is free; collection reclaims the rest.
-pub async fn remove_project(
-    meta: &Metadata,
-    id: &str,
-    now: i64,
-) -> Result<Option<api::ProjectDeleted>> {
-    let Some(done) = meta.delete_project(id, now).await? else {
-        return Ok(None);
-    };
+/// What deleting project `id` did, as answers show it (shared by the API and
+/// `depot-registry admin`), logged once.
+pub fn deleted_view(id: &str, done: ProjectDeleted) -> api::ProjectDeleted {
     tracing::info!(project = %id, builds = done.builds_expired, tokens = done.tokens_revoked,
         policies = done.policies_removed, "project deleted");
-    Ok(Some(api::ProjectDeleted {
+    api::ProjectDeleted {
         id: id.to_owned(),
         builds_expired: done.builds_expired,
         tokens_revoked: done.tokens_revoked,
         trust_policies_removed: done.policies_removed,
-    }))
+    }
 }
 
 /// Delete a project (admin): its builds answer 404 at once, its tokens and trust policies stop
@@ -282,13 +264,12 @@ pub(crate) async fn delete(
 ) -> Result<Response> {
     caller.require_admin()?;
     let project = visible_project(&state, &caller, &id).await?;
-    let repo = repo_of(&project)?;
-    let done = remove_project(&state.content.meta, &project.id, state.content.now_ms())
+    let done = state
+        .content
+        .delete_project(&project.id)
         .await?
         .ok_or_else(|| Error::not_found(format!("project {id} not found")))?;
-    // Its tags and manifests are cached here and on every replica.
-    state.content.changed(&repo, &[Change::Everything]).await;
-    Ok(json(StatusCode::OK, &done))
+    Ok(json(StatusCode::OK, &deleted_view(&project.id, done)))
 }
 
 /// Create a project token (admin); its secret is shown this once.

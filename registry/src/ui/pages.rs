@@ -524,10 +524,7 @@ async fn build_page(
     let build = visible_build(state, &session.caller, id).await?;
     let meta = &state.content.meta;
     let now = state.content.now_ms();
-    let repo: RepoName = build
-        .project
-        .parse()
-        .map_err(|_| Error::internal("a project id is not a repository name"))?;
+    let repo = crate::control::projects::project_repo(&build.project)?;
     let project = meta.project(&build.project).await?;
     let host = registry_host(state, headers);
     let images = output_images(state, &host, &build, now).await?;

@@ -13,7 +13,7 @@
 
 use serde_json::{json, Value};
 
-use crate::content::{Change, Content};
+use crate::content::Content;
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::{self, ParsedManifest, OCI_INDEX};
@@ -235,25 +235,11 @@ pub async fn save(
         .await?
     {
         tracing::info!(build = %build.id, project = %build.project, "build saved");
-        keep_policy(content, build, repo).await?;
-    }
-    Ok(())
-}
-
-/// With one more saved build, the oldest beyond the project's count policy expires now, not at
-/// the next collection: a pull of it is a 404 from this moment on (collection reclaims it).
-async fn keep_policy(content: &Content, build: &Build, repo: &RepoName) -> Result<()> {
-    let Some(project) = content.meta.project(&build.project).await? else {
-        return Ok(());
-    };
-    let now = content.clock.now_ms();
-    let moved = content
-        .meta
-        .enforce_keep_policy(&project, now, false)
-        .await?;
-    if !moved.is_empty() {
-        // Cached tag lookups carry the old expiry, here and on every replica.
-        content.changed(repo, &[Change::Everything]).await;
+        // With one more saved build, the oldest beyond the project's count policy expires
+        // now, not at the next collection: a pull of it is a 404 from this moment on.
+        if let Some(project) = content.meta.project(&build.project).await? {
+            content.apply_keep_policy(&project).await?;
+        }
     }
     Ok(())
 }

@@ -16,7 +16,10 @@ use futures::StreamExt;
 
 use crate::digest::{Algorithm, Digest, ResumableHasher};
 use crate::error::{Error, Result};
-use crate::metadata::{Link, Metadata, NewManifest, Owner, StoredBlob, StoredManifest};
+use crate::metadata::{
+    Link, Metadata, NewManifest, Owner, ProjectDeleted, StoredBlob, StoredManifest,
+};
+use crate::model::{cache_repository, Project};
 use crate::names::{Reference, RepoName, Tag};
 use crate::storage::coalesce::Coalescer;
 use crate::storage::{BlobStore, ByteStream};
@@ -329,6 +332,40 @@ impl Content {
         );
         self.changed(repo, &changes).await;
         Ok(true)
+    }
+
+    /// Brings forward the expiry of `project`'s saved builds beyond its count policy (see
+    /// [`Metadata::enforce_keep_policy`]), visible at once here and on every replica; how many
+    /// builds it expired.
+    pub async fn apply_keep_policy(&self, project: &Project) -> Result<usize> {
+        let moved = self
+            .meta
+            .enforce_keep_policy(project, self.now_ms(), false)
+            .await?;
+        if !moved.is_empty() {
+            self.project_changed(&project.id).await;
+        }
+        Ok(moved.len())
+    }
+
+    /// Deletes a project (see [`Metadata::delete_project`]), visible at once here and on every
+    /// replica; `None` if there was none.
+    pub async fn delete_project(&self, id: &str) -> Result<Option<ProjectDeleted>> {
+        let done = self.meta.delete_project(id, self.now_ms()).await?;
+        if done.is_some() {
+            self.project_changed(id).await;
+        }
+        Ok(done)
+    }
+
+    /// Everything in a project's repositories (its own and its build cache) changed: both
+    /// hold tags and manifests its builds own.
+    async fn project_changed(&self, project: &str) {
+        for name in [project.to_owned(), cache_repository(project)] {
+            if let Ok(repo) = name.parse::<RepoName>() {
+                self.changed(&repo, &[Change::Everything]).await;
+            }
+        }
     }
 
     /// The one place a change to `repo` is made visible: this process's cached lookups of what
