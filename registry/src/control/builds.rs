@@ -194,7 +194,7 @@ pub(crate) async fn create(
 }
 
 /// A build the caller may see (else 404) and may act on as `allowed` says (else 403).
-async fn build_for(
+pub(crate) async fn build_for(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -208,11 +208,11 @@ async fn build_for(
     Ok(build)
 }
 
-fn manages(caller: &Caller, build: &Build) -> bool {
+pub(crate) fn manages(caller: &Caller, build: &Build) -> bool {
     caller.manages_project(&build.project)
 }
 
-fn builds_in(caller: &Caller, build: &Build) -> bool {
+pub(crate) fn builds_in(caller: &Caller, build: &Build) -> bool {
     caller.builds_in(&build.project)
 }
 

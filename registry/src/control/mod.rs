@@ -265,6 +265,20 @@ pub(crate) async fn json_body<T: DeserializeOwned>(body: Body) -> Result<T> {
     Ok(value)
 }
 
+/// Reads an `application/x-www-form-urlencoded` body of at most `max` bytes.
+pub(crate) async fn form_body<T: DeserializeOwned>(body: Body, max: usize) -> Result<T> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::invalid_request("request body ended early"))?;
+        if bytes.len() + chunk.len() > max {
+            return Err(Error::invalid_request("form too large"));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_urlencoded::from_bytes(&bytes).map_err(|_| Error::invalid_request("malformed form"))
+}
+
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_string(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),

@@ -14,7 +14,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::json;
 
 use crate::auth::claims::parse_scopes;
@@ -112,14 +111,5 @@ async fn answer(auth: &Auth, request: Request) -> Result<Response> {
 }
 
 async fn read_form(body: Body) -> Result<Vec<(String, String)>> {
-    let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Error::invalid_request("request body ended early"))?;
-        if bytes.len() + chunk.len() > MAX_FORM_BYTES {
-            return Err(Error::invalid_request("form too large"));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    serde_urlencoded::from_bytes(&bytes).map_err(|_| Error::invalid_request("malformed form"))
+    super::form_body(body, MAX_FORM_BYTES).await
 }

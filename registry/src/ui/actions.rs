@@ -16,7 +16,7 @@ use super::format;
 use super::pages::Choice;
 use super::session::Session;
 use super::{page, Form, Nav};
-use crate::control::builds::{extend_build, remove, visible_build};
+use crate::control::builds::{self, builds_in, extend_build, manages, remove};
 use crate::control::projects::mint_pull_token;
 use crate::control::TOKEN_USERNAME;
 use crate::error::{Error, Result};
@@ -68,19 +68,20 @@ impl Act {
 }
 
 /// The build the sign-in may act on as `act` says (404 if it may not see it, 403 if it may not
-/// do that to it).
+/// do that to it), by the API's own rules.
 async fn build_for(state: &AppState, session: &Session, id: &str, act: Act) -> Result<Build> {
-    let build = visible_build(state, &session.caller, id).await?;
     let allowed = match act {
-        Act::Extend | Act::Delete => session.caller.manages_project(&build.project),
-        Act::Mint => session.caller.builds_in(&build.project),
+        Act::Extend | Act::Delete => manages,
+        Act::Mint => builds_in,
     };
-    if !allowed {
-        return Err(Error::denied(
-            "this sign-in may look at the build but not change it",
-        ));
-    }
-    Ok(build)
+    builds::build_for(
+        state,
+        &session.caller,
+        id,
+        allowed,
+        "this sign-in may look at the build but not change it",
+    )
+    .await
 }
 
 fn choices(options: &[(i64, &str)], default: i64) -> Vec<Choice> {

@@ -22,7 +22,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -155,36 +154,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
     type Rejection = Response;
 
     async fn from_request(request: Request, _: &AppState) -> Result<Self, Response> {
-        let refuse = |message: String| {
-            html(
-                StatusCode::BAD_REQUEST,
-                format!("<!doctype html><title>Bad form</title><p>{message}</p>"),
-                Instant::now(),
-            )
-        };
-        let mut stream = request.into_body().into_data_stream();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| refuse("the form ended early".into()))?;
-            if bytes.len() + chunk.len() > MAX_FORM_BYTES {
-                return Err(refuse("the form is too large".into()));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|e| {
-            refuse(format!(
-                "the form is not understood: {}",
-                html_escape(&e.to_string())
-            ))
-        })
+        crate::control::form_body(request.into_body(), MAX_FORM_BYTES)
+            .await
+            .map(Form)
+            .map_err(|e| {
+                // The messages are the registry's own words, nothing the client sent.
+                html(
+                    StatusCode::BAD_REQUEST,
+                    format!("<!doctype html><title>Bad form</title><p>{}</p>", e.message),
+                    Instant::now(),
+                )
+            })
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// `/ui/`: the projects, or the sign-in form.
