@@ -4,8 +4,9 @@
 //! served by the `scrape` module, above this one. The store's own names are in [`depot_store::metrics`], garbage
 //! collection's in [`depot_gc::METRICS`]; the README lists every one (a test keeps them in step).
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -145,37 +146,106 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Counts a request body's bytes as they are read (a body that is empty already costs nothing).
-pub fn count_received(body: Body, class: &'static str) -> Body {
-    if body.is_end_stream() {
-        return body;
+/// The series one kind of request records into, looked up once per (class, method) and kept:
+/// building a labelled key and finding it in the recorder's map, four times for every request,
+/// was a measurable share of a manifest GET's CPU. Classes and methods are closed sets of
+/// `&'static str` ([`crate::server::path_class`], [`method_label`]), so the table stays small.
+struct Series {
+    in_flight: metrics::Gauge,
+    received: metrics::Counter,
+    sent: metrics::Counter,
+    duration: metrics::Histogram,
+    /// `depot_http_requests_total` by status, as statuses are first seen.
+    requests: RwLock<Vec<(u16, metrics::Counter)>>,
+}
+
+impl Series {
+    fn of(class: &'static str, method: &'static str) -> &'static Series {
+        type Table = RwLock<HashMap<(&'static str, &'static str), &'static Series>>;
+        static TABLE: OnceLock<Table> = OnceLock::new();
+        let table = TABLE.get_or_init(|| {
+            // Handles bind to the recorder installed when they are made: install it first.
+            handle();
+            RwLock::default()
+        });
+        if let Some(series) = table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(class, method))
+        {
+            return series;
+        }
+        let mut table = table.write().unwrap_or_else(PoisonError::into_inner);
+        table.entry((class, method)).or_insert_with(|| {
+            // Leaked on purpose: one per (class, method) pair, for the life of the process.
+            Box::leak(Box::new(Series {
+                in_flight: metrics::gauge!(HTTP_IN_FLIGHT, "class" => class),
+                received: metrics::counter!(HTTP_RECEIVED, "class" => class),
+                sent: metrics::counter!(HTTP_SENT, "class" => class),
+                duration: metrics::histogram!(HTTP_DURATION, "class" => class, "method" => method),
+                requests: RwLock::default(),
+            }))
+        })
     }
-    Body::new(Metered {
-        inner: body,
-        bytes: metrics::counter!(HTTP_RECEIVED, "class" => class),
-        finish: None,
-    })
+
+    fn answered(&self, class: &'static str, method: &'static str, status: u16) {
+        let found = self
+            .requests
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, c)| c.clone());
+        let counter = found.unwrap_or_else(|| {
+            let mut requests = self.requests.write().unwrap_or_else(PoisonError::into_inner);
+            let counter = metrics::counter!(HTTP_REQUESTS, "class" => class, "method" => method, "status" => status.to_string());
+            requests.push((status, counter.clone()));
+            counter
+        });
+        counter.increment(1);
+    }
 }
 
 /// A request being answered: in flight from now until its answer's body is done or dropped.
-#[derive(Debug)]
 pub struct Answering {
     class: &'static str,
     method: &'static str,
     started: Instant,
-    in_flight: metrics::Gauge,
+    series: &'static Series,
+}
+
+impl std::fmt::Debug for Answering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answering")
+            .field("class", &self.class)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Answering {
     pub fn start(class: &'static str, method: &'static str, started: Instant) -> Self {
-        let in_flight = metrics::gauge!(HTTP_IN_FLIGHT, "class" => class);
-        in_flight.increment(1.0);
+        let series = Series::of(class, method);
+        series.in_flight.increment(1.0);
         Answering {
             class,
             method,
             started,
-            in_flight,
+            series,
         }
+    }
+
+    /// Counts the request body's bytes as they are read (a body that is empty already costs
+    /// nothing).
+    pub fn count_received(&self, body: Body) -> Body {
+        if body.is_end_stream() {
+            return body;
+        }
+        Body::new(Metered {
+            inner: body,
+            bytes: self.series.received.clone(),
+            finish: None,
+        })
     }
 
     /// Wraps the answer's body: its bytes are counted as sent, and when it ends the request
@@ -183,7 +253,7 @@ impl Answering {
     pub fn finish(self, status: u16, body: Body) -> Body {
         Body::new(Metered {
             inner: body,
-            bytes: metrics::counter!(HTTP_SENT, "class" => self.class),
+            bytes: self.series.sent.clone(),
             finish: Some(Finish {
                 answering: self,
                 status,
@@ -201,11 +271,9 @@ struct Finish {
 impl Drop for Finish {
     fn drop(&mut self) {
         let a = &self.answering;
-        a.in_flight.decrement(1.0);
-        metrics::counter!(HTTP_REQUESTS, "class" => a.class, "method" => a.method, "status" => self.status.to_string())
-            .increment(1);
-        metrics::histogram!(HTTP_DURATION, "class" => a.class, "method" => a.method)
-            .record(a.started.elapsed().as_secs_f64());
+        a.series.in_flight.decrement(1.0);
+        a.series.answered(a.class, a.method, self.status);
+        a.series.duration.record(a.started.elapsed().as_secs_f64());
     }
 }
 

@@ -23,7 +23,7 @@ use crate::api;
 use crate::auth::{self, Auth, Keys};
 use crate::config::{ServeConfig, Shutdown};
 use crate::error::{Error, InternalCause};
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::upload_id::UploadIds;
 
 /// Opens the metadata database and blob store named by `config`, creating them if needed.
@@ -62,7 +62,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
     if let Some(url) = meta.shared_url() {
         caches.follow(url);
     }
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         content: Content {
             meta,
             store,
@@ -78,7 +78,7 @@ pub async fn open(config: &ServeConfig) -> anyhow::Result<AppState> {
         base_url,
         lifecycle: Default::default(),
         pulls: Default::default(),
-    })
+    }))
 }
 
 /// Starts sampling each project's usage for the dashboard (`--usage-interval`; 0: none).
@@ -284,16 +284,19 @@ async fn log_requests(request: Request, next: Next) -> Response {
     use tracing::Instrument;
     let id = request_id(request.headers());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let class = path_class(&path);
+    // A clone of the URI shares its bytes (a copy of the path would allocate per request).
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let class = path_class(path);
     let bytes_in = content_length(request.headers());
     let span = tracing::info_span!("request", id = %id);
     let started = Instant::now();
     let answering =
         crate::metrics::Answering::start(class, crate::metrics::method_label(&method), started);
-    let request = request.map(|body| crate::metrics::count_received(body, class));
+    let request = request.map(|body| answering.count_received(body));
     let mut response = next.run(request).instrument(span.clone()).await;
-    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+    // The id's own bytes become the header's (no copy).
+    if let Ok(v) = axum::http::HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
         response.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = response.status().as_u16();

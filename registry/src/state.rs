@@ -13,9 +13,28 @@ use crate::access::Access;
 use crate::auth::BaseUrl;
 use crate::upload_id::UploadIds;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs, behind one `Arc`: axum clones the state for every request, and a
+/// clone of the fields themselves (several caches, each a handful of `Arc`s and channels) was
+/// a sixth of a manifest GET's CPU.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub content: Content,
     pub access: Access,
     pub upload_ids: UploadIds,

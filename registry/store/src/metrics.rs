@@ -105,9 +105,29 @@ pub fn describe_all(metrics: &[(&'static str, Kind, &'static str, &'static str)]
 }
 
 /// A lookup in the cache named `cache`.
+///
+/// Every request makes one or two: the counter for each (cache, result) is looked up in the
+/// recorder once and kept (building a labelled key for every lookup cost more than the cache
+/// hit it counts). A process installs its recorder before it serves (the registry's `server::open`),
+/// so the kept handles are the recorder's.
 pub fn cache_lookup(cache: &'static str, hit: bool) {
-    metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    type Kept = std::sync::RwLock<Vec<(&'static str, bool, metrics::Counter)>>;
+    static KEPT: Kept = std::sync::RwLock::new(Vec::new());
+    let found = KEPT
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(c, h, _)| *c == cache && *h == hit)
+        .map(|(_, _, counter)| counter.clone());
+    let counter = found.unwrap_or_else(|| {
+        let result = if hit { "hit" } else { "miss" };
+        let counter = metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result);
+        KEPT.write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((cache, hit, counter.clone()));
+        counter
+    });
+    counter.increment(1);
 }
 
 /// One object-store request and how it ended.
