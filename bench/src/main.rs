@@ -7,6 +7,7 @@
 mod ceilings;
 mod gc;
 mod promote;
+mod s3_ceiling;
 mod servers;
 mod workloads;
 
@@ -319,6 +320,49 @@ async fn measure_s3(
     })
 }
 
+/// The S3 mode against the store's own rate (issue 21's targets: push and streamed pull at
+/// least 80% of it).
+fn print_s3_ceiling(
+    ours: &S3Figures,
+    theirs: &S3Figures,
+    ceiling: &s3_ceiling::S3Ceiling,
+    size: &str,
+) {
+    let verdict = |ok: bool| if ok { "meets" } else { "misses" };
+    println!(
+        "\nS3 mode against Garage's own rate ({size} objects through the AWS SDK, no registry)"
+    );
+    println!(
+        "  Garage alone: PutObject {:.0} MiB/s, GetObject (streamed) {:.0} MiB/s",
+        ceiling.put_mbps, ceiling.get_mbps
+    );
+    let push = ours.mono_mbps / ceiling.put_mbps;
+    println!(
+        "  monolithic push: depot {:.0} MiB/s = {:.0}% of PutObject [>= 80%: {}]; distribution {:.0} MiB/s = {:.0}%",
+        ours.mono_mbps,
+        100.0 * push,
+        verdict(push >= 0.8),
+        theirs.mono_mbps,
+        100.0 * theirs.mono_mbps / ceiling.put_mbps
+    );
+    println!(
+        "  chunked push: depot {:.0} MiB/s = {:.0}% of PutObject; distribution {:.0} MiB/s = {:.0}%",
+        ours.chunked_mbps,
+        100.0 * ours.chunked_mbps / ceiling.put_mbps,
+        theirs.chunked_mbps,
+        100.0 * theirs.chunked_mbps / ceiling.put_mbps
+    );
+    let pull = ours.pull_mbps / ceiling.get_mbps;
+    println!(
+        "  streamed pull: depot {:.0} MiB/s = {:.0}% of GetObject [>= 80%: {}]; distribution {:.0} MiB/s = {:.0}% (both stream: no redirects to the store)",
+        ours.pull_mbps,
+        100.0 * pull,
+        verdict(pull >= 0.8),
+        theirs.pull_mbps,
+        100.0 * theirs.pull_mbps / ceiling.get_mbps
+    );
+}
+
 /// The hot manifest GET against a registry with token auth on: the admin token (from its data
 /// directory) buys an access token at `/token`, sent on every request as a real client would.
 async fn auth_cost(
@@ -534,14 +578,17 @@ async fn main() -> anyhow::Result<()> {
     let theirs = measure(&distribution, &client, &pattern, &sizes).await?;
     drop(distribution);
     let s3_figures = if cli.s3 {
-        let s3 = S3Server::start(&work.join("s3"), &["depot", "distribution"])?;
+        let s3 = S3Server::start(&work.join("s3"), &["depot", "distribution", "ceiling"])?;
+        eprintln!("[garage] its own PutObject and GetObject rate, no registry");
+        let ceiling =
+            s3_ceiling::measure(&s3.endpoint, "ceiling", &pattern.blob(sizes.big / 4)).await?;
         let reg = Registry::depot_s3(&cli.depot, &work.join("depot-s3"), &s3.endpoint, "depot")?;
         let ours = measure_s3(&reg, &s3, &client, &pattern, &sizes).await?;
         drop(reg);
         let reg =
             Registry::distribution_s3(&work.join("distribution-s3"), &s3.endpoint, "distribution")?;
         let theirs = measure_s3(&reg, &s3, &client, &pattern, &sizes).await?;
-        Some((ours, theirs))
+        Some((ours, theirs, ceiling))
     } else {
         None
     };
@@ -662,7 +709,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     print_table("How cost grows", &scale_rows);
 
-    if let Some((ours, theirs)) = &s3_figures {
+    if let Some((ours, theirs, ceiling)) = &s3_figures {
         let quarter = format!("{} MiB", sizes.big / 4 / MIB);
         let rows = vec![
             row(
@@ -712,6 +759,7 @@ async fn main() -> anyhow::Result<()> {
             "S3 mode: both registries on one Garage server (loopback)",
             &rows,
         );
+        print_s3_ceiling(ours, theirs, ceiling, &quarter);
     }
 
     println!("\nCost of token authentication (depot, the same hot manifest GET, c=32)");

@@ -76,6 +76,11 @@ pub struct Blob {
 }
 
 impl Blob {
+    /// The blob's bytes, frame by frame.
+    pub fn frames(&self) -> impl Iterator<Item = Bytes> + Send + 'static {
+        self.pattern.frames(self.nonce, self.size)
+    }
+
     fn body_range(&self, start: u64, end: u64) -> reqwest::Body {
         let frames = self.pattern.frames(self.nonce, self.size);
         // Frames are FRAME-aligned except at pattern wrap; slice exactly [start, end).

@@ -7,12 +7,6 @@ use depot_registry::admin::{AdminCommand, AdminDb};
 use depot_registry::config::ServeConfig;
 use depot_registry::server;
 
-/// mimalloc instead of glibc's malloc: requests allocate many small, short-lived objects across
-/// threads, which glibc serves with locks and consolidation passes (a tenth of a manifest GET's
-/// CPU in `perf`); see docs/performance.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "depot-registry",
