@@ -149,7 +149,7 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 /// The series one kind of request records into, looked up once per (class, method) and kept:
 /// building a labelled key and finding it in the recorder's map, four times for every request,
 /// was a measurable share of a manifest GET's CPU. Classes and methods are closed sets of
-/// `&'static str` ([`crate::server::path_class`], [`method_label`]), so the table stays small.
+/// `&'static str` (the server's path classes and [`method_label`]), so the table stays small.
 struct Series {
     in_flight: metrics::Gauge,
     received: metrics::Counter,
