@@ -48,7 +48,7 @@ pub enum Identity {
     Open,
     /// A verified access token.
     Token {
-        claims: Box<Claims>,
+        claims: Arc<Claims>,
         /// For a build push token pushing: the build, checked to accept pushes.
         pushing: Option<Box<Build>>,
     },
@@ -177,7 +177,7 @@ impl Access {
         }
         let pushing = build_rules(auth, meta, &claims, endpoint).await?;
         Ok(Identity::Token {
-            claims: Box::new(claims),
+            claims,
             pushing: pushing.map(Box::new),
         })
     }

@@ -77,7 +77,8 @@ impl HttpBody for Tracked {
     }
 }
 
-/// Middleware: runs the request, then settles what its handler left of the body.
+/// Runs the request, then settles what its handler left of the body (called by the server's
+/// request layer, `server::log_requests`, around every route).
 pub async fn settle_unread(request: Request, next: Next) -> Response {
     if request.body().is_end_stream() {
         // No body (every GET and HEAD): nothing can be left over.

@@ -214,9 +214,8 @@ fn base(state: AppState) -> Router {
 fn layered(router: Router) -> Router {
     router
         .fallback(api::fallback)
-        .layer(axum::middleware::from_fn(
-            crate::request_body::settle_unread,
-        ))
+        // One layer for the log, the metrics and the body's settling (each `from_fn` layer
+        // costs a boxed future and a service clone per request).
         .layer(axum::middleware::from_fn(log_requests))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| Error::internal("handler panicked").into_response(),
@@ -294,7 +293,9 @@ async fn log_requests(request: Request, next: Next) -> Response {
     let answering =
         crate::metrics::Answering::start(class, crate::metrics::method_label(&method), started);
     let request = request.map(|body| answering.count_received(body));
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = crate::request_body::settle_unread(request, next)
+        .instrument(span.clone())
+        .await;
     // The id's own bytes become the header's (no copy).
     if let Ok(v) = axum::http::HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
         response.headers_mut().insert(X_REQUEST_ID, v);

@@ -11,6 +11,7 @@ pub mod claims;
 pub mod keys;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine;
@@ -88,7 +89,7 @@ pub struct Auth {
     /// Tokens whose signature has been checked, so a client's repeated requests with one token
     /// cost a hash lookup instead of an Ed25519 verification each. Time claims are still
     /// checked on every use.
-    verified: moka::sync::Cache<String, Claims>,
+    verified: moka::sync::Cache<String, Arc<Claims>>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -156,13 +157,15 @@ impl Auth {
         }
     }
 
-    /// Verifies a JWT of `kind`: signature, key, issuer, audience and times.
-    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, Rejected> {
+    /// Verifies a JWT of `kind`: signature, key, issuer, audience and times. The claims are
+    /// shared with the cache of verified tokens (every request of a client presents the same
+    /// token: a reference count, not a copy of its grants).
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Arc<Claims>, Rejected> {
         if let Some(claims) = self.verified.get(token) {
             self.check(&claims, kind)?;
             return Ok(claims);
         }
-        let claims: Claims = self.keys.verify(token)?;
+        let claims: Arc<Claims> = Arc::new(self.keys.verify(token)?);
         self.check(&claims, kind)?;
         self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)

@@ -1,8 +1,8 @@
 //! Blob bytes in S3 or any S3-compatible object store (aws-sdk-s3).
 //!
 //! An upload streams into an S3 multipart upload as it arrives: bytes are gathered into parts of
-//! [`S3Store::part_size`] (the only buffer: about one part per upload in flight) and each full
-//! part is uploaded at once, hashed on the way by the caller. What is left after the last full
+//! [`S3Store::part_size`] and each full part is uploaded while the next one fills (the only
+//! buffers: at most two parts per upload in flight), hashed on the way by the caller. What is left after the last full
 //! part when a request ends (the *tail*) is staged as a small object of its own, so the next
 //! request, on this replica or another, continues from it. All of that is the upload's *state*
 //! (multipart upload id, part ETags, staged tail), which the caller saves with the session's size
@@ -300,45 +300,51 @@ impl S3Store {
     }
 
     async fn upload_part(&self, upload: &str, state: &mut UploadState, bytes: Bytes) -> Result<()> {
-        let key = self.blob_key(upload);
-        let mpu = match &state.mpu {
-            Some(id) => id.clone(),
-            None => {
-                let created = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&key)
-                    .send()
-                    .within("CreateMultipartUpload", 0)
-                    .await?
-                    .map_err(|e| unavailable("CreateMultipartUpload", e.into_service_error()))?;
-                let id = created.upload_id.ok_or_else(|| {
-                    Error::internal("CreateMultipartUpload returned no upload id")
-                })?;
-                state.mpu = Some(id.clone());
-                id
-            }
-        };
+        let mpu = self.multipart(upload, state).await?;
         let number = state.parts.len() as i32 + 1;
+        let etag = self.put_part(upload, &mpu, number, bytes).await?;
+        state.parts.push(etag);
+        Ok(())
+    }
+
+    /// The upload's multipart upload, created on its first full part.
+    async fn multipart(&self, upload: &str, state: &mut UploadState) -> Result<String> {
+        if let Some(id) = &state.mpu {
+            return Ok(id.clone());
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.blob_key(upload))
+            .send()
+            .within("CreateMultipartUpload", 0)
+            .await?
+            .map_err(|e| unavailable("CreateMultipartUpload", e.into_service_error()))?;
+        let id = created
+            .upload_id
+            .ok_or_else(|| Error::internal("CreateMultipartUpload returned no upload id"))?;
+        state.mpu = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Uploads part `number` of multipart upload `mpu`; returns its ETag.
+    async fn put_part(&self, upload: &str, mpu: &str, number: i32, bytes: Bytes) -> Result<String> {
         let len = bytes.len() as u64;
         let part = self
             .client
             .upload_part()
             .bucket(&self.bucket)
-            .key(&key)
-            .upload_id(&mpu)
+            .key(self.blob_key(upload))
+            .upload_id(mpu)
             .part_number(number)
             .body(S3Body::from(bytes))
             .send()
             .within("UploadPart", len)
             .await?
             .map_err(|e| unavailable("UploadPart", e.into_service_error()))?;
-        state.parts.push(
-            part.e_tag
-                .ok_or_else(|| Error::internal("UploadPart returned no ETag"))?,
-        );
-        Ok(())
+        part.e_tag
+            .ok_or_else(|| Error::internal("UploadPart returned no ETag"))
     }
 
     async fn abort(&self, upload: &str, mpu: &str) {
@@ -514,6 +520,7 @@ impl BlobStore for S3Store {
             upload: upload.to_owned(),
             state,
             buffer,
+            in_flight: None,
         }))
     }
 
@@ -739,11 +746,40 @@ impl BlobStore for S3Store {
 }
 
 /// One request's writer: full parts go up as soon as they fill; the rest waits in `buffer`.
+/// A part uploads while the next one fills from the socket (one in flight: the client is not
+/// kept waiting for each part's round trip, and an upload holds at most two parts in memory).
 struct S3Sink {
     store: S3Store,
     upload: String,
     state: UploadState,
     buffer: BytesMut,
+    /// The part uploading now; its ETag joins `state.parts` once it lands, before the next
+    /// part starts (parts are recorded in order, and only those S3 acknowledged).
+    in_flight: Option<tokio::task::JoinHandle<Result<String>>>,
+}
+
+impl S3Sink {
+    /// Waits for the part in flight and records it.
+    async fn land(&mut self) -> Result<()> {
+        if let Some(part) = self.in_flight.take() {
+            let etag = part
+                .await
+                .map_err(|e| Error::internal(format!("part upload task: {e}")))??;
+            self.state.parts.push(etag);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for S3Sink {
+    /// A request that ends without `finish` (a failure, a client gone) stops its part upload:
+    /// nothing will record it, and the multipart upload's abort or the session's next request
+    /// (which uploads that part number again) supersedes whatever of it landed.
+    fn drop(&mut self) {
+        if let Some(part) = self.in_flight.take() {
+            part.abort();
+        }
+    }
 }
 
 #[async_trait]
@@ -752,20 +788,23 @@ impl BlobSink for S3Sink {
         self.buffer.extend_from_slice(&chunk);
         while self.buffer.len() >= self.store.part_size {
             let part = self.buffer.split_to(self.store.part_size).freeze();
-            self.store
-                .upload_part(&self.upload, &mut self.state, part)
-                .await?;
+            self.land().await?;
+            let mpu = self.store.multipart(&self.upload, &mut self.state).await?;
+            let number = self.state.parts.len() as i32 + 1;
+            let (store, upload) = (self.store.clone(), self.upload.clone());
+            self.in_flight = Some(tokio::spawn(async move {
+                store.put_part(&upload, &mpu, number, part).await
+            }));
         }
         Ok(())
     }
 
-    async fn finish(self: Box<Self>, last: bool) -> Result<Written> {
-        let S3Sink {
-            store,
-            upload,
-            mut state,
-            buffer,
-        } = *self;
+    async fn finish(mut self: Box<Self>, last: bool) -> Result<Written> {
+        self.land().await?;
+        let store = self.store.clone();
+        let upload = std::mem::take(&mut self.upload);
+        let mut state = std::mem::take(&mut self.state);
+        let buffer = std::mem::take(&mut self.buffer);
         let size = state.parts.len() as u64 * store.part_size as u64 + buffer.len() as u64;
         state.stale.extend(state.tail.take());
         if last && state.mpu.is_some() {
@@ -892,6 +931,56 @@ mod tests {
                 .unwrap();
             assert_eq!(listed.contents().len(), 1, "leftovers for upload {id}");
         }
+    }
+
+    /// A part uploads while the next one fills. A request that ends without `finish` (the
+    /// client gone with a part in flight, others landed but unrecorded) changes nothing the
+    /// session holds: the next request, from the acknowledged offset and state, uploads those
+    /// part numbers again and the blob comes back intact.
+    #[tokio::test]
+    async fn a_request_dropped_with_a_part_in_flight_resumes_intact() {
+        let Some((store, _)) = test_store().await else {
+            return;
+        };
+        let store = store.with_part_size(5 * 1024 * 1024);
+        let mib = 1024 * 1024;
+        let data: Vec<u8> = (0..(17 * mib + 999) as u32)
+            .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+            .collect();
+        let digest = Digest::of(Algorithm::Sha256, &data);
+        // First request: one part, acknowledged.
+        let mut sink = store.append("p", 0, &[]).await.unwrap();
+        sink.write(Bytes::copy_from_slice(&data[..5 * mib]))
+            .await
+            .unwrap();
+        let first = sink.finish(false).await.unwrap();
+        assert_eq!(first.size, 5 * mib as u64);
+        // Second request: two more parts' worth of bytes (one landed, one in flight), then
+        // the request is gone. Different bytes, as a confused client might send.
+        let mut sink = store.append("p", first.size, &first.state).await.unwrap();
+        for frame in vec![7u8; 11 * mib].chunks(300_001) {
+            sink.write(Bytes::copy_from_slice(frame)).await.unwrap();
+        }
+        drop(sink);
+        // Third request: the rest, from the acknowledged offset.
+        let mut sink = store.append("p", first.size, &first.state).await.unwrap();
+        for frame in data[5 * mib..].chunks(300_001) {
+            sink.write(Bytes::copy_from_slice(frame)).await.unwrap();
+        }
+        let done = sink.finish(true).await.unwrap();
+        assert_eq!(done.size, data.len() as u64);
+        let location = store
+            .commit("p", &done.state, &digest, data.len() as u64)
+            .await
+            .unwrap();
+        let back = store
+            .read(&location, 0..data.len() as u64)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert!(back == data, "the resumed upload came back different");
     }
 
     /// A request that staged its tail but was never acknowledged (its replica killed before
