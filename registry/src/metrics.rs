@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use depot_store::metrics::Kind;
+use depot_store::metrics::{KeptCounters, Kind};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "depot_http_requests_total";
@@ -150,13 +150,14 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 /// building a labelled key and finding it in the recorder's map, four times for every request,
 /// was a measurable share of a manifest GET's CPU. Classes and methods are closed sets of
 /// `&'static str` (the server's path classes and [`method_label`]), so the table stays small.
+#[derive(Debug)]
 struct Series {
     in_flight: metrics::Gauge,
     received: metrics::Counter,
     sent: metrics::Counter,
     duration: metrics::Histogram,
     /// `depot_http_requests_total` by status, as statuses are first seen.
-    requests: RwLock<Vec<(u16, metrics::Counter)>>,
+    requests: KeptCounters<u16>,
 }
 
 impl Series {
@@ -183,44 +184,25 @@ impl Series {
                 received: metrics::counter!(HTTP_RECEIVED, "class" => class),
                 sent: metrics::counter!(HTTP_SENT, "class" => class),
                 duration: metrics::histogram!(HTTP_DURATION, "class" => class, "method" => method),
-                requests: RwLock::default(),
+                requests: KeptCounters::new(),
             }))
         })
     }
 
     fn answered(&self, class: &'static str, method: &'static str, status: u16) {
-        let found = self
-            .requests
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map(|(_, c)| c.clone());
-        let counter = found.unwrap_or_else(|| {
-            let mut requests = self.requests.write().unwrap_or_else(PoisonError::into_inner);
-            let counter = metrics::counter!(HTTP_REQUESTS, "class" => class, "method" => method, "status" => status.to_string());
-            requests.push((status, counter.clone()));
-            counter
+        self.requests.increment(status, || {
+            metrics::counter!(HTTP_REQUESTS, "class" => class, "method" => method, "status" => status.to_string())
         });
-        counter.increment(1);
     }
 }
 
 /// A request being answered: in flight from now until its answer's body is done or dropped.
+#[derive(Debug)]
 pub struct Answering {
     class: &'static str,
     method: &'static str,
     started: Instant,
     series: &'static Series,
-}
-
-impl std::fmt::Debug for Answering {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Answering")
-            .field("class", &self.class)
-            .field("method", &self.method)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Answering {

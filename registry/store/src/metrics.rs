@@ -3,6 +3,7 @@
 //! the metadata's counts at a scrape. They go to the process's `metrics` recorder; without
 //! one installed (the library in a test, `depot-gc`), recording costs nothing.
 
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 /// What a metric is, for its `# TYPE` line.
@@ -104,30 +105,51 @@ pub fn describe_all(metrics: &[(&'static str, Kind, &'static str, &'static str)]
     }
 }
 
-/// A lookup in the cache named `cache`.
-///
-/// Every request makes one or two: the counter for each (cache, result) is looked up in the
-/// recorder once and kept (building a labelled key for every lookup cost more than the cache
-/// hit it counts). A process installs its recorder before it serves (the registry's `server::open`),
-/// so the kept handles are the recorder's.
+/// Counters for a small, closed set of label values, each registered with the recorder the
+/// first time its key is seen and kept: building a labelled key and finding it in the
+/// recorder's map for every event cost more than the events it counted on hot paths. A process
+/// installs its recorder before it serves (the registry's `server::open`), so the kept handles
+/// are the recorder's.
+#[derive(Debug, Default)]
+pub struct KeptCounters<K>(RwLock<Vec<(K, metrics::Counter)>>);
+
+impl<K: PartialEq + Copy> KeptCounters<K> {
+    pub const fn new() -> Self {
+        KeptCounters(RwLock::new(Vec::new()))
+    }
+
+    /// Adds one to `key`'s counter, registering it with `register` the first time.
+    pub fn increment(&self, key: K, register: impl FnOnce() -> metrics::Counter) {
+        if let Some((_, counter)) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(k, _)| *k == key)
+        {
+            counter.increment(1);
+            return;
+        }
+        let mut kept = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have registered it between the two locks.
+        if !kept.iter().any(|(k, _)| *k == key) {
+            kept.push((key, register()));
+        }
+        let (_, counter) = kept
+            .iter()
+            .find(|(k, _)| *k == key)
+            .expect("kept just above");
+        counter.increment(1);
+    }
+}
+
+/// A lookup in the cache named `cache` (every request makes one or two).
 pub fn cache_lookup(cache: &'static str, hit: bool) {
-    type Kept = std::sync::RwLock<Vec<(&'static str, bool, metrics::Counter)>>;
-    static KEPT: Kept = std::sync::RwLock::new(Vec::new());
-    let found = KEPT
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .find(|(c, h, _)| *c == cache && *h == hit)
-        .map(|(_, _, counter)| counter.clone());
-    let counter = found.unwrap_or_else(|| {
+    static KEPT: KeptCounters<(&str, bool)> = KeptCounters::new();
+    KEPT.increment((cache, hit), || {
         let result = if hit { "hit" } else { "miss" };
-        let counter = metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result);
-        KEPT.write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((cache, hit, counter.clone()));
-        counter
+        metrics::counter!(CACHE_REQUESTS, "cache" => cache, "result" => result)
     });
-    counter.increment(1);
 }
 
 /// One object-store request and how it ended.
