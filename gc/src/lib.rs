@@ -235,6 +235,11 @@ pub trait Objects: Send + Sync {
     async fn discard_upload(&self, id: &str, store_state: &[u8]) -> anyhow::Result<()>;
     /// One page of what the store holds, after `cursor`; the next cursor, if there is more.
     async fn list(&self, cursor: Option<String>) -> anyhow::Result<(Vec<Listed>, Option<String>)>;
+    /// Of `locations`, those a read finds. A listing is not proof that an object is there: a
+    /// distributed store's listing can name objects deleted while one of its nodes was away
+    /// (Garage, until its anti-entropy sync reaches that node) while every read says they are
+    /// gone.
+    async fn present(&self, locations: &[String]) -> anyhow::Result<Vec<String>>;
 }
 
 /// The time a collection judges by (the registry's clock, movable in tests).

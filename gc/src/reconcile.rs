@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::{Catalog, Clock, Objects};
+use crate::{Catalog, Clock, Listed, Objects};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reconciled {
@@ -18,6 +18,9 @@ pub struct Reconciled {
     pub bytes: u64,
     /// Objects nothing refers to but younger than the grace period (perhaps being linked now).
     pub young: u64,
+    /// Objects the listing named but a read finds gone: deleted already, in a store whose
+    /// listing lags its deletes. Neither counted as orphans nor removed again.
+    pub gone: u64,
 }
 
 /// Lists the store page by page and removes what no blob, trash entry or open session owns.
@@ -47,16 +50,26 @@ pub async fn reconcile(
             .filter_map(|l| l.upload.clone())
             .collect();
         let open: HashSet<String> = catalog.open_uploads(&uploads).await?.into_iter().collect();
+        let unowned: Vec<&Listed> = page
+            .iter()
+            .filter(|l| {
+                !known.contains(&l.location)
+                    && !l.upload.as_ref().is_some_and(|id| open.contains(id))
+            })
+            .collect();
+        let (young, old): (Vec<&Listed>, Vec<&Listed>) =
+            unowned.into_iter().partition(|l| l.modified_ms > cutoff);
+        out.young += young.len() as u64;
+        // Only what a read confirms is an orphan: an object listed but already gone would be
+        // reported (and "removed") on every run, its bytes counted though nothing holds them.
+        let candidates: Vec<String> = old.iter().map(|l| l.location.clone()).collect();
+        let present: HashSet<String> = objects.present(&candidates).await?.into_iter().collect();
         let mut orphan_blobs = Vec::new();
         let mut orphan_uploads = Vec::new();
-        for l in &page {
-            let owned = known.contains(&l.location)
-                || l.upload.as_ref().is_some_and(|id| open.contains(id));
-            if owned {
-                continue;
-            }
-            if l.modified_ms > cutoff {
-                out.young += 1;
+        for l in old {
+            if !present.contains(&l.location) {
+                out.gone += 1;
+                on_item(&format!("listed but gone {}", l.location));
                 continue;
             }
             out.orphans += 1;

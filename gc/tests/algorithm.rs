@@ -348,6 +348,15 @@ impl Objects for Fake {
     async fn list(&self, _cursor: Option<String>) -> anyhow::Result<(Vec<Listed>, Option<String>)> {
         Ok((Vec::new(), None))
     }
+
+    async fn present(&self, locations: &[String]) -> anyhow::Result<Vec<String>> {
+        let s = self.0.lock().unwrap();
+        Ok(locations
+            .iter()
+            .filter(|l| s.objects.contains(*l))
+            .cloned()
+            .collect())
+    }
 }
 
 /// A registry holding: build `old` (expired at 100 s) with manifest `m-old` over blobs

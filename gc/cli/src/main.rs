@@ -170,8 +170,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let out = reconcile(&backend, &backend, &clock, grace, dry_run, &print_item).await?;
             let verb = if dry_run { "would remove" } else { "removed" };
             println!(
-                "reconcile: {} objects listed; {verb} {} orphans ({} bytes); {} unreferenced but younger than the grace period",
-                out.listed, out.orphans, out.bytes, out.young
+                "reconcile: {} objects listed; {verb} {} orphans ({} bytes); {} unreferenced but younger than the grace period; {} listed but already gone",
+                out.listed, out.orphans, out.bytes, out.young, out.gone
             );
             Ok(())
         }

@@ -229,4 +229,19 @@ impl Objects for Backend {
     async fn list(&self, cursor: Option<String>) -> anyhow::Result<(Vec<Listed>, Option<String>)> {
         Ok(self.store.list(cursor).await?)
     }
+
+    /// One `stat` (a `HEAD` on S3) per location, sixteen at a time: only reconcile's
+    /// candidates are asked about, so this is bounded by the orphans, not by the store.
+    async fn present(&self, locations: &[String]) -> anyhow::Result<Vec<String>> {
+        use futures::{StreamExt, TryStreamExt};
+        let found: Vec<Option<String>> = futures::stream::iter(locations.to_vec())
+            .map(|l| {
+                let store = self.store.clone();
+                async move { Ok::<_, crate::Error>(store.stat(&l).await?.map(|_| l)) }
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
 }

@@ -266,9 +266,11 @@ fn pushes_through_lost_replicas_storage_nodes_and_database_lose_nothing() {
     // reconcile must then remove them all and nothing live.
     assert!(
         orphans <= CLIENTS as u64,
-        "{orphans} orphans: more than the faults can leave\n{reconciled}\n{warnings}"
+        "{orphans} orphans: more than the faults can leave\n{reconciled}\n{}\n{warnings}",
+        orphan_history(&world, &reconciled)
     );
     if orphans > 0 {
+        eprintln!("{reconciled}\n{}", orphan_history(&world, &reconciled));
         let out = world.depot_gc(&["--gc-grace", "0", "reconcile"]);
         assert!(out.contains("removed "), "{out}");
         let (left, listed) = world.orphans();
@@ -311,4 +313,39 @@ fn source_build(source: &depot_testkit::cli::Fixture, layers: &[Vec<u8>]) -> (St
     let mut blobs = vec![(sha256(&config), config.len() as u64)];
     blobs.extend(refs);
     (id, Image { manifest, blobs })
+}
+
+/// For each upload session that left orphans: its row (or that it has none) and every replica
+/// log line naming it, so a failure says how the session ended.
+fn orphan_history(world: &World, reconciled: &str) -> String {
+    let mut ids: Vec<&str> = reconciled
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("orphan "))
+        .filter_map(|l| l.split_once(".tail-").map(|(key, _)| key))
+        .filter_map(|key| key.rsplit('/').next())
+        .collect();
+    ids.dedup();
+    let mut out = String::new();
+    for id in ids {
+        use sqlx::Row;
+        let rows = world.sql_on(
+            "depot",
+            &format!(
+                "SELECT size, length(store_state), created_at, updated_at FROM uploads \
+                 WHERE id = '{id}'"
+            ),
+        );
+        let row = rows.first().map_or("no row".to_owned(), |r| {
+            let (size, state, created, updated): (i64, Option<i32>, i64, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            format!("size {size}, state {state:?} bytes, created {created}, updated {updated}")
+        });
+        out.push_str(&format!("upload {id}: {row}\n"));
+        for (i, r) in world.replicas.iter().enumerate() {
+            for l in r.logs().lines().filter(|l| l.contains(id)) {
+                out.push_str(&format!("  [replica {i}] {l}\n"));
+            }
+        }
+    }
+    out
 }

@@ -14,6 +14,8 @@
 //! - The cost of each operation in database statements (`pg_stat_statements`) and S3 requests
 //!   (Garage's counters), as `docs/scaling.md` reports them.
 //! - Cache coherence between replicas while a tag moves every few milliseconds.
+//! - `depot-gc reconcile` on a listing that lags the store's deletes (a Garage node back from
+//!   an outage lists what was deleted while it was away): it counts only what a read confirms.
 //!
 //! The tests run one at a time (they measure; two at once would share two cores). Needs
 //! `garage` and `nginx`, which `.ci/setup` installs.
@@ -24,4 +26,5 @@ mod faults;
 mod gc_takeover;
 mod herd;
 mod images;
+mod lagging_listing;
 mod world;

@@ -101,13 +101,18 @@ impl World {
 
     /// The flags that put a process on this world's database and bucket (`depot-gc` too).
     pub fn backend_flags(&self, name: &str) -> Vec<String> {
+        self.backend_flags_at(name, &self.s3_endpoint())
+    }
+
+    /// [`Self::backend_flags`] with S3 requests sent to `endpoint` (one Garage node, say).
+    pub fn backend_flags_at(&self, name: &str, endpoint: &str) -> Vec<String> {
         [
             "--database-url",
             &format!("{}?application_name={name}", self.pg.url()),
             "--storage",
             &format!("s3://{BUCKET}/registry"),
             "--s3-endpoint",
-            &self.s3_endpoint(),
+            endpoint,
             "--s3-region",
             "us-east-1",
             "--s3-force-path-style",
@@ -152,8 +157,13 @@ impl World {
 
     /// `depot-gc <args>` on this world's backends: its standard output (it must succeed).
     pub fn depot_gc(&self, args: &[&str]) -> String {
+        self.depot_gc_at(&self.s3_endpoint(), args)
+    }
+
+    /// [`Self::depot_gc`] with S3 requests sent to `endpoint`.
+    pub fn depot_gc_at(&self, endpoint: &str, args: &[&str]) -> String {
         let out = Command::new(workspace_bin("depot-gc"))
-            .args(self.backend_flags("depot-gc"))
+            .args(self.backend_flags_at("depot-gc", endpoint))
             .args(args)
             .envs(s3_env())
             .output()
