@@ -318,6 +318,12 @@ impl From<StoreError> for Error {
                 Error::new(StatusCode::RANGE_NOT_SATISFIABLE, Code::BlobUploadInvalid)
                     .message("another request is writing to this upload")
             }
+            StoreError::UploadLost { .. } => {
+                let mut out = Error::upload_unknown()
+                    .message("this upload's stored bytes are gone: start a new upload");
+                out.internal = Some(e.to_string());
+                out
+            }
             StoreError::DataMissing { .. } => Error::data_missing(e),
             StoreError::StorageFull(_) => Error::insufficient_storage(e),
             StoreError::Corrupt(_) | StoreError::Internal(_) => Error::internal(e),

@@ -314,6 +314,34 @@ async fn link_stored(
     })
 }
 
+/// A closing `PUT` that failed (`failed`, not a digest mismatch). If `repo` holds `digest`
+/// after all, the push it closes is done: an earlier try of this `PUT` committed and linked the
+/// blob and only its answer was lost (the process killed before the session was closed, which
+/// leaves the session's stored bytes gone or moved), so the session is closed and the answer
+/// is `201`. Otherwise `failed`; a session whose bytes are gone (`404 BLOB_UPLOAD_UNKNOWN`) is
+/// closed by then, and the client starts a new upload.
+async fn failed_close(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    digest: &Digest,
+    failed: Error,
+) -> Result<Response> {
+    // Only on this failure path: a healthy push pays no extra query.
+    match state.content.meta.repo_blob(repo, digest).await {
+        Ok(Some(_)) => {
+            state.content.meta.close_upload(id, repo).await?;
+            Ok(blob_created(repo, digest))
+        }
+        _ => {
+            if failed.code == Code::BlobUploadUnknown {
+                state.content.meta.close_upload(id, repo).await?;
+            }
+            Err(failed)
+        }
+    }
+}
+
 /// Records a just-committed copy as `digest`'s bytes in `repo`. Two uploads of the same content
 /// committed at once: the first link recorded wins, and the other copy is nobody's.
 async fn link_new(
@@ -416,11 +444,21 @@ async fn write_chunk(
             ));
         }
     }
-    let mut sink = state
+    let mut sink = match state
         .content
         .store
         .append(id, up.size, &up.store_state)
-        .await?;
+        .await
+    {
+        Err(lost @ depot_store::Error::UploadLost { .. }) => {
+            // The session cannot go on: every later request on it says unknown, and the
+            // client starts a new upload.
+            tracing::warn!(upload = id, cause = %lost, "closing an upload whose bytes are gone");
+            state.content.meta.close_upload(id, repo).await?;
+            return Err(lost.into());
+        }
+        sink => sink?,
+    };
     let (hasher, received) = ingest(body, sink.as_mut(), hasher, expected).await?;
     if expected.is_some_and(|e| e != received) {
         return Err(Error::size_invalid(
@@ -512,7 +550,10 @@ pub(crate) async fn finish(
         };
         (written, hasher)
     } else {
-        write_chunk(state, call, body, (repo, id), &up, true).await?
+        match write_chunk(state, call, body, (repo, id), &up, true).await {
+            Err(e) => return failed_close(state, repo, id, &digest, e).await,
+            Ok(written) => written,
+        }
     };
     if hasher.algorithm() != digest.algorithm() {
         // Opened without `?digest-algorithm=` (a SHOULD in the spec, so clients may leave it
@@ -525,12 +566,13 @@ pub(crate) async fn finish(
         return committed.map(|()| blob_created(repo, &digest));
     }
     let committed = commit(state, repo, id, &written, &hasher, &digest).await;
-    if let Err(e) = &committed {
-        if e.code != Code::DigestInvalid {
-            return committed.map(|()| blob_created(repo, &digest));
+    match &committed {
+        Err(e) if e.code != Code::DigestInvalid => {
+            return failed_close(state, repo, id, &digest, committed.unwrap_err()).await;
         }
         // The session cannot succeed any more: free its bytes now rather than at expiry.
-        state.content.store.discard(id, &written.state).await?;
+        Err(_) => state.content.store.discard(id, &written.state).await?,
+        Ok(()) => {}
     }
     // A session that never had a row needs no tombstone: its next use would start afresh,
     // which is harmless, and skipping the write keeps a POST + PUT push to one commit.

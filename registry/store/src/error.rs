@@ -27,6 +27,11 @@ pub enum Error {
     /// Another request is writing to the same upload.
     #[error("another request is writing to this upload")]
     UploadBusy,
+    /// An upload's stored bytes are gone, so it cannot go on: its commit moved them away and
+    /// the answer was lost (the process killed before the session was closed), or they were
+    /// removed. Only a new upload helps.
+    #[error("the bytes of upload {upload} are gone: {why}")]
+    UploadLost { upload: String, why: String },
     /// The bytes of a stored blob are gone from storage (deleted outside the registry, or
     /// lost): no retry mends it.
     #[error("blob data missing at {location}")]
@@ -71,6 +76,13 @@ impl Error {
     pub fn data_missing(location: &str) -> Self {
         Error::DataMissing {
             location: location.to_owned(),
+        }
+    }
+
+    pub fn upload_lost(upload: &str, why: impl std::fmt::Display) -> Self {
+        Error::UploadLost {
+            upload: upload.to_owned(),
+            why: why.to_string(),
         }
     }
 

@@ -95,12 +95,24 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl BlobStore for FileStore {
     async fn append(&self, upload: &str, offset: u64, _state: &[u8]) -> Result<Box<dyn BlobSink>> {
         let path = self.upload_path(upload);
+        let id = upload.to_owned();
         let file = blocking(move || {
-            let mut file = OpenOptions::new()
-                .create(true)
+            // Only a session's first bytes create its file. Past offset 0 a missing file means
+            // its bytes are gone: a commit renamed them into a blob and its answer was lost (the
+            // process killed before the session closed). Creating it again would resume on a
+            // hole of zeros, hashed as if it were the acknowledged bytes.
+            let mut file = match OpenOptions::new()
+                .create(offset == 0)
                 .truncate(false)
                 .write(true)
-                .open(&path)?;
+                .open(&path)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Err(Error::upload_lost(&id, "no upload file")))
+                }
+                Err(e) => return Err(e),
+            };
             // A writer whose request just ended may still be closing the file: give it a moment
             // before telling the client that someone else is writing.
             let deadline = std::time::Instant::now() + LOCK_WAIT;
@@ -110,17 +122,23 @@ impl BlobStore for FileStore {
                     Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
-                    Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(fs::TryLockError::WouldBlock) => return Ok(Err(Error::UploadBusy)),
                     Err(fs::TryLockError::Error(e)) => return Err(e),
                 }
+            }
+            let len = file.metadata()?.len();
+            if len < offset {
+                return Ok(Err(Error::upload_lost(
+                    &id,
+                    format!("the upload file holds {len} bytes, the session {offset}"),
+                )));
             }
             // Drop whatever an interrupted request wrote past the acknowledged offset.
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            Ok(Some(file))
+            Ok(Ok(file))
         })
-        .await?
-        .ok_or(Error::UploadBusy)?;
+        .await??;
         Ok(Box::new(FileSink::start(file, offset)))
     }
 
@@ -139,13 +157,22 @@ impl BlobStore for FileStore {
         let copy = &uuid::Uuid::new_v4().simple().to_string()[..16];
         let location = format!("{digest}.{copy}");
         let to = self.location_path(&location)?;
+        let id = upload.to_owned();
         blocking(move || {
-            // `create` covers an empty blob whose upload never received a byte.
-            let file = OpenOptions::new()
-                .create(true)
+            // `create` covers an empty blob whose upload never received a byte; any other
+            // upload's file missing was committed already (see `append`).
+            let file = match OpenOptions::new()
+                .create(size == 0)
                 .truncate(false)
                 .write(true)
-                .open(&from)?;
+                .open(&from)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Err(Error::upload_lost(&id, "no upload file")))
+                }
+                Err(e) => return Err(e),
+            };
             let len = file.metadata()?.len();
             if len != size {
                 // A crash lost acknowledged bytes: never publish the wrong content under a digest.
@@ -162,9 +189,9 @@ impl BlobStore for FileStore {
             fs::create_dir_all(dir)?;
             fs::rename(&from, &to)?;
             sync_dir(dir)?;
-            Ok(())
+            Ok(Ok(()))
         })
-        .await?;
+        .await??;
         Ok(location)
     }
 

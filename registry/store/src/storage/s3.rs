@@ -257,7 +257,10 @@ impl S3Store {
             .send()
             .within("GetObject", 0)
             .await?
-            .map_err(|e| unavailable("GetObject (staged tail)", e.into_service_error()))?;
+            .map_err(|e| match e.into_service_error() {
+                e if e.is_no_such_key() => Error::data_missing(key),
+                e => unavailable("GetObject (staged tail)", e),
+            })?;
         let bytes = out
             .body
             .collect()
@@ -341,10 +344,42 @@ impl S3Store {
             .body(S3Body::from(bytes))
             .send()
             .within("UploadPart", len)
-            .await?
-            .map_err(|e| unavailable("UploadPart", e.into_service_error()))?;
+            .await?;
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => {
+                let e = e.into_service_error();
+                let code = e.meta().code().map(str::to_owned);
+                let failed = unavailable("UploadPart", e);
+                return Err(self.committed_or(upload, code.as_deref(), failed).await);
+            }
+        };
         part.e_tag
             .ok_or_else(|| Error::internal("UploadPart returned no ETag"))
+    }
+
+    /// `failed` (an `UploadPart` answered with error `code`), unless the upload cannot go on:
+    /// its whole object is there (a commit whose answer was lost, the process killed before
+    /// the session was closed), or its multipart upload is gone (completed or aborted by such a
+    /// request, or a completion the store abandoned halfway when that request's connection
+    /// dropped). Asked only after a failure, so a healthy upload pays nothing for it.
+    async fn committed_or(&self, upload: &str, code: Option<&str>, failed: Error) -> Error {
+        if let Ok(Some(_)) = self.stat(&self.blob_key(upload)).await {
+            return Error::upload_lost(upload, "committed by an earlier request");
+        }
+        // `NoSuchUpload` is the API's answer for an unknown upload id; s3s-fs answers
+        // `AccessDenied` instead, which with the credentials that created the upload (the
+        // bucket still answers them) means the same.
+        let gone = match code {
+            Some("NoSuchUpload") => true,
+            Some("AccessDenied") => self.probe().await.is_ok(),
+            _ => false,
+        };
+        if gone {
+            Error::upload_lost(upload, "its multipart upload is gone")
+        } else {
+            failed
+        }
     }
 
     async fn abort(&self, upload: &str, mpu: &str) {
@@ -513,7 +548,18 @@ impl BlobStore for S3Store {
                 .tail
                 .as_deref()
                 .ok_or_else(|| Error::internal(format!("upload {upload} lost its staged tail")))?;
-            buffer.extend_from_slice(&self.get_prefix(key, tail_len).await?);
+            match self.get_prefix(key, tail_len).await {
+                Ok(bytes) => buffer.extend_from_slice(&bytes),
+                // A commit removes the staged tails: one whose answer was lost, or a removal
+                // from outside. Either way the acknowledged bytes are gone.
+                Err(e) if e.is_data_missing() => {
+                    return Err(Error::upload_lost(
+                        upload,
+                        format!("staged tail {key} is gone"),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(Box::new(S3Sink {
             store: self.clone(),
