@@ -502,3 +502,120 @@ fn pushing_stored_content_again_writes_nothing_and_still_checks_the_bytes() {
         .unwrap();
     assert_eq!(head.status(), 404);
 }
+
+/// The page-cache acknowledgement (README, "Durability"): a chunk is acknowledged once written,
+/// fsynced in the background. A process killed with `-9` loses nothing acknowledged; a machine
+/// that goes down uncleanly (stood for here by another boot id, the one fault a test cannot
+/// cause, and by the bytes past the last checkpoint cut short and zeroed as lost pages leave
+/// them) rolls the session back to its last durable checkpoint, and the client resumes from the
+/// `Range` it reads.
+#[test]
+fn an_os_crash_rolls_a_session_back_to_its_last_durable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = |id: &str| {
+        Server::start_with_env(dir.path(), &["--no-auth"], &[("DEPOT_TEST_BOOT_ID", id)])
+    };
+    let mut server = boot("boot-a");
+    let c = client();
+    const MB: usize = 1_000_000;
+    let data = random_bytes(6 * MB);
+    let r = c
+        .post(format!("{}/v2/os/crash/blobs/uploads/", server.url()))
+        .send()
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let patch = |base: &str, from: usize, to: usize| {
+        let r = c
+            .patch(format!("{base}{location}"))
+            .header("content-range", format!("{from}-{}", to - 1))
+            .body(data[from..to].to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    };
+    // Four chunks with time for each background fsync, then two back to back.
+    for k in 0..4 {
+        patch(&server.url(), k * MB, (k + 1) * MB);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    patch(&server.url(), 4 * MB, 5 * MB);
+    patch(&server.url(), 5 * MB, 6 * MB);
+    server.kill();
+
+    // What the session row says was durable when the last chunk was acknowledged.
+    let (size, durable) = upload_row(&dir.path().join("metadata.db"), &id);
+    assert_eq!(size, 6 * MB as i64);
+    assert!(
+        (4 * MB as u64..6 * MB as u64).contains(&durable),
+        "durable checkpoint {durable}: the chunks given time were fsynced, the last was not yet"
+    );
+
+    // The process died, the machine did not: everything acknowledged is there.
+    let mut server = boot("boot-a");
+    assert_eq!(upload_offset(&c, &server.url(), &location), 6 * MB as u64);
+    server.kill();
+
+    // The machine went down: past the checkpoint, pages were lost (the file cut short) or
+    // never reached their blocks (zeros).
+    let file = dir.path().join("uploads").join(&id);
+    let cut = (durable + 6 * MB as u64) / 2;
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(cut as usize);
+    bytes[durable as usize..].fill(0);
+    std::fs::write(&file, &bytes).unwrap();
+    let server = boot("boot-b");
+    let base = server.url();
+    assert_eq!(upload_offset(&c, &base, &location), durable);
+    assert!(
+        server
+            .logs()
+            .contains("rolled back to its last durable checkpoint"),
+        "{}",
+        server.logs()
+    );
+    // A chunk sent from where the client last stood is refused: it must read `Range` first.
+    let r = c
+        .patch(format!("{base}{location}"))
+        .header("content-range", format!("{}-{}", 6 * MB, 6 * MB))
+        .body(vec![0u8])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    // Resumed from the checkpoint, the blob comes out whole.
+    patch(&base, durable as usize, 6 * MB);
+    let r = c
+        .put(format!("{base}{location}?digest={}", sha256(&data)))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let r = c
+        .get(format!("{base}/v2/os/crash/blobs/{}", sha256(&data)))
+        .send()
+        .unwrap();
+    assert!(
+        r.bytes().unwrap().to_vec() == data,
+        "the blob read back differs"
+    );
+}
+
+/// `(size, durable checkpoint)` of upload `id` in the embedded default's database.
+fn upload_row(db: &std::path::Path, id: &str) -> (i64, u64) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::{Connection, Row};
+            let url = format!("sqlite:{}", db.display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let row = sqlx::query("SELECT size, store_state FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            let state: Vec<u8> = row.get(1);
+            let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+            (row.get(0), state["durable"].as_u64().unwrap())
+        })
+}

@@ -322,10 +322,7 @@ fn kill_at_random(server: &mut Server, label: &str) {
         if !s.done {
             let id = s.location.rsplit('/').next().unwrap();
             let logs = server.logs();
-            let about: Vec<&str> = logs
-                .lines()
-                .filter(|l| l.contains(id))
-                .collect();
+            let about: Vec<&str> = logs.lines().filter(|l| l.contains(id)).collect();
             panic!(
                 "{} never finished: {}\n{}",
                 s.location,

@@ -382,7 +382,7 @@ async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<(Upload,
         .ok_or_else(Error::upload_unknown)?;
     match state.content.meta.upload(id).await? {
         Some(up) if up.closed || up.repo != repo.as_str() => Err(Error::upload_unknown()),
-        Some(up) => Ok((up, true)),
+        Some(up) => Ok((recovered(state, repo, id, up).await?, true)),
         None => Ok((
             Upload {
                 repo: repo.to_string(),
@@ -394,6 +394,50 @@ async fn session(state: &AppState, repo: &RepoName, id: &str) -> Result<(Upload,
             false,
         )),
     }
+}
+
+/// `up`, rolled back to its last durable checkpoint if the machine went down uncleanly since it
+/// was last written (`BlobStore::recover`: the file store acknowledges chunks from the page
+/// cache). Its hash state is rebuilt from the bytes that survived and its row moved back, so
+/// the `Range` every answer carries tells the client where to resume.
+async fn recovered(state: &AppState, repo: &RepoName, id: &str, up: Upload) -> Result<Upload> {
+    let content = &state.content;
+    let Some(back) = content.store.recover(id, &up.store_state, up.size).await? else {
+        return Ok(up);
+    };
+    let algorithm = ResumableHasher::from_bytes(&up.hash_state)
+        .ok_or_else(|| Error::internal("corrupt upload hash state"))?
+        .algorithm();
+    let mut hasher = ResumableHasher::new(algorithm);
+    let mut bytes = content.store.read_upload(id, 0..back.size).await?;
+    while let Some(chunk) = futures::StreamExt::next(&mut bytes).await {
+        hasher.update(&chunk.map_err(depot_store::Error::from)?);
+    }
+    let hash_state = hasher.to_bytes();
+    let moved = content
+        .meta
+        .advance_upload(id, repo, up.size, back.size, &hash_state, &back.state)
+        .await?;
+    if !moved {
+        // Another request rolled it back (or on) first: take the row as it is now.
+        return match content.meta.upload(id).await? {
+            Some(now) if !now.closed => Ok(now),
+            _ => Err(Error::upload_unknown()),
+        };
+    }
+    tracing::warn!(
+        upload = id,
+        from = up.size,
+        to = back.size,
+        "the machine restarted uncleanly since this upload was written: \
+         rolled back to its last durable checkpoint"
+    );
+    Ok(Upload {
+        size: back.size,
+        hash_state,
+        store_state: back.state,
+        ..up
+    })
 }
 
 /// Parses `Content-Range: <start>-<end>` (inclusive; a `bytes ` or `bytes=` prefix is tolerated).

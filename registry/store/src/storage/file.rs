@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::checkpoint::{boot_id, Checkpoint, Synced};
 use super::{deletable, BlobSink, BlobStore, ByteStream, Listed, Referenced, Written};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -31,6 +32,11 @@ pub struct FileStore {
     root: PathBuf,
     /// Asked before any blob file is unlinked.
     referenced: Arc<dyn Referenced>,
+    /// This machine's boot id: with one, chunks are acknowledged from the page cache and
+    /// fsynced in the background (`checkpoint`); without, each is fsynced first.
+    boot: Option<Arc<str>>,
+    /// What this process's background fsyncs covered.
+    synced: Synced,
 }
 
 impl FileStore {
@@ -42,7 +48,12 @@ impl FileStore {
         let root = root.into();
         fs::create_dir_all(root.join("uploads"))?;
         fs::create_dir_all(root.join("blobs"))?;
-        Ok(FileStore { root, referenced })
+        Ok(FileStore {
+            root,
+            referenced,
+            boot: boot_id().map(Arc::from),
+            synced: Synced::default(),
+        })
     }
 
     fn upload_path(&self, upload: &str) -> PathBuf {
@@ -93,10 +104,25 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FileStore {
-    async fn append(&self, upload: &str, offset: u64, _state: &[u8]) -> Result<Box<dyn BlobSink>> {
+    async fn append(&self, upload: &str, offset: u64, state: &[u8]) -> Result<Box<dyn BlobSink>> {
+        let checkpoint = Checkpoint::parse(state)?;
+        // What the session row vouches for: its checkpoint if written in this boot; all of it
+        // if it has none (nothing written yet, or every chunk fsynced by an older version).
+        let prior = match (&checkpoint, &self.boot) {
+            (None, _) => offset,
+            (Some(c), Some(boot)) if *c.boot == **boot => c.durable.min(offset),
+            (Some(c), _) if c.durable >= offset => offset,
+            (Some(_), _) => {
+                return Err(Error::internal(format!(
+                    "upload {upload} was written before the machine restarted and must be \
+                     recovered first"
+                )))
+            }
+        };
         let path = self.upload_path(upload);
         let id = upload.to_owned();
-        let file = blocking(move || {
+        let synced = self.synced.clone();
+        let opened = blocking(move || {
             // Only a session's first bytes create its file. Past offset 0 a missing file means
             // its bytes are gone: a commit renamed them into a blob and its answer was lost (the
             // process killed before the session closed). Creating it again would resume on a
@@ -133,13 +159,23 @@ impl BlobStore for FileStore {
                     format!("the upload file holds {len} bytes, the session {offset}"),
                 )));
             }
+            let epoch = synced.begin(&id, offset, len);
             // Drop whatever an interrupted request wrote past the acknowledged offset.
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            Ok(Ok(file))
+            Ok(Ok((file, epoch)))
         })
         .await??;
-        Ok(Box::new(FileSink::start(file, offset)))
+        let (file, epoch) = opened;
+        let background = self.boot.as_ref().map(|boot| Background {
+            boot: boot.clone(),
+            path: self.upload_path(upload),
+            upload: upload.to_owned(),
+            synced: self.synced.clone(),
+            epoch,
+            prior,
+        });
+        Ok(Box::new(FileSink::start(file, offset, background)))
     }
 
     async fn commit(
@@ -158,6 +194,7 @@ impl BlobStore for FileStore {
         let location = format!("{digest}.{copy}");
         let to = self.location_path(&location)?;
         let id = upload.to_owned();
+        self.synced.forget(upload);
         blocking(move || {
             // `create` covers an empty blob whose upload never received a byte; any other
             // upload's file missing was committed already (see `append`).
@@ -198,12 +235,76 @@ impl BlobStore for FileStore {
     async fn discard(&self, upload: &str, _state: &[u8]) -> Result<()> {
         // Only `uploads/<id>`, which no blob's location can name (those are `<digest>.<copy>`
         // under `blobs/`): a committed upload was renamed away from here.
+        self.synced.forget(upload);
         let path = self.upload_path(upload);
         blocking(move || match fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         })
         .await
+    }
+
+    /// After another boot, a session whose checkpoint is short of its size goes back to the
+    /// checkpoint: bytes past it may have been lost with the page cache, or be zeros where
+    /// the filesystem had allocated blocks the data never reached.
+    async fn recover(&self, upload: &str, state: &[u8], size: u64) -> Result<Option<Written>> {
+        let (Some(boot), Some(checkpoint)) = (&self.boot, Checkpoint::parse(state)?) else {
+            return Ok(None);
+        };
+        if *checkpoint.boot == **boot || checkpoint.durable >= size {
+            return Ok(None);
+        }
+        let path = self.upload_path(upload);
+        let len = blocking(move || match fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        match len {
+            Some(len) if len >= checkpoint.durable => Ok(Some(Written {
+                size: checkpoint.durable,
+                state: Checkpoint {
+                    boot: boot.to_string(),
+                    durable: checkpoint.durable,
+                }
+                .to_bytes(),
+            })),
+            _ => Err(Error::upload_lost(
+                upload,
+                "bytes fsynced before the machine restarted are missing",
+            )),
+        }
+    }
+
+    /// Plain reads, not a mapping: the upload file may be cut back by a request meanwhile,
+    /// which under a mapping would be a fault, not an error.
+    async fn read_upload(&self, upload: &str, range: Range<u64>) -> Result<ByteStream> {
+        let path = self.upload_path(upload);
+        let file = blocking(move || File::open(path))
+            .await
+            .map_err(|e| Error::upload_lost(upload, format!("reading the upload back: {e}")))?;
+        let file = Arc::new(file);
+        let stream = futures::stream::try_unfold(range, move |range| {
+            let file = file.clone();
+            async move {
+                if range.is_empty() {
+                    return Ok(None);
+                }
+                let len = (range.end - range.start).min(WRITE_BATCH as u64) as usize;
+                let start = range.start;
+                let bytes = tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; len];
+                    file.read_exact_at(&mut buf, start)?;
+                    Ok::<_, std::io::Error>(Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                Ok(Some((bytes, range.start + len as u64..range.end)))
+            }
+        });
+        Ok(ByteStream::from_stream(stream))
     }
 
     async fn read(&self, location: &str, range: Range<u64>) -> Result<ByteStream> {
@@ -345,6 +446,32 @@ fn map_range(file: &File, range: Range<u64>) -> std::io::Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
+/// A sink's way to acknowledge from the page cache (see `checkpoint`).
+struct Background {
+    boot: Arc<str>,
+    path: PathBuf,
+    upload: String,
+    synced: Synced,
+    /// The epoch this request writes in (`Synced::begin`).
+    epoch: u64,
+    /// What the session row vouched for when the request began.
+    prior: u64,
+}
+
+impl Background {
+    /// Fsyncs the first `size` bytes after the request is answered, through a descriptor of
+    /// its own: the request's, which holds the upload's lock, is closed at once, so the next
+    /// chunk never waits for this. The next request's checkpoint counts it once it is done.
+    fn fsync(self, size: u64) {
+        tokio::task::spawn_blocking(move || {
+            // Gone (committed or discarded meanwhile): nothing to vouch for.
+            if File::open(&self.path).and_then(|f| f.sync_data()).is_ok() {
+                self.synced.record(&self.upload, self.epoch, size);
+            }
+        });
+    }
+}
+
 /// Bytes a write job takes at most, and how far the socket may run ahead of the disk.
 const WRITE_BATCH: usize = 4 * 1024 * 1024;
 /// Chunks waiting for the writer before reading waits for it.
@@ -358,6 +485,8 @@ const MAX_WAITING_CHUNKS: usize = 256;
 /// file).
 struct FileSink {
     file: Arc<File>,
+    /// With the machine's boot id: acknowledge from the page cache, fsync in the background.
+    background: Option<Background>,
     /// Where the next batch goes.
     position: u64,
     waiting: Vec<Bytes>,
@@ -368,9 +497,10 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn start(file: File, offset: u64) -> Self {
+    fn start(file: File, offset: u64, background: Option<Background>) -> Self {
         FileSink {
             file: Arc::new(file),
+            background,
             position: offset,
             waiting: Vec::new(),
             waiting_len: 0,
@@ -436,7 +566,7 @@ impl BlobSink for FileSink {
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>, _last: bool) -> Result<Written> {
+    async fn finish(mut self: Box<Self>, last: bool) -> Result<Written> {
         self.settle().await?;
         if !self.waiting.is_empty() {
             self.spawn_write();
@@ -445,13 +575,39 @@ impl BlobSink for FileSink {
         if let Some(flush) = self.flush.take() {
             let _ = flush.await;
         }
-        let file = self.file.clone();
-        blocking(move || file.sync_data()).await?;
-        // The file itself is the state: nothing to carry between requests.
-        Ok(Written {
-            size: self.position,
-            state: Vec::new(),
-        })
+        let size = self.position;
+        let background = match self.background.take() {
+            Some(b) if !last => b,
+            // The last chunk (the blob is committed next), or no boot id to tell a restart of
+            // the machine by: durable before it is acknowledged.
+            background => {
+                let file = self.file.clone();
+                blocking(move || file.sync_data()).await?;
+                let state = background.map_or_else(Vec::new, |b| {
+                    Checkpoint {
+                        boot: b.boot.to_string(),
+                        durable: size,
+                    }
+                    .to_bytes()
+                });
+                return Ok(Written { size, state });
+            }
+        };
+        let durable = background
+            .prior
+            .max(
+                background
+                    .synced
+                    .durable(&background.upload, background.epoch),
+            )
+            .min(size);
+        let state = Checkpoint {
+            boot: background.boot.to_string(),
+            durable,
+        }
+        .to_bytes();
+        background.fsync(size);
+        Ok(Written { size, state })
     }
 }
 

@@ -17,6 +17,7 @@
 //! swept, garbage collection, `reconcile`). A stale upload state or a wrong key cannot reach a
 //! live blob.
 
+mod checkpoint;
 pub mod coalesce;
 pub mod file;
 #[cfg(feature = "s3")]
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use depot_gc::Listed;
 pub use file::FileStore;
@@ -112,6 +113,22 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Forgets an upload's bytes (cancelled, failed, abandoned, or a duplicate of a stored
     /// blob). Unknown uploads are fine; objects a stored blob refers to are kept.
     async fn discard(&self, upload: &str, state: &[u8]) -> Result<()>;
+
+    /// For a store that acknowledges chunks before they are durable: if the machine went down
+    /// uncleanly since `upload` (at `size`, with `state`) was last written, how much of it is
+    /// sure to have survived, and the state to carry from there. `None`: all of it (the
+    /// default, for stores that acknowledge only durable bytes).
+    async fn recover(&self, _upload: &str, _state: &[u8], _size: u64) -> Result<Option<Written>> {
+        Ok(None)
+    }
+
+    /// Streams `range` of an upload in progress: to hash its bytes again after [`Self::recover`]
+    /// rolled it back. Only stores that recover need it.
+    async fn read_upload(&self, upload: &str, _range: Range<u64>) -> Result<ByteStream> {
+        Err(Error::internal(format!(
+            "this store cannot read upload {upload} back"
+        )))
+    }
 
     /// Streams `range` of the committed blob at `location`.
     async fn read(&self, location: &str, range: Range<u64>) -> Result<ByteStream>;
