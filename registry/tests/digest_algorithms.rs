@@ -251,9 +251,7 @@ fn sha512_uploads_with_and_without_the_hint_on_postgres_and_s3() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut flags: Vec<String> = vec!["--no-auth".into(), "--gc-interval".into(), "0".into()];
-    flags.extend(b.flags());
-    flags.extend(["--s3-part-size-mib".into(), "5".into()]);
+    let flags = b.test_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start_with(&dir.path().join("data"), &flags);
     every_way(&server, &|| b.object_count());

@@ -567,10 +567,18 @@ fn an_os_crash_rolls_a_session_back_to_its_last_durable_checkpoint() {
     let server = boot("boot-b");
     let base = server.url();
     assert_eq!(upload_offset(&c, &base, &location), durable);
+    // The log is read from the process's output as it comes.
+    let logged = |line: &str| {
+        (0..100).any(|_| {
+            let found = server.logs().contains(line);
+            if !found {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            found
+        })
+    };
     assert!(
-        server
-            .logs()
-            .contains("rolled back to its last durable checkpoint"),
+        logged("rolled back to its last durable checkpoint"),
         "{}",
         server.logs()
     );

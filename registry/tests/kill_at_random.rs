@@ -353,10 +353,7 @@ fn kill_at_random_points_on_postgres_and_s3() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut flags: Vec<String> = vec!["--no-auth".into(), "--gc-interval".into(), "0".into()];
-    flags.extend(b.flags());
-    // The smallest part S3 allows, so the many-part shape has several parts and a tail.
-    flags.extend(["--s3-part-size-mib".into(), "5".into()]);
+    let flags = b.test_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut server = Server::start_with(dir.path(), &flags);
     kill_at_random(&mut server, "PostgreSQL + S3");

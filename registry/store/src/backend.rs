@@ -137,7 +137,11 @@ pub async fn open_backend(
         std::fs::create_dir_all(&backend.data_dir)?;
     }
     let meta = Metadata::connect(&backend.database_url()?).await?;
-    let store = open_store(backend, redirect, Arc::new(meta.clone())).await?;
+    // Files acknowledged from the page cache only where one process owns them: on a shared
+    // database, replicas on other machines may share the directory too (a network volume),
+    // and another machine's boot id would look like a restart of this one.
+    let own = !meta.dialect().shared();
+    let store = open_store(backend, redirect, own, Arc::new(meta.clone())).await?;
     Ok((meta, store))
 }
 
@@ -146,14 +150,22 @@ pub async fn open_backend(
 async fn open_store(
     config: &BackendConfig,
     redirect: bool,
+    single_process: bool,
     referenced: Arc<dyn Referenced>,
 ) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let files = |dir: &std::path::Path| -> anyhow::Result<Arc<dyn BlobStore>> {
+        let store = FileStore::open(dir, referenced.clone())?;
+        Ok(Arc::new(if single_process {
+            store
+        } else {
+            store.fsync_every_chunk()
+        }))
+    };
     match config.storage.as_deref() {
-        None => Ok(Arc::new(FileStore::open(&config.data_dir, referenced)?)),
-        Some(spec) if spec.starts_with("file:") => Ok(Arc::new(FileStore::open(
-            std::path::Path::new(&spec["file:".len()..]),
-            referenced,
-        )?)),
+        None => files(&config.data_dir),
+        Some(spec) if spec.starts_with("file:") => {
+            files(std::path::Path::new(&spec["file:".len()..]))
+        }
         Some(spec) => open_s3(config, spec, redirect, referenced).await,
     }
 }

@@ -25,6 +25,18 @@ impl Backends {
         flags
     }
 
+    /// `serve` flags for a test server on these backends: no authentication, no collection,
+    /// and S3's smallest part (5 MiB), so a few MiB make a blob of several parts and a tail.
+    pub fn test_flags(&self) -> Vec<String> {
+        let mut flags: Vec<String> = ["--no-auth", "--gc-interval", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        flags.extend(self.flags());
+        flags.extend(["--s3-part-size-mib".into(), "5".into()]);
+        flags
+    }
+
     /// The database and store flags `serve`, `admin` and `depot-gc` all take.
     pub fn store_flags(&self) -> Vec<String> {
         [
