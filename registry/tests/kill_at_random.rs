@@ -65,13 +65,18 @@ fn blob(rng: &mut StdRng) -> Vec<u8> {
 }
 
 fn open(c: &Client, base: &str, repo: &str, data: Vec<u8>) -> Session {
+    try_open(c, base, repo, data).expect("POST to open an upload")
+}
+
+/// [`open`], or `None` if the `POST` got no answer (the server killed meanwhile).
+fn try_open(c: &Client, base: &str, repo: &str, data: Vec<u8>) -> Option<Session> {
     let r = c
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
         .send()
-        .unwrap();
+        .ok()?;
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    Session {
+    Some(Session {
         location,
         digest: sha256(&data),
         data,
@@ -82,7 +87,7 @@ fn open(c: &Client, base: &str, repo: &str, data: Vec<u8>) -> Session {
         done: false,
         failed: String::new(),
         restarts: 0,
-    }
+    })
 }
 
 /// Pushes `s` until it is done, `stop` is set, or a request fails (the server was killed);
@@ -146,7 +151,12 @@ fn drive(
             }
             // An earlier closing PUT committed the bytes and its answer was lost before the
             // blob was linked: the session is over, and the client starts again.
-            404 if s.put_sent => restart(c, base, repo, &mut s),
+            404 if s.put_sent => {
+                if !restart(c, base, repo, &mut s) {
+                    s.failed = format!("{method} at {start}: 404, and no new session");
+                    return;
+                }
+            }
             // A 5xx while the process dies.
             status if status >= 500 => {
                 s.failed = format!("{method} at {start}: {status}");
@@ -163,12 +173,17 @@ fn drive(
 
 /// A new session for the same bytes, as a client does when the registry no longer knows its
 /// upload.
-fn restart(c: &Client, base: &str, repo: &str, s: &mut Session) {
-    let fresh = open(c, base, repo, std::mem::take(&mut s.data));
+/// `false` if the `POST` got no answer (the server killed meanwhile): the session stays as it
+/// was, unknown to the registry, and is started again after the restart.
+fn restart(c: &Client, base: &str, repo: &str, s: &mut Session) -> bool {
+    let Some(fresh) = try_open(c, base, repo, s.data.clone()) else {
+        return false;
+    };
     *s = Session {
         restarts: s.restarts + 1,
         ..fresh
     };
+    true
 }
 
 /// After a restart: where each unfinished session stands, checked against what its client saw.
@@ -228,7 +243,7 @@ fn check_after_kill(
                     verify(c, base, repo, &s);
                     s.done = true;
                 } else {
-                    restart(c, base, repo, &mut s);
+                    assert!(restart(c, base, repo, &mut s), "no new session");
                 }
             }
             other => panic!("{}: status {other}", s.location),
