@@ -314,12 +314,13 @@ async fn link_stored(
     })
 }
 
-/// A closing `PUT` that failed (`failed`, not a digest mismatch). If `repo` holds `digest`
-/// after all, the push it closes is done: an earlier try of this `PUT` committed and linked the
-/// blob and only its answer was lost (the process killed before the session was closed, which
-/// leaves the session's stored bytes gone or moved), so the session is closed and the answer
-/// is `201`. Otherwise `failed`; a session whose bytes are gone (`404 BLOB_UPLOAD_UNKNOWN`) is
-/// closed by then, and the client starts a new upload.
+/// A closing `PUT` that failed (`failed`, not a digest mismatch). If the failure is the
+/// store's or the server's and `repo` holds `digest` after all, the push it closes is done: an
+/// earlier try of this `PUT` committed and linked the blob and only its answer was lost (the
+/// process killed before the session was closed, which leaves the session's stored bytes gone
+/// or moved), so the session is closed and the answer is `201`. Otherwise `failed`; a session
+/// whose bytes are gone (`404 BLOB_UPLOAD_UNKNOWN`) is closed by then, and the client starts a
+/// new upload. A malformed request keeps its own answer whatever the repository holds.
 async fn failed_close(
     state: &AppState,
     repo: &RepoName,
@@ -327,6 +328,10 @@ async fn failed_close(
     digest: &Digest,
     failed: Error,
 ) -> Result<Response> {
+    let lost = failed.code == Code::BlobUploadUnknown;
+    if !lost && !failed.status.is_server_error() {
+        return Err(failed);
+    }
     // Only on this failure path: a healthy push pays no extra query.
     match state.content.meta.repo_blob(repo, digest).await {
         Ok(Some(_)) => {
@@ -334,7 +339,7 @@ async fn failed_close(
             Ok(blob_created(repo, digest))
         }
         _ => {
-            if failed.code == Code::BlobUploadUnknown {
+            if lost {
                 state.content.meta.close_upload(id, repo).await?;
             }
             Err(failed)
