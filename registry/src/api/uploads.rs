@@ -614,15 +614,17 @@ pub(crate) async fn finish(
         }
         return committed.map(|()| blob_created(repo, &digest));
     }
-    let committed = commit(state, repo, id, &written, &hasher, &digest).await;
-    match &committed {
+    let committed = match commit(state, repo, id, &written, &hasher, &digest).await {
         Err(e) if e.code != Code::DigestInvalid => {
-            return failed_close(state, repo, id, &digest, committed.unwrap_err()).await;
+            return failed_close(state, repo, id, &digest, e).await;
         }
-        // The session cannot succeed any more: free its bytes now rather than at expiry.
-        Err(_) => state.content.store.discard(id, &written.state).await?,
-        Ok(()) => {}
-    }
+        Err(mismatch) => {
+            // The session cannot succeed any more: free its bytes now rather than at expiry.
+            state.content.store.discard(id, &written.state).await?;
+            Err(mismatch)
+        }
+        Ok(()) => Ok(()),
+    };
     // A session that never had a row needs no tombstone: its next use would start afresh,
     // which is harmless, and skipping the write keeps a POST + PUT push to one commit.
     if has_row {

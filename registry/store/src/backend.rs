@@ -140,8 +140,8 @@ pub async fn open_backend(
     // Files acknowledged from the page cache only where one process owns them: on a shared
     // database, replicas on other machines may share the directory too (a network volume),
     // and another machine's boot id would look like a restart of this one.
-    let own = !meta.dialect().shared();
-    let store = open_store(backend, redirect, own, Arc::new(meta.clone())).await?;
+    let single_process = !meta.dialect().shared();
+    let store = open_store(backend, redirect, single_process, Arc::new(meta.clone())).await?;
     Ok((meta, store))
 }
 

@@ -270,7 +270,6 @@ fn pushes_through_lost_replicas_storage_nodes_and_database_lose_nothing() {
         orphan_history(&world, &reconciled)
     );
     if orphans > 0 {
-        eprintln!("{reconciled}\n{}", orphan_history(&world, &reconciled));
         let out = world.depot_gc(&["--gc-grace", "0", "reconcile"]);
         assert!(out.contains("removed "), "{out}");
         let (left, listed) = world.orphans();

@@ -40,6 +40,15 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a checkpoint serializes")
     }
+
+    /// The state to carry: `durable` bytes known fsynced in boot `boot`.
+    pub fn state(boot: &str, durable: u64) -> Vec<u8> {
+        Checkpoint {
+            boot: boot.to_owned(),
+            durable,
+        }
+        .to_bytes()
+    }
 }
 
 /// This machine's boot id (`/proc/sys/kernel/random/boot_id`), or `None` where there is none:

@@ -104,6 +104,23 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::from)
 }
 
+/// Opens upload `id`'s file at `path` for writing, creating it only if `create`: a missing
+/// file is the upload's bytes gone (`Error::UploadLost`), any other failure an I/O error.
+fn open_upload(path: &Path, create: bool, id: &str) -> std::io::Result<Result<File>> {
+    match OpenOptions::new()
+        .create(create)
+        .truncate(false)
+        .write(true)
+        .open(path)
+    {
+        Ok(file) => Ok(Ok(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Err(Error::upload_lost(id, "no upload file")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -133,17 +150,9 @@ impl BlobStore for FileStore {
             // its bytes are gone: a commit renamed them into a blob and its answer was lost (the
             // process killed before the session closed). Creating it again would resume on a
             // hole of zeros, hashed as if it were the acknowledged bytes.
-            let mut file = match OpenOptions::new()
-                .create(offset == 0)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-            {
+            let mut file = match open_upload(&path, offset == 0, &id)? {
                 Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(Err(Error::upload_lost(&id, "no upload file")))
-                }
-                Err(e) => return Err(e),
+                Err(lost) => return Ok(Err(lost)),
             };
             // A writer whose request just ended may still be closing the file: give it a moment
             // before telling the client that someone else is writing.
@@ -204,17 +213,9 @@ impl BlobStore for FileStore {
         blocking(move || {
             // `create` covers an empty blob whose upload never received a byte; any other
             // upload's file missing was committed already (see `append`).
-            let file = match OpenOptions::new()
-                .create(size == 0)
-                .truncate(false)
-                .write(true)
-                .open(&from)
-            {
+            let file = match open_upload(&from, size == 0, &id)? {
                 Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(Err(Error::upload_lost(&id, "no upload file")))
-                }
-                Err(e) => return Err(e),
+                Err(lost) => return Ok(Err(lost)),
             };
             let len = file.metadata()?.len();
             if len != size {
@@ -270,11 +271,7 @@ impl BlobStore for FileStore {
         match len {
             Some(len) if len >= checkpoint.durable => Ok(Some(Written {
                 size: checkpoint.durable,
-                state: Checkpoint {
-                    boot: boot.to_string(),
-                    durable: checkpoint.durable,
-                }
-                .to_bytes(),
+                state: Checkpoint::state(boot, checkpoint.durable),
             })),
             _ => Err(Error::upload_lost(
                 upload,
@@ -589,13 +586,7 @@ impl BlobSink for FileSink {
             background => {
                 let file = self.file.clone();
                 blocking(move || file.sync_data()).await?;
-                let state = background.map_or_else(Vec::new, |b| {
-                    Checkpoint {
-                        boot: b.boot.to_string(),
-                        durable: size,
-                    }
-                    .to_bytes()
-                });
+                let state = background.map_or_else(Vec::new, |b| Checkpoint::state(&b.boot, size));
                 return Ok(Written { size, state });
             }
         };
@@ -607,11 +598,7 @@ impl BlobSink for FileSink {
                     .durable(&background.upload, background.epoch),
             )
             .min(size);
-        let state = Checkpoint {
-            boot: background.boot.to_string(),
-            durable,
-        }
-        .to_bytes();
+        let state = Checkpoint::state(&background.boot, durable);
         background.fsync(size);
         Ok(Written { size, state })
     }
