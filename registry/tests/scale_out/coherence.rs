@@ -75,14 +75,27 @@ fn replicas_serve_a_moved_tag_within_milliseconds_and_never_a_deleted_manifest()
             });
         }
         let client = Client::new();
-        for m in &manifests[1..MOVES] {
-            let r = depot_testkit::oci::put_manifest(&client, &urls[0], repo, "moving", None, m);
-            assert_eq!(r.status(), 201);
-            acks.lock().unwrap().push(epoch.elapsed());
-            std::thread::sleep(Duration::from_millis(3));
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        // The watchers stop whatever happens here: a failed move must fail the test, not
+        // leave them spinning for ever.
+        let moved = (|| {
+            for m in &manifests[1..MOVES] {
+                let r =
+                    depot_testkit::oci::put_manifest(&client, &urls[0], repo, "moving", None, m);
+                if r.status() != 201 {
+                    return Err(format!(
+                        "moving the tag: {} {}",
+                        r.status(),
+                        r.text().unwrap()
+                    ));
+                }
+                acks.lock().unwrap().push(epoch.elapsed());
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        })();
         stop.store(true, Ordering::SeqCst);
+        moved.unwrap();
     });
     let acks = acks.into_inner().unwrap();
     let mut delays = Vec::new();
